@@ -1,0 +1,28 @@
+"""Shared test fixtures.
+
+Tests that need a tool the machine lacks skip with the reason on a developer's
+laptop and *fail* in CI (``CI=true``): CI must prove everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_tool(name: str) -> str:
+    """Return the path of executable *name*; skip locally, fail in CI, when missing."""
+    extra = REPO_ROOT / ".cache" / "helm" / name
+    path = shutil.which(name) or (str(extra) if extra.exists() else None)
+    if path is None:
+        message = f"{name} is not installed (scripts/test.sh installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
