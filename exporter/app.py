@@ -1,0 +1,117 @@
+"""The WSGI application: ``/metrics``, a landing page, health and readiness.
+
+Built by :func:`create_app` around a :class:`UsageExporter`; it does no I/O of
+its own beyond answering the request.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+from prometheus_client.exposition import gzip_accepted
+
+from exporter import __version__
+from exporter.service import UsageExporter
+
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+# Answer a first scrape a little before Prometheus gives up on it.
+SCRAPE_TIMEOUT_MARGIN = 0.5
+
+
+def first_scrape_wait(header: str | None) -> float:
+    """How long a scrape may wait for first data, from X-Prometheus-Scrape-Timeout-Seconds."""
+    try:
+        timeout = float(header) if header else DEFAULT_SCRAPE_TIMEOUT
+    except ValueError:
+        timeout = DEFAULT_SCRAPE_TIMEOUT
+    if not timeout > 0:  # also rejects NaN
+        timeout = DEFAULT_SCRAPE_TIMEOUT
+    return max(0.0, min(timeout - SCRAPE_TIMEOUT_MARGIN, timeout * 0.9))
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    if timestamp is None:
+        return "never"
+    moment = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{moment} ({now - timestamp:.0f}s ago)"
+
+
+def landing_page(exporter: UsageExporter, now: float) -> bytes:
+    """A small HTML page: what this is, where the metrics are, how each account is doing."""
+    path = html.escape(exporter.settings.telemetry_path)
+    rows = []
+    for view in exporter.views():
+        age = "no data"
+        if view.snapshot is not None:
+            age = f"{now - view.snapshot.window.end.timestamp():.0f}s"
+        status = "up" if view.up else ("down" if view.attempted else "starting")
+        rows.append(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
+                view.account.name, status, _when(view.last_success, now), age,
+                view.last_error or "")) + "</tr>")
+    demo = " (demo data)" if exporter.settings.demo else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Scenario Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
+</head><body>
+<h1>Scenario Exporter{demo}</h1>
+<p>Prometheus exporter for Scenario usage and Creative Unit billing. Version {__version__}.</p>
+<p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">Health</a>
+ &middot; <a href="/-/ready">Readiness</a></p>
+<h2>Accounts</h2>
+<table><tr><th>Account</th><th>Upstream</th><th>Last refresh</th><th>Data age</th>
+<th>Last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    return page.encode()
+
+
+def create_app(exporter: UsageExporter) -> WSGIApplication:
+    """The exporter's WSGI application."""
+    metrics_path = exporter.settings.telemetry_path
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", b"Method not allowed\n",
+                          extra=[("Allow", "GET, HEAD")], head=False)
+        head = method == "HEAD"
+        if path == metrics_path:
+            exporter.prepare_scrape(
+                first_scrape_wait(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")))
+            gzip = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            body, content_type = exporter.renderer.render(environ.get("HTTP_ACCEPT"), gzip,
+                                                          started=started)
+            extra = [("Content-Encoding", "gzip")] if gzip else []
+            extra.append(("Vary", "Accept, Accept-Encoding"))
+            return _reply(start_response, "200 OK", body, content_type, extra, head)
+        if path == "/":
+            return _reply(start_response, "200 OK", landing_page(exporter, time.time()),
+                          "text/html; charset=utf-8", head=head)
+        if path == "/-/healthy":
+            return _reply(start_response, "200 OK", b"Healthy\n", head=head)
+        if path == "/-/ready":
+            if exporter.ready():
+                return _reply(start_response, "200 OK", b"Ready\n", head=head)
+            return _reply(start_response, "503 Service Unavailable",
+                          b"Not ready: waiting for the first refresh of every account\n",
+                          head=head)
+        return _reply(start_response, "404 Not Found", b"Not found\n", head=head)
+
+    return app
+
+
+def _reply(start_response: StartResponse, status: str, body: bytes,
+           content_type: str = "text/plain; charset=utf-8",
+           extra: list[tuple[str, str]] | None = None, head: bool = False) -> list[bytes]:
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
+               *(extra or [])]
+    start_response(status, headers)
+    return [] if head else [body]

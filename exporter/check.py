@@ -1,0 +1,62 @@
+"""``scenario-exporter check``: one upstream call per account and a human summary.
+
+What users run first to check their key: it prints the period-to-date spend,
+the top models and the assets by kind, or the exact reason of the failure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TextIO
+
+import httpx
+
+from exporter.client import UpstreamError, UsageClient
+from exporter.config import Settings, mask
+from exporter.period import current_window
+
+TOP_MODELS = 5
+
+
+def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: TextIO) -> int:
+    """Check every configured account; 0 when all answered, 1 otherwise."""
+    client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport)
+    window = current_window(datetime.now(timezone.utc), settings.period,
+                            settings.period_anchor_day)
+    failed = 0
+    try:
+        for account in settings.accounts:
+            out.write(f"account {account.name} (key {mask(account.api_key)}), "
+                      f"{settings.period} from {window.start:%Y-%m-%d %H:%M} UTC "
+                      f"to {window.end:%Y-%m-%d %H:%M} UTC\n")
+            try:
+                result = client.fetch_period_usage(account, window)
+            except UpstreamError as exc:
+                failed += 1
+                out.write(f"  FAILED ({exc.reason}): {exc}\n")
+                continue
+            snap = result.snapshot
+            cost = sum(t[0] for t in snap.models.values())
+            discount = sum(t[2] for t in snap.models.values())
+            jobs = sum(t[4] for t in snap.models.values())
+            out.write(f"  OK: {result.requests} request(s), {result.body_bytes} bytes\n")
+            out.write(f"  period-to-date spend: {cost:,.2f} CU "
+                      f"(discounts {discount:,.2f} CU, {jobs:,.0f} jobs)\n")
+            if account.budget_creative_units:
+                share = 100 * cost / account.budget_creative_units
+                out.write(f"  budget: {account.budget_creative_units:,.0f} CU, "
+                          f"{share:.1f}% used\n")
+            top = sorted(snap.models.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_MODELS]
+            if top:
+                out.write(f"  top {len(top)} models by spend:\n")
+                for model_id, totals in top:
+                    name = snap.model_names.get(model_id, "")
+                    label = f"{name} ({model_id})" if name else model_id
+                    out.write(f"    {totals[0]:>14,.2f} CU  {label}\n")
+            if snap.assets:
+                kinds = ", ".join(f"{kind} {totals[0]:,.0f}"
+                                  for kind, totals in sorted(snap.assets.items()))
+                out.write(f"  assets created: {kinds}\n")
+    finally:
+        client.close()
+    return 1 if failed else 0

@@ -1,0 +1,218 @@
+"""The upstream client: one ``GET /v1/usages`` per refresh, summed into a snapshot.
+
+It asks only for the sections that are exported, drops zero points (which
+keeps responses far below the API gateway's 6 MB limit), and when a response is
+too large all the same, splits the window in two and adds the halves: every
+exported value is a sum, so halves add up.
+
+Failures are raised as :class:`UpstreamError`, which carries the ``reason``
+label of the failure counter and, for 429, the server's ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import httpx
+from pydantic import ValidationError
+
+from exporter import __version__
+from exporter.config import AccountConfig
+from exporter.models import UsageResponse
+from exporter.period import PeriodWindow
+from exporter.snapshot import InvalidResponse, UsageSnapshot, merge, summarize
+
+log = logging.getLogger("exporter.upstream")
+
+SECTIONS = "usages,consumption,model-usages,asset-usages,nsfw-usages"
+USER_AGENT = f"scenario-exporter/{__version__}"
+# Below an hour, a window that is still too large will not get small enough by
+# halving: give up instead of fanning out.
+MIN_SPLIT_SECONDS = 3600.0
+_TOO_LARGE_WORDS = ("payload", "body size", "response size", "too large", "too big")
+
+
+class UpstreamError(Exception):
+    """A refresh that failed; ``reason`` is the failure-counter label."""
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _TooLarge(Exception):
+    """The response for this window exceeds what the API can send."""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A summed window, how many HTTP calls it took and the bytes they carried."""
+
+    snapshot: UsageSnapshot
+    requests: int
+    body_bytes: int
+
+
+RequestRecorder = Callable[[str, str, float, "int | None"], None]
+RequestPermit = Callable[[], bool]
+
+
+def _isoformat(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+class UsageClient:
+    """Reads period-to-date usage of an account from Scenario's API."""
+
+    def __init__(self, api_url: str, timeout: float, *,
+                 transport: httpx.BaseTransport | None = None,
+                 record: RequestRecorder | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout,
+                                  transport=transport, follow_redirects=False,
+                                  headers={"User-Agent": USER_AGENT,
+                                           "Accept": "application/json"})
+        self._record = record or (lambda account, code, seconds, size: None)
+        self._monotonic = monotonic
+        self._wall = wall
+
+    def close(self) -> None:
+        self._http.close()
+
+    def fetch_period_usage(self, account: AccountConfig, window: PeriodWindow,
+                           permit: RequestPermit | None = None) -> FetchResult:
+        """Sum *window* for *account*, splitting it when upstream says it is too large.
+
+        *permit* is asked before every HTTP call (the hourly cap); a refusal
+        fails the refresh with reason ``request_cap``.
+        """
+        try:
+            return self._fetch(account, window, permit)
+        except _TooLarge:
+            raise UpstreamError("too_large", "the response is too large for the API even for "
+                                             "a one-hour window") from None
+
+    def _fetch(self, account: AccountConfig, window: PeriodWindow,
+               permit: RequestPermit | None) -> FetchResult:
+        try:
+            snapshot, size = self._get(account, window, permit)
+            return FetchResult(snapshot, 1, size)
+        except _TooLarge:
+            if window.seconds <= MIN_SPLIT_SECONDS:
+                raise
+            first, second = window.split()
+            log.info("splitting window", extra={"fields": {
+                "account": account.name, "window": _describe(window),
+                "halves": f"{_describe(first)} + {_describe(second)}"}})
+            a = self._fetch(account, first, permit)
+            b = self._fetch(account, second, permit)
+            return FetchResult(merge(a.snapshot, b.snapshot), 1 + a.requests + b.requests,
+                               a.body_bytes + b.body_bytes)
+
+    def _params(self, account: AccountConfig, window: PeriodWindow) -> dict[str, str]:
+        params = {
+            "type": SECTIONS,
+            "dropZeroPoints": "true",
+            "startDate": _isoformat(window.start),
+            "endDate": _isoformat(window.end),
+        }
+        if account.project_ids:
+            params["projectIds"] = ",".join(account.project_ids)
+        return params
+
+    def _get(self, account: AccountConfig, window: PeriodWindow,
+             permit: RequestPermit | None) -> tuple[UsageSnapshot, int]:
+        if permit is not None and not permit():
+            raise UpstreamError("request_cap", "the hourly cap of upstream requests "
+                                               "(--upstream.max-requests-per-hour) is reached")
+        token = base64.b64encode(f"{account.api_key}:{account.secret()}".encode()).decode()
+        started = self._monotonic()
+        try:
+            response = self._http.get("usages", params=self._params(account, window),
+                                      headers={"Authorization": f"Basic {token}"})
+        except httpx.TimeoutException:
+            self._record(account.name, "timeout", self._monotonic() - started, None)
+            raise UpstreamError("timeout", "upstream did not answer in time "
+                                           "(--upstream.timeout)") from None
+        except httpx.HTTPError as exc:
+            self._record(account.name, "connection_error", self._monotonic() - started, None)
+            raise UpstreamError("connection_error",
+                                f"cannot reach upstream: {type(exc).__name__}") from None
+        seconds = self._monotonic() - started
+        body = response.content
+        status = response.status_code
+        log.debug("upstream response", extra={"fields": {
+            "account": account.name, "window": _describe(window), "status": status,
+            "bytes": len(body), "duration_seconds": round(seconds, 3)}})
+        if status == 200:
+            try:
+                parsed = UsageResponse.model_validate_json(body)
+                snapshot = summarize(parsed, window)
+            except (ValidationError, InvalidResponse) as exc:
+                self._record(account.name, "invalid_response", seconds, len(body))
+                raise UpstreamError("invalid_response", _validation_summary(exc)) from None
+            self._record(account.name, "200", seconds, len(body))
+            return snapshot, len(body)
+
+        self._record(account.name, str(status), seconds, len(body))
+        if status == 413 or (status >= 500 and _speaks_of_size(body)):
+            raise _TooLarge()
+        if status in (401, 403):
+            raise UpstreamError("auth", f"upstream refused the credentials (HTTP {status}); "
+                                        "check the API key and secret")
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall())
+            hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
+            raise UpstreamError("rate_limited", f"upstream rate-limited us (HTTP 429{hint})",
+                                retry_after=retry_after)
+        if status >= 500:
+            raise UpstreamError("server_error", f"upstream failed (HTTP {status})")
+        raise UpstreamError("client_error", f"upstream rejected the request (HTTP {status})")
+
+
+def _speaks_of_size(body: bytes) -> bool:
+    text = body[:2000].decode("utf-8", "replace").lower()
+    return any(word in text for word in _TOO_LARGE_WORDS)
+
+
+def _describe(window: PeriodWindow) -> str:
+    return f"{_isoformat(window.start)}/{_isoformat(window.end)}"
+
+
+def _validation_summary(exc: Exception) -> str:
+    """One line: where the response is invalid (no values: they may be personal data)."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors:
+            first = errors[0]
+            loc = ".".join(str(part) for part in first["loc"])
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            if first["type"] == "json_invalid":
+                return "invalid response: the body is not valid JSON"
+            return f"invalid response: {loc}: {first['msg']}{more}"
+    return f"invalid response: {exc}"

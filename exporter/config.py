@@ -1,0 +1,470 @@
+"""Configuration: flags over environment over a YAML file, validated once at start-up.
+
+Every setting has one name, its flag (``--cache.ttl``). The same setting can be
+given in the environment as ``SCENARIO_EXPORTER_CACHE_TTL`` and in the YAML file
+as ``cache: {ttl: 5m}``. Credentials come from the environment or the YAML file's
+``accounts`` list, never from flags (flags show up in ``ps``).
+
+Any invalid value raises :class:`ConfigError` with one line that names the
+setting, where it came from, and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter.webserver import parse_listen_address
+
+DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
+ENV_PREFIX = "SCENARIO_EXPORTER_"
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+DEMO_API_KEY = "demo-key"
+DEMO_API_SECRET = "demo-secret"
+DEMO_BUDGET_CU = 1_200_000.0
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
+                   "y": 31536000}
+
+
+class ConfigError(Exception):
+    """An invalid configuration; ``str()`` is the one line shown to the user."""
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Parse a Prometheus-style duration (``90s``, ``5m``, ``1h30m``) into seconds.
+
+    Bare numbers are seconds, which is what people type in YAML.
+    """
+    if isinstance(text, bool):
+        raise ValueError("must be a duration such as 90s, 5m or 2h")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        value = text.strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", value):
+            seconds = float(value)
+        else:
+            parts = _DURATION_PART.findall(value)
+            if not parts or "".join(n + u for n, u in parts) != value:
+                raise ValueError(f"{text!r} is not a duration such as 90s, 5m or 2h")
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way they are written in flags (``300`` -> ``5m``)."""
+    if seconds and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+class AccountConfig(BaseModel):
+    """One set of Scenario credentials, watched as one ``account`` label value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    api_key: str = Field(min_length=1)
+    api_secret: SecretStr | None = None
+    api_secret_file: Path | None = None
+    project_ids: tuple[str, ...] = ()
+    budget_creative_units: float | None = Field(default=None, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_label_value(cls, value: str) -> str:
+        if not ACCOUNT_NAME.match(value):
+            raise ValueError("must be 1-63 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("project_ids", mode="before")
+    @classmethod
+    def _split_project_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> AccountConfig:
+        if (self.api_secret is None) == (self.api_secret_file is None):
+            raise ValueError("give exactly one of api_secret or api_secret_file")
+        if self.api_secret_file is not None:
+            read_secret_file(self.api_secret_file)
+        return self
+
+    def secret(self) -> str:
+        """The API secret; read from its file on every call so that rotated secrets apply."""
+        if self.api_secret is not None:
+            return self.api_secret.get_secret_value()
+        assert self.api_secret_file is not None
+        return read_secret_file(self.api_secret_file)
+
+    def __repr__(self) -> str:
+        # pydantic masks SecretStr already; the key is an identifier, not a secret,
+        # but keep it short in logs anyway.
+        return (f"AccountConfig(name={self.name!r}, api_key={mask(self.api_key)!r}, "
+                f"api_secret={'**********' if self.api_secret else None}, "
+                f"api_secret_file={str(self.api_secret_file) if self.api_secret_file else None!r},"
+                f" project_ids={self.project_ids!r}, "
+                f"budget_creative_units={self.budget_creative_units!r})")
+
+    __str__ = __repr__
+
+
+def mask(value: str) -> str:
+    """Keep the first 4 characters of an identifier, enough to tell keys apart."""
+    return value[:4] + "…" if len(value) > 4 else "…"
+
+
+def read_secret_file(path: Path) -> str:
+    """Read a secret from a file (Kubernetes mounts), without its trailing newline."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
+
+
+class Settings(BaseModel):
+    """The validated configuration of one exporter process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen_address: str = ":10097"
+    telemetry_path: str = "/metrics"
+    web_config_file: Path | None = None
+    demo: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    cache_ttl: float = Field(default=300.0, gt=0)
+    cache_max_stale: float = Field(default=7200.0, gt=0)
+    period: Literal["month", "day"] = "month"
+    period_anchor_day: int = Field(default=1, ge=1, le=28)
+    api_url: str = DEFAULT_API_URL
+    upstream_timeout: float = Field(default=30.0, gt=0)
+    max_requests_per_hour: int = Field(default=60, ge=1)
+    max_models: int = Field(default=500, ge=1)
+    max_users: int = Field(default=1000, ge=1)
+    user_identity: bool = False
+    accounts: tuple[AccountConfig, ...] = ()
+
+    @field_validator("cache_ttl", "cache_max_stale", "upstream_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @field_validator("telemetry_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value in {"/", "/-/healthy", "/-/ready"}:
+            raise ValueError("must start with '/' and not be '/', '/-/healthy' or '/-/ready'")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL such as " + DEFAULT_API_URL)
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> Settings:
+        names = [a.name for a in self.accounts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"accounts: the name {name!r} is used twice")
+        if self.cache_max_stale < self.cache_ttl:
+            raise ValueError("cache.max-stale must be at least cache.ttl")
+        return self
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting as the user names it: flag, environment variable, YAML path."""
+
+    flag: str  # without the leading dashes: "cache.ttl"
+    field: str  # Settings field
+    help: str
+    kind: Literal["value", "bool"] = "value"
+    metavar: str = "VALUE"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + re.sub(r"[.-]", "_", self.flag).upper()
+
+    @property
+    def yaml_path(self) -> tuple[str, ...]:
+        return tuple(self.flag.split("."))
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("web.listen-address", "listen_address",
+           "Address on which to expose metrics and the landing page (default :10097).",
+           metavar="[HOST]:PORT"),
+    Option("web.telemetry-path", "telemetry_path",
+           "Path under which to expose metrics (default /metrics).", metavar="PATH"),
+    Option("web.config.file", "web_config_file",
+           "Path to a Prometheus exporter-toolkit web config (TLS, basic auth, headers).",
+           metavar="FILE"),
+    Option("demo", "demo",
+           "Serve a built-in simulated Scenario account; no credentials needed.", kind="bool"),
+    Option("log.level", "log_level", "Log level: debug, info, warning, error (default info).",
+           metavar="LEVEL"),
+    Option("log.format", "log_format", "Log format: logfmt or json (default logfmt).",
+           metavar="FORMAT"),
+    Option("cache.ttl", "cache_ttl",
+           "How long upstream data is served before a scrape triggers a refresh (default 5m).",
+           metavar="DURATION"),
+    Option("cache.max-stale", "cache_max_stale",
+           "Age after which business series are withdrawn when refreshes fail (default 2h).",
+           metavar="DURATION"),
+    Option("period", "period",
+           "Billing period whose running total is exported: month or day (default month).",
+           metavar="PERIOD"),
+    Option("period.anchor-day", "period_anchor_day",
+           "Day of the month (1-28) on which a monthly period starts (default 1).",
+           metavar="DAY"),
+    Option("scenario.api-url", "api_url",
+           f"Base URL of Scenario's API (default {DEFAULT_API_URL}).", metavar="URL"),
+    Option("upstream.timeout", "upstream_timeout",
+           "Timeout of one upstream request (default 30s).", metavar="DURATION"),
+    Option("upstream.max-requests-per-hour", "max_requests_per_hour",
+           "Hard cap on upstream requests per account and hour (default 60).", metavar="N"),
+    Option("limits.max-models", "max_models",
+           "Models per account with a series of their own; the rest fold into __other__ "
+           "(default 500).", metavar="N"),
+    Option("limits.max-users", "max_users",
+           "Users per account with a series of their own; the rest fold into __other__ "
+           "(default 1000).", metavar="N"),
+    Option("metrics.user-identity", "user_identity",
+           "Add user_name and email (personal data) to scenario_user_info.", kind="bool"),
+)
+
+# Settings of the single account made from the environment (no YAML accounts).
+BUDGET_FLAG = "budget.creative-units"
+PROJECTS_FLAG = "scenario.project-ids"
+ACCOUNT_OPTIONS: tuple[Option, ...] = (
+    Option(BUDGET_FLAG, "budget_creative_units",
+           "Monthly Creative Unit budget of the single account (exported as "
+           "scenario_budget_creative_units).", metavar="CU"),
+    Option(PROJECTS_FLAG, "project_ids",
+           "Comma-separated Scenario project ids to restrict the single account to.",
+           metavar="IDS"),
+)
+
+CREDENTIAL_HELP = (
+    "set SCENARIO_API_KEY and SCENARIO_API_SECRET (or SCENARIO_API_SECRET_FILE), "
+    "list accounts in --config.file, or try --demo"
+)
+
+
+@dataclass
+class _Layer:
+    """Raw values collected from one source, remembered with where they came from."""
+
+    values: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+    def put(self, name: str, value: Any, source: str) -> None:
+        self.values[name] = (value, source)
+
+
+def _yaml_lookup(document: Mapping[str, Any], path: Sequence[str]) -> tuple[bool, Any]:
+    """Find a dotted flag in YAML, nested (``cache: {ttl: 5m}``) or flat (``cache.ttl``)."""
+    flat = ".".join(path)
+    for key in (flat, flat.replace("-", "_")):
+        if key in document:
+            return True, document[key]
+    node: Any = document
+    for part in path:
+        if not isinstance(node, Mapping):
+            return False, None
+        for key in (part, part.replace("-", "_")):
+            if key in node:
+                node = node[key]
+                break
+        else:
+            return False, None
+    return True, node
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read the YAML configuration file; an unreadable or malformed file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config.file: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"--config.file: {path}{where}: {problem}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"--config.file: {path}: must be a YAML mapping")
+    return document
+
+
+_YAML_TOP_LEVEL = {"accounts"} | {o.flag.split(".")[0] for o in OPTIONS + ACCOUNT_OPTIONS}
+
+
+def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
+                   config_file: Path | None = None) -> Settings:
+    """Merge the three layers (flags > environment > YAML) and validate them.
+
+    *flags* maps flag names (``"cache.ttl"``) to the values given on the
+    command line; flags that were not given are absent.
+    """
+    document = load_yaml(config_file) if config_file is not None else {}
+    unknown = sorted(k for k in document
+                     if k.split(".")[0].replace("_", "-") not in
+                     {t.replace("_", "-") for t in _YAML_TOP_LEVEL})
+    if unknown:
+        raise ConfigError(f"--config.file: {config_file}: unknown setting {unknown[0]!r}")
+
+    layer = _Layer()
+    for option in OPTIONS + ACCOUNT_OPTIONS:
+        found, value = _yaml_lookup(document, option.yaml_path)
+        if found and not isinstance(value, Mapping):
+            layer.put(option.flag, value, f"{option.flag} in {config_file}")
+        if option.env in env:
+            value = env[option.env]
+            if option.kind == "bool":
+                value = value.strip().lower() in {"1", "true", "yes", "on"}
+            layer.put(option.flag, value, option.env)
+        if option.flag in flags:
+            layer.put(option.flag, flags[option.flag], f"--{option.flag}")
+
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        if option.flag in layer.values:
+            raw[option.field], sources[option.field] = layer.values[option.flag]
+
+    # Settings first, so that a bad value is reported before missing credentials.
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+    accounts = _accounts(document, env, layer, config_file, demo=settings.demo)
+    try:
+        return Settings(**raw, accounts=accounts)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+
+
+def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer,
+              config_file: Path | None, *, demo: bool) -> tuple[AccountConfig, ...]:
+    account_settings = {o.field: layer.values[o.flag] for o in ACCOUNT_OPTIONS
+                        if o.flag in layer.values}
+    budget = account_settings.get("budget_creative_units")
+    listed = document.get("accounts")
+    if demo:
+        # The built-in simulated account: fixed credentials that only the demo
+        # transport accepts; its budget can still be set by flag.
+        return (AccountConfig(name="demo", api_key=DEMO_API_KEY,
+                              api_secret=SecretStr(DEMO_API_SECRET),
+                              budget_creative_units=budget[0] if budget else DEMO_BUDGET_CU),)
+    if listed is not None:
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError(f"accounts in {config_file}: must be a non-empty list")
+        accounts = []
+        for index, entry in enumerate(listed):
+            where = f"accounts[{index}] in {config_file}"
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"{where}: must be a mapping with name, api_key, api_secret")
+            entry = dict(entry)
+            if budget is not None and len(listed) == 1 and "budget_creative_units" not in entry:
+                entry["budget_creative_units"] = budget[0]
+            try:
+                accounts.append(AccountConfig(**entry))
+            except ValidationError as exc:
+                raise ConfigError(_describe(exc, {}, prefix=where)) from None
+        if budget is not None and len(listed) > 1:
+            raise ConfigError(f"{budget[1]}: several accounts are configured; set "
+                              f"budget_creative_units on each account in {config_file}")
+        return tuple(accounts)
+
+    key = env.get("SCENARIO_API_KEY") or env.get("SCENARIO_SDK_API_KEY")
+    secret = env.get("SCENARIO_API_SECRET") or env.get("SCENARIO_SDK_API_SECRET")
+    secret_file = env.get("SCENARIO_API_SECRET_FILE")
+    if not key and not secret and not secret_file:
+        raise ConfigError(f"no Scenario credentials: {CREDENTIAL_HELP}")
+    if not key:
+        raise ConfigError("SCENARIO_API_KEY: missing (the secret is set but not the key)")
+    if not secret and not secret_file:
+        raise ConfigError("SCENARIO_API_SECRET: missing (set it, or SCENARIO_API_SECRET_FILE)")
+    entry: dict[str, Any] = {"name": "default", "api_key": key}
+    if secret_file:
+        entry["api_secret_file"] = secret_file
+    else:
+        entry["api_secret"] = secret
+    field_sources = {"api_secret_file": "SCENARIO_API_SECRET_FILE",
+                     "api_key": "SCENARIO_API_KEY"}
+    for name, (value, source) in account_settings.items():
+        entry[name] = value
+        field_sources[name] = source
+    try:
+        return (AccountConfig(**entry),)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, field_sources)) from None
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str], prefix: str = "") -> str:
+    """One line for the first validation error: which setting, from where, what is wrong."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if not loc:
+        return f"{prefix}: {message}" if prefix else message
+    if loc[0] == "accounts":
+        loc = loc[2:] if len(loc) > 2 else loc
+    setting = loc[0]
+    if setting in sources:
+        label = sources[setting]
+    else:
+        flag = next((o.flag for o in OPTIONS + ACCOUNT_OPTIONS if o.field == setting), None)
+        label = f"--{flag}" if flag and not prefix else setting
+    if prefix:
+        label = f"{prefix}: {setting}"
+    message = message.replace("Input should be", "must be")
+    return f"{label}: {message}"
+
+
+def settings_from_environment(flags: Mapping[str, Any], config_file: str | None) -> Settings:
+    """Build settings for the CLI from its flags, ``os.environ`` and the optional file."""
+    path = config_file or os.environ.get("SCENARIO_EXPORTER_CONFIG_FILE")
+    return build_settings(flags, os.environ, Path(path) if path else None)

@@ -1,0 +1,318 @@
+"""A simulated Scenario account, served through the real client as an httpx transport.
+
+``--demo`` runs the exporter against :class:`DemoAccount` instead of Scenario's
+API: same client, cache and collector, only the transport differs. The account
+is deterministic (a seed, no randomness at run time) and its activity follows a
+day/night curve, so values grow through the day and a newcomer's dashboards
+move. Size knobs (models, users, granularity) make it the upstream of the
+benchmarks and of the loopback fake used by the tests.
+
+Every value is derived from integer cumulative job counts ``J(t)``, so that the
+sum of any window's points equals ``J(end) - J(start)`` exactly, however the
+window is cut into buckets: tests can compare exported values with the fake's
+own totals to the last decimal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+
+# The usage names documented by Scenario's API reference at the time of
+# writing, plus a few seen in the wild; upstream adds new ones over time.
+USAGE_NAMES = (
+    "images-generation", "creative-unit-cost", "models-training", "upscale",
+    "background-removal", "texture", "pixelate", "vectorize", "restyle", "detection",
+    "inpaint", "outpaint", "skybox", "3d-generation", "video-generation",
+    "audio-generation", "image-to-3d", "reframe", "prompt-generation", "captioning",
+)
+ASSET_KINDS = ("3d", "audio", "document", "image", "image-hdr", "json", "video")
+NSFW_LABELS = ("explicit", "suggestive", "violence", "gore")
+
+DAY = 86400.0
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+GRANULARITY_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
+                       "1d": 86400, "7d": 604800}
+
+_MODEL_WORDS = (
+    ("Hero", "Pixel", "Isometric", "Cel-shaded", "Painterly", "Low-poly", "Neon", "Retro",
+     "Dark Fantasy", "Cozy", "Sci-fi", "Anime"),
+    ("Characters", "Props", "Weapons", "Environments", "Icons", "Textures", "Creatures",
+     "Portraits", "Vehicles", "Skyboxes", "UI Kit", "Tilesets"),
+)
+_FIRST = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances",
+          "John", "Hedy", "Claude", "Radia", "Tim", "Sophie", "Yuki", "Amara", "Mateo")
+_LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov",
+         "Ritchie", "Allen", "Carmack", "Lamarr", "Shannon", "Perlman", "Berners-Lee")
+_UNIT_COSTS = (0.5, 1.0, 2.0, 2.5, 4.0, 5.0, 8.0, 12.5, 20.0, 50.0)
+
+
+def activity(seconds: float) -> float:
+    """Days of activity since :data:`EPOCH`: 1 per day, quiet at night, busy at noon UTC.
+
+    The derivative ``(1 - 0.6 cos(2 pi t / day)) / day`` is always positive, so
+    every cumulative count below only grows.
+    """
+    return seconds / DAY - 0.6 / (2 * math.pi) * math.sin(2 * math.pi * seconds / DAY)
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A cumulative integer count at a daily rate, and the share of it from API keys."""
+
+    per_day: float
+    api_share: float
+    discount_share: float = 0.0
+
+    def total(self, t: float) -> int:
+        return math.floor(self.per_day * activity(t))
+
+    def api(self, t: float) -> int:
+        return math.floor(self.total(t) * self.api_share)
+
+    def discounted(self, t: float) -> int:
+        return math.floor(self.total(t) * self.discount_share)
+
+    def api_discounted(self, t: float) -> int:
+        return math.floor(self.api(t) * self.discount_share)
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    id: str
+    name: str
+    unit_cost: float  # CU per job; multiples of 0.5 keep sums exact in binary
+    jobs: _Series
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    id: str
+    full_name: str
+    email: str | None
+    is_api_key: bool
+    api_key_id: str | None
+    weight: float
+
+
+@dataclass
+class DemoAccount:
+    """A deterministic simulated Scenario account with size knobs."""
+
+    models: int = 36
+    users: int = 18
+    api_keys: int = 6
+    seed: int = 20261101
+    # Points per row follow the window length, as upstream does; a fixed value
+    # makes large bodies on purpose (benchmarks).
+    granularity: str | None = None
+    _models: list[DemoModel] = field(init=False, repr=False)
+    _users: list[DemoUser] = field(init=False, repr=False)
+    _usages: dict[str, _Series] = field(init=False, repr=False)
+    _assets: dict[str, _Series] = field(init=False, repr=False)
+    _nsfw: dict[str, _Series] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        self._models = []
+        for index in range(self.models):
+            first, second = _MODEL_WORDS
+            # Distinct word pairs for the first 144 models, then numbered versions.
+            pair = index % 144
+            name = f"{first[pair % 12]} {second[(pair // 12 + 5 * pair) % 12]}"
+            if index >= 144:
+                name += f" v{index // 144 + 1}"
+            self._models.append(DemoModel(
+                id=f"model_{rng.getrandbits(64):016x}"[:22], name=name,
+                unit_cost=rng.choice(_UNIT_COSTS),
+                jobs=_Series(per_day=rng.uniform(20, 400) / (1 + index / 12),
+                             api_share=rng.choice((0.0, 0.25, 0.5, 0.8, 1.0)),
+                             discount_share=rng.choice((0.0, 0.0, 0.1, 0.2)))))
+        self._users = []
+        for index in range(self.users + self.api_keys):
+            is_key = index >= self.users
+            if is_key:
+                key_id = f"key_{rng.getrandbits(48):012x}"
+                self._users.append(DemoUser(
+                    id=f"user_{rng.getrandbits(64):016x}", full_name=f"CI pipeline {index}",
+                    email=None, is_api_key=True, api_key_id=key_id,
+                    weight=rng.uniform(2, 6)))
+            else:
+                first, last = _FIRST[index % len(_FIRST)], _LAST[(index * 5) % len(_LAST)]
+                self._users.append(DemoUser(
+                    id=f"user_{rng.getrandbits(64):016x}", full_name=f"{first} {last}",
+                    email=f"{first}.{last}{index}@studio.example".lower(), is_api_key=False,
+                    api_key_id=None, weight=rng.uniform(0.2, 3)))
+        self._usages = {name: _Series(rng.uniform(5, 500), rng.choice((0.2, 0.5, 0.7)))
+                        for name in USAGE_NAMES}
+        self._assets = {kind: _Series(rng.uniform(3, 800), rng.choice((0.3, 0.6)))
+                        for kind in ASSET_KINDS}
+        self._nsfw = {label: _Series(rng.uniform(0.5, 6), 0.5) for label in NSFW_LABELS}
+
+    # -- totals, for tests that compare exported values with the truth -------
+
+    def model_totals(self, start: datetime, end: datetime) -> dict[str, dict[str, float]]:
+        """What each model's counters must add up to over ``[start, end)``."""
+        a, b = _seconds(start), _seconds(end)
+        out = {}
+        for model in self._models:
+            s = model.jobs
+            out[model.id] = {
+                "jobs": s.total(b) - s.total(a),
+                "cost": (s.total(b) - s.total(a)) * model.unit_cost,
+                "cost_api_key": (s.api(b) - s.api(a)) * model.unit_cost,
+                "discount": (s.discounted(b) - s.discounted(a)) * model.unit_cost / 4,
+                "discount_api_key": (s.api_discounted(b) - s.api_discounted(a))
+                * model.unit_cost / 4,
+            }
+        return out
+
+    # -- the response ---------------------------------------------------------
+
+    def response(self, start: datetime, end: datetime,
+                 sections: Sequence[str] | None = None) -> dict[str, Any]:
+        """The body of ``GET /v1/usages`` for ``[start, end)``, as upstream shapes it."""
+        wanted = set(sections or ("usages", "consumption", "model-usages", "asset-usages",
+                                  "nsfw-usages"))
+        granularity = self.granularity or _granularity_for(end - start)
+        buckets = _buckets(start, end, GRANULARITY_SECONDS[granularity])
+        body: dict[str, Any] = {}
+        if "usages" in wanted:
+            body["usages"] = [
+                {"usageName": name, "granularity": granularity,
+                 "points": [{"time": t, "value": _text(s.total(b) - s.total(a)),
+                             "apiKey": _text(s.api(b) - s.api(a))}
+                            for t, a, b in buckets if s.total(b) != s.total(a)]}
+                for name, s in self._usages.items()]
+        if "model-usages" in wanted:
+            body["modelUsages"] = [
+                {"modelId": m.id, "points": [self._model_point(m, t, a, b)
+                                             for t, a, b in buckets
+                                             if m.jobs.total(b) != m.jobs.total(a)]}
+                for m in self._models]
+        if "asset-usages" in wanted:
+            body["assetUsages"] = [_count_row("kind", k, s, buckets)
+                                   for k, s in self._assets.items()]
+        if "nsfw-usages" in wanted:
+            body["nsfwUsages"] = [_count_row("label", k, s, buckets)
+                                  for k, s in self._nsfw.items()]
+        if "consumption" in wanted:
+            body["consumption"] = self._consumption(_seconds(start), _seconds(end))
+        body["entities"] = {
+            "models": [{"id": m.id, "name": m.name, "shortDescription": None}
+                       for m in self._models],
+            "users": [{"id": u.id, "isApiKey": u.is_api_key, "apiKeyId": u.api_key_id,
+                       "apiKeyStatus": "active" if u.is_api_key else None,
+                       "email": u.email, "fullName": u.full_name, "avatar": None}
+                      for u in self._users],
+        }
+        return body
+
+    def _model_point(self, m: DemoModel, time: str, a: float, b: float) -> dict[str, Any]:
+        s = m.jobs
+        jobs = s.total(b) - s.total(a)
+        # Upstream's sign convention for discounts is undocumented: the demo sends
+        # them negative, as the consumption example of the API reference does.
+        return {"time": time, "cost": jobs * m.unit_cost,
+                "discount": -(s.discounted(b) - s.discounted(a)) * m.unit_cost / 4,
+                "apiKeyCost": (s.api(b) - s.api(a)) * m.unit_cost,
+                "apiKeyDiscount": -(s.api_discounted(b) - s.api_discounted(a)) * m.unit_cost / 4,
+                "jobs": jobs}
+
+    def _consumption(self, a: float, b: float) -> list[dict[str, Any]]:
+        cost = sum((m.jobs.total(b) - m.jobs.total(a)) * m.unit_cost for m in self._models)
+        discount = sum((m.jobs.discounted(b) - m.jobs.discounted(a)) * m.unit_cost / 4
+                       for m in self._models)
+        weights = sum(u.weight for u in self._users)
+        rows = []
+        for user in self._users:
+            share = user.weight / weights
+            value, off = round(cost * share, 2), round(discount * share, 2)
+            rows.append({"userId": user.id, "value": value, "discount": -off,
+                         "total": round(value - off, 2)})
+        return rows
+
+
+def _seconds(moment: datetime) -> float:
+    return (moment - EPOCH).total_seconds()
+
+
+def _text(number: float) -> str:
+    return f"{number:g}" if number != int(number) else str(int(number))
+
+
+def _granularity_for(length: timedelta) -> str:
+    """The bucket size upstream would choose for a window of this length."""
+    seconds = length.total_seconds()
+    if seconds <= 2 * 3600:
+        return "1m"
+    if seconds <= 6 * 3600:
+        return "5m"
+    if seconds <= 86400:
+        return "15m"
+    if seconds <= 3 * 86400:
+        return "1h"
+    if seconds <= 62 * 86400:
+        return "1d"
+    return "7d"
+
+
+def _buckets(start: datetime, end: datetime, size: int) -> list[tuple[str, float, float]]:
+    """``(bucket start ISO, clipped start, clipped end)`` for every bucket of the window."""
+    a, b = _seconds(start), _seconds(end)
+    first = math.floor(a / size) * size
+    out = []
+    t = first
+    while t < b:
+        label = (EPOCH + timedelta(seconds=t)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        out.append((label, max(t, a), min(t + size, b)))
+        t += size
+    return out
+
+
+def _count_row(key: str, name: str, s: _Series,
+               buckets: list[tuple[str, float, float]]) -> dict[str, Any]:
+    return {key: name, "points": [{"time": t, "count": s.total(b) - s.total(a),
+                                   "countApiKey": s.api(b) - s.api(a)}
+                                  for t, a, b in buckets if s.total(b) != s.total(a)]}
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse the ISO 8601 timestamps the client sends (``...Z``)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def check_basic_auth(header: str | None, api_key: str, api_secret: str) -> bool:
+    """True when *header* carries exactly these Basic credentials."""
+    expected = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
+    return header == f"Basic {expected}"
+
+
+def demo_transport(account: DemoAccount, api_key: str, api_secret: str) -> httpx.MockTransport:
+    """An httpx transport that answers ``GET /v1/usages`` from *account*."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/usages"):
+            return httpx.Response(404, json={"message": "not found"})
+        if not check_basic_auth(request.headers.get("Authorization"), api_key, api_secret):
+            return httpx.Response(401, json={"message": "unauthorized"})
+        params = request.url.params
+        try:
+            start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
+        except (KeyError, ValueError):
+            return httpx.Response(400, json={"message": "startDate and endDate are required"})
+        sections = [s for s in params.get("type", "").split(",") if s]
+        body = json.dumps(account.response(start, end, sections), separators=(",", ":"))
+        return httpx.Response(200, content=body.encode(),
+                              headers={"Content-Type": "application/json"})
+
+    return httpx.MockTransport(handle)

@@ -1,0 +1,102 @@
+"""Rendering ``/metrics``: business series once per refresh, live series per scrape.
+
+The business series only change when a refresh lands (or when an account's
+data crosses the staleness bound), so their exposition is rendered once per
+change and format, and kept together with a gzip compressor primed with it.
+A scrape then renders only the few live series (upstream counters, build info,
+scrape duration) and appends them: to the cached text, or through a copy of the
+primed compressor, which yields one valid gzip stream without compressing the
+large part again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from exporter.cache import AccountView
+from exporter.collector import CollectorOptions, build_info, collect_accounts, is_withdrawn
+
+_EOF = b"# EOF\n"
+
+
+class _Families:
+    """The minimal registry interface the encoders need: ``collect()``."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    key: tuple[object, ...]
+    body: bytes  # without the OpenMetrics "# EOF" line
+    gzip_prefix: bytes
+    compressor: zlib._Compress  # primed with body, sync-flushed
+
+
+class ExpositionRenderer:
+    """Builds ``/metrics`` responses from account views and the telemetry registry."""
+
+    def __init__(self, views: Callable[[], Sequence[AccountView]],
+                 telemetry_registry: CollectorRegistry, options: CollectorOptions,
+                 wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.perf_counter) -> None:
+        self._views = views
+        self._telemetry = telemetry_registry
+        self._options = options
+        self._wall = wall
+        self._monotonic = monotonic
+        self._cache: dict[str, _Rendered] = {}
+        self._lock = threading.Lock()
+        self._build_info = build_info()
+
+    def render(self, accept: str | None, gzip: bool,
+               started: float | None = None) -> tuple[bytes, str]:
+        """The response body and its content type for one scrape."""
+        started = self._monotonic() if started is None else started
+        encoder, content_type = choose_encoder(accept or "")
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        business = self._business(encoder, content_type, openmetrics)
+
+        scrape = GaugeMetricFamily("scenario_exporter_scrape_duration_seconds",
+                                   "Time spent producing this response.")
+        live_families = [self._build_info, *self._telemetry.collect()]
+        scrape.add_metric([], self._monotonic() - started)
+        live = encoder(_Families([*live_families, scrape]))  # type: ignore[arg-type]
+        if not gzip:
+            return business.body + live, content_type
+        compressor = business.compressor.copy()
+        return business.gzip_prefix + compressor.compress(live) + compressor.flush(), content_type
+
+    def _business(self, encoder: Callable[..., bytes], content_type: str,
+                  openmetrics: bool) -> _Rendered:
+        now = self._wall()
+        views = self._views()
+        key = tuple((v.account.name, v.version, is_withdrawn(v, now, self._options.max_stale))
+                    for v in views)
+        cached = self._cache.get(content_type)
+        if cached is not None and cached.key == key:
+            return cached
+        with self._lock:
+            cached = self._cache.get(content_type)
+            if cached is not None and cached.key == key:
+                return cached
+            body = encoder(_Families(collect_accounts(views, now, self._options)))
+            if openmetrics and body.endswith(_EOF):
+                body = body[: -len(_EOF)]
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+            prefix = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            rendered = _Rendered(key, body, prefix, compressor)
+            self._cache[content_type] = rendered
+            return rendered

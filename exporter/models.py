@@ -1,0 +1,148 @@
+"""Response models of ``GET /v1/usages`` (pydantic v2, camelCase aliases).
+
+Tolerant where upstream drifts: unknown fields are ignored, enum-like values
+(``usageName``, ``kind``, ``label``, ``granularity``) are plain strings, missing
+sections and ``null`` lists are empty, missing or ``null`` numbers are 0, and
+numbers may come as JSON numbers or numeric strings. Strict where it matters: a
+number field holding anything else (``"abc"``, ``true``, ``NaN``) makes the whole
+response invalid rather than a silent 0, because a wrong bill is worse than a gap.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+
+UNKNOWN_ID = "unknown"
+
+
+# A number as upstream sends it: a JSON number or a numeric string ("12", "3.5").
+# Validation stays inside pydantic-core (no Python call per point: responses
+# reach 6 MB); booleans, non-numeric strings, NaN and infinities are rejected.
+# Strings are converted by :func:`as_float` when the snapshot is summed.
+_NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+Number = StrictFloat | StrictInt | Annotated[str, StringConstraints(pattern=_NUMERIC_TEXT)] | None
+# Ids and enum-like names, exported as they come (numbers are turned into text).
+Identifier = str | None
+OptionalText = str | None
+
+
+def as_float(value: float | int | str | None) -> float:
+    """The value of a :data:`Number` field; missing and ``null`` count as 0."""
+    if value is None:
+        return 0.0
+    return float(value)
+
+
+def identifier(value: str | None) -> str:
+    """An id as a label value; missing ones become ``unknown`` (an empty label is no label)."""
+    return value if value else UNKNOWN_ID
+
+
+def _list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
+                              extra="ignore", frozen=True, allow_inf_nan=False,
+                              coerce_numbers_to_str=True)
+
+
+def _rows(model: Any) -> Any:
+    return Annotated[list[model], BeforeValidator(_list)]
+
+
+class UsagePoint(_Model):
+    """One bucket of a ``usages`` row; ``value`` and ``apiKey`` are numeric strings."""
+
+    time: OptionalText = None
+    value: Number = None
+    api_key: Number = None
+
+
+class UsageRow(_Model):
+    usage_name: Identifier = None
+    granularity: OptionalText = None
+    points: _rows(UsagePoint) = Field(default_factory=list)
+
+
+class ModelPoint(_Model):
+    time: OptionalText = None
+    cost: Number = None
+    discount: Number = None
+    api_key_cost: Number = None
+    api_key_discount: Number = None
+    jobs: Number = None
+
+
+class ModelUsageRow(_Model):
+    model_id: Identifier = None
+    points: _rows(ModelPoint) = Field(default_factory=list)
+
+
+class CountPoint(_Model):
+    time: OptionalText = None
+    count: Number = None
+    count_api_key: Number = None
+
+
+class AssetUsageRow(_Model):
+    kind: Identifier = None
+    points: _rows(CountPoint) = Field(default_factory=list)
+
+
+class NsfwUsageRow(_Model):
+    label: Identifier = None
+    points: _rows(CountPoint) = Field(default_factory=list)
+
+
+class ConsumptionRow(_Model):
+    """Creative Units consumed by one user over the whole window (already a sum)."""
+
+    user_id: Identifier = None
+    value: Number = None
+    discount: Number = None
+    total: Number = None
+
+
+class ModelEntity(_Model):
+    id: Identifier = None
+    name: OptionalText = None
+    short_description: OptionalText = None
+
+
+class UserEntity(_Model):
+    id: Identifier = None
+    is_api_key: bool | None = None
+    api_key_id: OptionalText = None
+    api_key_status: OptionalText = None
+    email: OptionalText = None
+    full_name: OptionalText = None
+
+
+class Entities(_Model):
+    models: _rows(ModelEntity) = Field(default_factory=list)
+    users: _rows(UserEntity) = Field(default_factory=list)
+
+
+class UsageResponse(_Model):
+    """The sections of ``GET /v1/usages`` that the exporter reads; all optional."""
+
+    usages: _rows(UsageRow) = Field(default_factory=list)
+    model_usages: _rows(ModelUsageRow) = Field(default_factory=list)
+    asset_usages: _rows(AssetUsageRow) = Field(default_factory=list)
+    nsfw_usages: _rows(NsfwUsageRow) = Field(default_factory=list)
+    consumption: _rows(ConsumptionRow) = Field(default_factory=list)
+    entities: Annotated[Entities, BeforeValidator(lambda v: {} if v is None else v)] = Field(
+        default_factory=Entities)

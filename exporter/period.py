@@ -1,0 +1,76 @@
+"""Period arithmetic: which window of upstream data is "period to date".
+
+The exporter exposes, per account, the sum of every upstream point from the
+start of the current billing period to now. Such a sum only grows within the
+period and falls back to ~0 when the next one starts: a Prometheus counter that
+resets, whose ``_created`` is the period start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+PeriodKind = Literal["month", "day"]
+
+
+@dataclass(frozen=True)
+class PeriodWindow:
+    """A half-open window ``[start, end)`` of upstream data, both aware UTC datetimes."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def split(self) -> tuple[PeriodWindow, PeriodWindow]:
+        """Two halves that add up to this window, cut on a whole hour when one fits.
+
+        Upstream buckets start on whole hours or coarser, so an hour-aligned cut
+        keeps each half's buckets inside it wherever the window allows.
+        """
+        middle = self.start + (self.end - self.start) / 2
+        aligned = middle.replace(minute=0, second=0, microsecond=0)
+        if self.start < aligned < self.end:
+            middle = aligned
+        return PeriodWindow(self.start, middle), PeriodWindow(middle, self.end)
+
+
+def _as_utc(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        return now.replace(tzinfo=timezone.utc)
+    return now.astimezone(timezone.utc)
+
+
+def period_start(now: datetime, period: PeriodKind = "month", anchor_day: int = 1) -> datetime:
+    """Start of the period containing *now*: 00:00 UTC of the anchor day, or of today."""
+    now = _as_utc(now)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return midnight
+    if not 1 <= anchor_day <= 28:
+        raise ValueError("anchor_day must be between 1 and 28")
+    if now.day >= anchor_day:
+        return midnight.replace(day=anchor_day)
+    if now.month == 1:
+        return midnight.replace(year=now.year - 1, month=12, day=anchor_day)
+    return midnight.replace(month=now.month - 1, day=anchor_day)
+
+
+def next_period_start(start: datetime, period: PeriodKind = "month") -> datetime:
+    """Start of the period after the one that begins at *start*."""
+    if period == "day":
+        return start + timedelta(days=1)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
+def current_window(now: datetime, period: PeriodKind = "month",
+                   anchor_day: int = 1) -> PeriodWindow:
+    """The period-to-date window ending at *now*."""
+    now = _as_utc(now)
+    return PeriodWindow(period_start(now, period, anchor_day), now)

@@ -1,0 +1,75 @@
+"""Wiring: one refresher per configured account, a shared client, a renderer.
+
+This is where the data flow of the package is assembled:
+config -> client -> models -> cache -> collector -> exposition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from exporter.cache import AccountRefresher, AccountView, Spawn, spawn_thread
+from exporter.client import UsageClient
+from exporter.collector import CollectorOptions
+from exporter.config import Settings
+from exporter.exposition import ExpositionRenderer
+from exporter.telemetry import Telemetry
+
+
+class UsageExporter:
+    """Everything a running exporter holds; HTTP handlers only talk to this."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 spawn: Spawn = spawn_thread) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.telemetry = Telemetry(self.registry, [a.name for a in settings.accounts])
+        self.client = UsageClient(settings.api_url, settings.upstream_timeout,
+                                  transport=transport, record=self.telemetry.record_request,
+                                  monotonic=clock, wall=wall)
+        self.refreshers = [
+            AccountRefresher(
+                account, self.client.fetch_period_usage, self.telemetry,
+                ttl=settings.cache_ttl, period=settings.period,
+                anchor_day=settings.period_anchor_day,
+                max_requests_per_hour=settings.max_requests_per_hour,
+                max_models=settings.max_models, max_users=settings.max_users,
+                clock=clock, wall=wall, spawn=spawn)
+            for account in settings.accounts
+        ]
+        self.renderer = ExpositionRenderer(
+            self.views, self.registry,
+            CollectorOptions(max_stale=settings.cache_max_stale,
+                             user_identity=settings.user_identity),
+            wall=wall)
+        self._clock = clock
+
+    def views(self) -> list[AccountView]:
+        """What every account currently serves (triggers nothing)."""
+        return [r.view for r in self.refreshers]
+
+    def start(self) -> None:
+        """Start the first refresh of every account, so that readiness comes without a scrape."""
+        for refresher in self.refreshers:
+            refresher.maybe_refresh()
+
+    def prepare_scrape(self, wait: float) -> None:
+        """Trigger due refreshes; wait (at most *wait* seconds in all) for first data."""
+        deadline = self._clock() + wait
+        for refresher in self.refreshers:
+            refresher.maybe_refresh()
+        for refresher in self.refreshers:
+            refresher.get(max(0.0, deadline - self._clock()))
+
+    def ready(self) -> bool:
+        """True once every account has had its first refresh attempt."""
+        return all(r.view.attempted for r in self.refreshers)
+
+    def close(self) -> None:
+        self.client.close()

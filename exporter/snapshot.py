@@ -1,0 +1,156 @@
+"""Period-to-date totals: a parsed upstream response summed into what is exported.
+
+Every exported business value is a sum over the points of the window, so two
+halves of a window add up to the whole (:func:`merge`) and the collector needs
+nothing but these totals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from exporter.models import UsageResponse, as_float, identifier
+from exporter.period import PeriodWindow
+
+
+class InvalidResponse(ValueError):
+    """The upstream answer cannot be turned into valid totals."""
+
+
+# Totals are tuples of floats indexed by these positions: compact (thousands of
+# users) and cheap to add.
+MODEL_FIELDS = ("cost", "cost_api_key", "discount", "discount_api_key", "jobs")
+COUNT_FIELDS = ("count", "count_api_key")
+USAGE_FIELDS = ("value", "api_key")
+USER_FIELDS = ("consumption", "discount")
+
+Totals = tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class UserIdentity:
+    """What ``entities.users`` says about one user id."""
+
+    is_api_key: bool | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Sums of one account's upstream data over one window."""
+
+    window: PeriodWindow
+    models: Mapping[str, Totals] = field(default_factory=dict)
+    assets: Mapping[str, Totals] = field(default_factory=dict)
+    nsfw: Mapping[str, Totals] = field(default_factory=dict)
+    usages: Mapping[str, Totals] = field(default_factory=dict)
+    users: Mapping[str, Totals] = field(default_factory=dict)
+    model_names: Mapping[str, str] = field(default_factory=dict)
+    user_identities: Mapping[str, UserIdentity] = field(default_factory=dict)
+
+
+def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width: int) -> None:
+    row = into.get(key)
+    if row is None:
+        row = into[key] = [0.0] * width
+    for index, value in enumerate(values):
+        row[index] += value
+
+
+def _freeze(sums: dict[str, list[float]], section: str) -> dict[str, Totals]:
+    frozen: dict[str, Totals] = {}
+    for key, row in sums.items():
+        for value in row:
+            if not math.isfinite(value):
+                raise InvalidResponse(f"{section} {key!r}: the sum is not a finite number")
+        frozen[key] = tuple(row)
+    return frozen
+
+
+def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
+    """Sum every point of *response* per id; discounts become non-negative magnitudes."""
+    models: dict[str, list[float]] = {}
+    for model_row in response.model_usages:
+        # A local accumulator per row keeps the hot loop free of dict look-ups.
+        cost = cost_api = discount = discount_api = jobs = 0.0
+        for mp in model_row.points:
+            cost += as_float(mp.cost)
+            cost_api += as_float(mp.api_key_cost)
+            discount += abs(as_float(mp.discount))
+            discount_api += abs(as_float(mp.api_key_discount))
+            jobs += as_float(mp.jobs)
+        _add(models, identifier(model_row.model_id),
+             (cost, cost_api, discount, discount_api, jobs), 5)
+
+    assets: dict[str, list[float]] = {}
+    for asset_row in response.asset_usages:
+        _add(assets, identifier(asset_row.kind), _count_sums(asset_row.points), 2)
+    nsfw: dict[str, list[float]] = {}
+    for nsfw_row in response.nsfw_usages:
+        _add(nsfw, identifier(nsfw_row.label), _count_sums(nsfw_row.points), 2)
+
+    usages: dict[str, list[float]] = {}
+    for usage_row in response.usages:
+        value = api_key = 0.0
+        for up in usage_row.points:
+            value += as_float(up.value)
+            api_key += as_float(up.api_key)
+        _add(usages, identifier(usage_row.usage_name), (value, api_key), 2)
+
+    users: dict[str, list[float]] = {}
+    for row in response.consumption:
+        # The sign convention of `discount` is undocumented: export its magnitude.
+        _add(users, identifier(row.user_id),
+             (as_float(row.value), abs(as_float(row.discount))), 2)
+
+    model_names = {identifier(m.id): m.name for m in response.entities.models if m.name}
+    identities = {
+        identifier(u.id): UserIdentity(is_api_key=u.is_api_key, name=u.full_name, email=u.email)
+        for u in response.entities.users
+    }
+    return UsageSnapshot(
+        window=window,
+        models=_freeze(models, "modelUsages"),
+        assets=_freeze(assets, "assetUsages"),
+        nsfw=_freeze(nsfw, "nsfwUsages"),
+        usages=_freeze(usages, "usages"),
+        users=_freeze(users, "consumption"),
+        model_names=model_names,
+        user_identities=identities,
+    )
+
+
+def _count_sums(points: Iterable[object]) -> tuple[float, float]:
+    count = count_api = 0.0
+    for point in points:
+        count += as_float(point.count)  # type: ignore[attr-defined]
+        count_api += as_float(point.count_api_key)  # type: ignore[attr-defined]
+    return count, count_api
+
+
+def _merge_sections(a: Mapping[str, Totals], b: Mapping[str, Totals]) -> dict[str, Totals]:
+    merged = dict(a)
+    for key, values in b.items():
+        if key in merged:
+            merged[key] = tuple(x + y for x, y in zip(merged[key], values))
+        else:
+            merged[key] = values
+    return merged
+
+
+def merge(first: UsageSnapshot, second: UsageSnapshot) -> UsageSnapshot:
+    """Add the totals of two adjacent windows (used when a window was split in two)."""
+    return UsageSnapshot(
+        window=PeriodWindow(min(first.window.start, second.window.start),
+                            max(first.window.end, second.window.end)),
+        models=_merge_sections(first.models, second.models),
+        assets=_merge_sections(first.assets, second.assets),
+        nsfw=_merge_sections(first.nsfw, second.nsfw),
+        usages=_merge_sections(first.usages, second.usages),
+        users=_merge_sections(first.users, second.users),
+        model_names={**first.model_names, **second.model_names},
+        user_identities={**first.user_identities, **second.user_identities},
+    )

@@ -1,0 +1,70 @@
+"""The exporter's own series: upstream calls, refresh failures, revisions.
+
+These are events, so they are ordinary prometheus_client counters and
+histograms, registered on a registry that the caller makes (never the global
+one). Label values known in advance (each account, each failure reason) are
+created at start-up so that ``rate()`` sees their first increase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+FAILURE_REASONS = (
+    "auth",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "timeout",
+    "connection_error",
+    "invalid_response",
+    "too_large",
+    "request_cap",
+    "internal_error",
+)
+
+# Upstream latency: Scenario answers in tens of ms to tens of seconds (large windows).
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+
+class Telemetry:
+    """Counters and histograms that the refresh path updates as things happen."""
+
+    def __init__(self, registry: CollectorRegistry, accounts: Iterable[str]) -> None:
+        self.upstream_requests = Counter(
+            "scenario_exporter_upstream_requests",
+            "Upstream HTTP calls by status code (or timeout, connection_error, "
+            "invalid_response).",
+            ["account", "code"], registry=registry)
+        self.upstream_duration = Histogram(
+            "scenario_exporter_upstream_request_duration_seconds",
+            "Latency of upstream HTTP calls.",
+            ["account"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.response_bytes = Gauge(
+            "scenario_exporter_upstream_response_bytes",
+            "Size of the last upstream response body (the API limit is 6 MB).",
+            ["account"], registry=registry)
+        self.refresh_failures = Counter(
+            "scenario_exporter_refresh_failures",
+            "Failed refreshes by reason.",
+            ["account", "reason"], registry=registry)
+        self.decreases = Counter(
+            "scenario_exporter_upstream_decreases",
+            "Values that upstream revised downwards within a period (the highest is kept).",
+            ["account"], registry=registry)
+        for account in accounts:
+            self.upstream_duration.labels(account)
+            self.response_bytes.labels(account)
+            self.decreases.labels(account)
+            for reason in FAILURE_REASONS:
+                self.refresh_failures.labels(account, reason)
+
+    def record_request(self, account: str, code: str, seconds: float,
+                       body_bytes: int | None) -> None:
+        """Count one upstream call; *body_bytes* is None when no body was read."""
+        self.upstream_requests.labels(account, code).inc()
+        self.upstream_duration.labels(account).observe(seconds)
+        if body_bytes is not None:
+            self.response_bytes.labels(account).set(body_bytes)
