@@ -88,9 +88,14 @@ def is_withdrawn(view: AccountView, now: float, max_stale: float) -> bool:
     return now - view.snapshot.window.end.timestamp() > max_stale
 
 
-def collect_accounts(views: Sequence[AccountView], now: float,
-                     options: CollectorOptions) -> Iterator[Metric]:
-    """All per-account families for *views* at wall-clock time *now*."""
+def collect_accounts(views: Sequence[AccountView], now: float, options: CollectorOptions,
+                     with_created: bool = True) -> Iterator[Metric]:
+    """All per-account families for *views* at wall-clock time *now*.
+
+    *with_created* adds each counter's ``_created`` (the period start). It is
+    meant for OpenMetrics; in the Prometheus text format ``_created`` would be
+    one more gauge series per counter, doubling the series count.
+    """
     served = [(v, v.snapshot) for v in views
               if v.snapshot is not None and not is_withdrawn(v, now, options.max_stale)]
 
@@ -123,7 +128,7 @@ def collect_accounts(views: Sequence[AccountView], now: float,
         family = CounterMetricFamily(spec.name, spec.documentation,
                                      labels=["account", spec.label])
         for view, snapshot in served:
-            _add_counter_samples(family, view.account.name, snapshot, spec)
+            _add_counter_samples(family, view.account.name, snapshot, spec, with_created)
         yield family
 
     model_info = InfoMetricFamily("scenario_model", "Human names of models (join on model_id).",
@@ -146,9 +151,9 @@ def collect_accounts(views: Sequence[AccountView], now: float,
 
 
 def _add_counter_samples(family: CounterMetricFamily, account: str, snapshot: UsageSnapshot,
-                         spec: _CounterSpec) -> None:
+                         spec: _CounterSpec, with_created: bool) -> None:
     totals: Mapping[str, Totals] = getattr(snapshot, spec.section)
-    created = snapshot.window.start.timestamp()
+    created = snapshot.window.start.timestamp() if with_created else None
     for key in sorted(totals):
         # Counters are never negative, whatever upstream sends (a negative cost).
         family.add_metric([account, key], max(totals[key][spec.index], 0.0), created=created)
@@ -179,4 +184,4 @@ class AccountsCollector:
         self._options = options
 
     def collect(self) -> Iterable[Metric]:
-        return collect_accounts(self._views(), self._now(), self._options)
+        return collect_accounts(self._views(), self._now(), self._options, with_created=True)

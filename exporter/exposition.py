@@ -92,7 +92,8 @@ class ExpositionRenderer:
             cached = self._cache.get(content_type)
             if cached is not None and cached.key == key:
                 return cached
-            body = encoder(_Families(collect_accounts(views, now, self._options)))
+            body = encoder(_Families(collect_accounts(views, now, self._options,
+                                                      with_created=openmetrics)))
             if openmetrics and body.endswith(_EOF):
                 body = body[: -len(_EOF)]
             compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container

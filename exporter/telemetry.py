@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 FAILURE_REASONS = (
     "auth",
@@ -33,6 +39,10 @@ class Telemetry:
     """Counters and histograms that the refresh path updates as things happen."""
 
     def __init__(self, registry: CollectorRegistry, accounts: Iterable[str]) -> None:
+        # The process start as `_created` of every exporter counter is noise (one
+        # more series each in the text format); prometheus_client only offers a
+        # process-wide switch, which is idempotent.
+        disable_created_metrics()
         self.upstream_requests = Counter(
             "scenario_exporter_upstream_requests",
             "Upstream HTTP calls by status code (or timeout, connection_error, "

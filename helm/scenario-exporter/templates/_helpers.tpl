@@ -1,0 +1,217 @@
+{{/*
+Names, labels and the small decisions that several templates share.
+*/}}
+
+{{- define "scenario-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: release-chart, or the release name alone when it already contains
+the chart name (helm install scenario-exporter ./chart).
+*/}}
+{{- define "scenario-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scenario-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scenario-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scenario-exporter.labels" -}}
+helm.sh/chart: {{ include "scenario-exporter.chart" . }}
+{{ include "scenario-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "scenario-exporter.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: exporter
+app.kubernetes.io/part-of: scenario-exporter
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scenario-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{- define "scenario-exporter.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- if .Values.image.registry }}
+{{- $repository = printf "%s/%s" .Values.image.registry .Values.image.repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (include "scenario-exporter.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the chart mounts things in the container. */}}
+{{- define "scenario-exporter.secretsDir" -}}/etc/scenario-exporter/secrets{{- end }}
+{{- define "scenario-exporter.configDir" -}}/etc/scenario-exporter/config{{- end }}
+{{- define "scenario-exporter.webDir" -}}/etc/scenario-exporter/web{{- end }}
+{{- define "scenario-exporter.tlsDir" -}}/etc/scenario-exporter/tls{{- end }}
+
+{{/*
+Credentials mode, after checking that the values do not mix two of them:
+"accounts" (several, from the accounts list), "existingSecret" (one, from a
+Secret the user manages), "inline" (one, from scenario.apiKey/apiSecret, in a
+Secret the chart creates), "demo", or "none" (the pod will explain at start-up
+what is missing; NOTES.txt says it too).
+*/}}
+{{- define "scenario-exporter.credentialsMode" -}}
+{{- $inline := or .Values.scenario.apiKey .Values.scenario.apiSecret }}
+{{- $modes := list }}
+{{- if .Values.accounts }}{{ $modes = append $modes "accounts" }}{{ end }}
+{{- if .Values.existingSecret }}{{ $modes = append $modes "existingSecret" }}{{ end }}
+{{- if $inline }}{{ $modes = append $modes "scenario.apiKey/apiSecret" }}{{ end }}
+{{- if gt (len $modes) 1 }}
+{{- fail (printf "credentials: use one of accounts, existingSecret or scenario.apiKey/apiSecret, not %s" (join " and " $modes)) }}
+{{- end }}
+{{- if and .Values.demo (gt (len $modes) 0) }}
+{{- fail (printf "demo: the demo serves a simulated account; remove %s or set demo: false" (first $modes)) }}
+{{- end }}
+{{- if and $inline (not (and .Values.scenario.apiKey .Values.scenario.apiSecret)) }}
+{{- fail "scenario: set both apiKey and apiSecret (or use existingSecret)" }}
+{{- end }}
+{{- if .Values.accounts }}accounts
+{{- else if .Values.existingSecret }}existingSecret
+{{- else if $inline }}inline
+{{- else if .Values.demo }}demo
+{{- else }}none
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret the chart creates for inline credentials. */}}
+{{- define "scenario-exporter.secretName" -}}
+{{- include "scenario-exporter.fullname" . }}
+{{- end }}
+
+{{/* "true" when the chart creates a Secret for credentials. */}}
+{{- define "scenario-exporter.createSecret" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . }}
+{{- $needed := eq $mode "inline" }}
+{{- range .Values.accounts }}
+{{- if .apiSecret }}{{ $needed = true }}{{ end }}
+{{- end }}
+{{- if $needed }}true{{ end }}
+{{- end }}
+
+{{/*
+The exporter's YAML configuration file: the config value, plus the accounts
+list turned into the exporter's format with each secret read from its mounted
+file. Empty when there is nothing to put in it.
+*/}}
+{{- define "scenario-exporter.configFile" -}}
+{{- $config := deepCopy (.Values.config | default dict) }}
+{{- if hasKey $config "accounts" }}
+{{- fail "config.accounts: list accounts in the accounts value, whose secrets the chart mounts as files" }}
+{{- end }}
+{{- if .Values.accounts }}
+{{- $accounts := list }}
+{{- $seen := dict }}
+{{- range .Values.accounts }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "accounts: the name %q is used twice" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- if and .apiSecret .existingSecret }}
+{{- fail (printf "accounts[%s]: set apiSecret or existingSecret, not both" .name) }}
+{{- end }}
+{{- if not (or .apiSecret .existingSecret) }}
+{{- fail (printf "accounts[%s]: set existingSecret (a Secret holding the API secret) or apiSecret" .name) }}
+{{- end }}
+{{- $account := dict "name" .name "api_key" .apiKey "api_secret_file" (printf "%s/%s/api-secret" (include "scenario-exporter.secretsDir" $) .name) }}
+{{- with .projectIds }}{{ $_ := set $account "project_ids" . }}{{ end }}
+{{- if not (kindIs "invalid" .budgetCreativeUnits) }}{{ $_ := set $account "budget_creative_units" .budgetCreativeUnits }}{{ end }}
+{{- $accounts = append $accounts $account }}
+{{- end }}
+{{- $_ := set $config "accounts" $accounts }}
+{{- end }}
+{{- if $config }}
+{{- toYaml $config }}
+{{- end }}
+{{- end }}
+
+{{/*
+Web configuration (--web.config.file): "inline" (web.config, plus a
+tls_server_config pointing at the mounted TLS Secret), "existingSecret", or
+empty. Fails on combinations that would serve plain HTTP while the probes and
+the ServiceMonitor speak HTTPS, or the other way round.
+*/}}
+{{- define "scenario-exporter.webConfigMode" -}}
+{{- $web := .Values.web }}
+{{- $inlineTLS := hasKey ($web.config | default dict) "tls_server_config" }}
+{{- if and $web.config $web.existingSecret }}
+{{- fail "web: set web.config or web.existingSecret, not both" }}
+{{- end }}
+{{- if and $inlineTLS (not $web.tls.enabled) }}
+{{- fail "web.config has tls_server_config: set web.tls.enabled=true so that probes and the ServiceMonitor use HTTPS" }}
+{{- end }}
+{{- if and $web.tls.secretName (not $web.tls.enabled) }}
+{{- fail "web.tls.secretName is set: set web.tls.enabled=true as well" }}
+{{- end }}
+{{- if and $web.tls.enabled (not (or $web.tls.secretName $inlineTLS $web.existingSecret)) }}
+{{- fail "web.tls.enabled: set web.tls.secretName (a kubernetes.io/tls Secret), or give tls_server_config in web.config or web.existingSecret" }}
+{{- end }}
+{{- if $web.existingSecret }}existingSecret
+{{- else if or $web.config $web.tls.enabled }}inline
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.webConfigFile" -}}
+{{- $config := deepCopy (.Values.web.config | default dict) }}
+{{- if and .Values.web.tls.secretName (not (hasKey $config "tls_server_config")) }}
+{{- $dir := include "scenario-exporter.tlsDir" . }}
+{{- $_ := set $config "tls_server_config" (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{- define "scenario-exporter.webConfigSecretName" -}}
+{{- if .Values.web.existingSecret }}
+{{- .Values.web.existingSecret }}
+{{- else }}
+{{- printf "%s-web-config" (include "scenario-exporter.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.scheme" -}}
+{{- if .Values.web.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/*
+A probe from its value: an httpGet handler gets the metrics port and the
+scheme filled in; any other handler (tcpSocket, exec, grpc) passes unchanged.
+*/}}
+{{- define "scenario-exporter.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if $probe.httpGet }}
+{{- $http := $probe.httpGet }}
+{{- if not $http.port }}{{ $_ := set $http "port" "http-metrics" }}{{ end }}
+{{- if not $http.scheme }}{{ $_ := set $http "scheme" (include "scenario-exporter.scheme" .root) }}{{ end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}

@@ -1,0 +1,205 @@
+"""A real HTTP fake of Scenario's ``GET /v1/usages`` on loopback, with fault modes.
+
+Serves a :class:`exporter.demo.DemoAccount` (so tests know the true totals),
+checks Basic auth, and misbehaves on demand the way real SaaS APIs do.
+Used by the integration tests, the soak test and the benchmarks.
+
+Run it alone: ``python tests/fake_upstream.py --port 18080 --mode ok``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.demo import DemoAccount, check_basic_auth, parse_iso
+
+MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
+         "gateway-too-large", "empty")
+API_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+@dataclass
+class Request:
+    """What the fake saw of one request."""
+
+    path: str
+    params: dict[str, str]
+    authorization: str | None
+    at: float
+
+
+@dataclass
+class FakeState:
+    account: DemoAccount
+    api_key: str
+    api_secret: str
+    mode: str = "ok"
+    retry_after: str = "30"
+    slow_seconds: float = 5.0
+    # "oversized": windows longer than this are refused as too large (413).
+    max_window_seconds: float = 86400.0
+    requests: list[Request] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        state = self.server.state
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        with state.lock:
+            state.requests.append(Request(url.path, params, self.headers.get("Authorization"),
+                                          time.time()))
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(state, url.path, params)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, state: FakeState, path: str, params: dict[str, str]) -> None:
+        if path.rstrip("/") != "/v1/usages":
+            return self._send(404, b'{"message":"not found"}')
+        if not check_basic_auth(self.headers.get("Authorization"), state.api_key,
+                                state.api_secret):
+            return self._send(401, b'{"message":"Unauthorized"}')
+        mode = state.mode
+        if mode in ("500", "401", "403"):
+            return self._send(int(mode), b'{"message":"failure injected by the fake"}')
+        if mode == "429":
+            return self._send(429, b'{"message":"Too Many Requests"}',
+                              {"Retry-After": state.retry_after})
+        if mode == "garbage":
+            return self._send(200, b"<html>502 Bad Gateway</html>{{{")
+        if mode == "empty":
+            return self._send(200, b"{}")
+        try:
+            start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
+        except (KeyError, ValueError):
+            return self._send(400, b'{"message":"startDate and endDate are required"}')
+        if mode == "oversized" and (end - start).total_seconds() > state.max_window_seconds:
+            return self._send(413, b'{"message":"Response payload size exceeded"}')
+        if mode == "gateway-too-large" and \
+                (end - start).total_seconds() > state.max_window_seconds:
+            return self._send(502, b'{"message":"body size is too long"}')
+        if mode == "slow":
+            time.sleep(state.slow_seconds)
+        body: dict[str, Any] = state.account.response(start, end,
+                                                      params.get("type", "").split(","))
+        if mode == "drift":
+            body = _drift(body)
+        if mode == "invalid":
+            body["usages"][0]["points"].append({"time": None, "value": "twelve"})
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if len(data) > API_LIMIT_BYTES:
+            return self._send(413, b'{"message":"Response payload size exceeded"}')
+        self._send(200, data)
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _drift(body: dict[str, Any]) -> dict[str, Any]:
+    """Schema drift that must not break the exporter: unknown fields and sections, numbers
+    as strings, nulls, and new names (usage ``brand-new-usage`` = 7, kind ``hologram`` = 3,
+    a ``null`` NSFW label) exported as they come; known totals stay the same."""
+    body["newSection"] = [{"anything": 1}]
+    body["usages"].append({"usageName": "brand-new-usage", "granularity": "2h",
+                           "points": [{"time": "2026-01-01T00:00:00Z", "value": "7",
+                                       "apiKey": None, "extra": True}]})
+    for row in body["modelUsages"]:
+        row["newField"] = {"nested": [1, 2]}
+        for point in row["points"]:
+            point["cost"] = str(point["cost"])  # numbers as strings
+            point["futureMetric"] = None
+    body["assetUsages"].append({"kind": "hologram", "points": [{"count": 3, "countApiKey": None}]})
+    body["nsfwUsages"].append({"label": None, "points": None})
+    body["entities"]["models"].append({"id": "model_new", "name": None, "extra": "x"})
+    return body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: FakeState
+
+
+class FakeUpstream:
+    """A loopback server answering like Scenario's API; ``url`` is the ``/v1`` base URL."""
+
+    def __init__(self, account: DemoAccount | None = None, api_key: str = "test-key",
+                 api_secret: str = "test-secret-value", host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.state = FakeState(account or DemoAccount(), api_key, api_secret)
+        self._server = _Server((host, port), _Handler)
+        self._server.state = self.state
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def request_count(self) -> int:
+        with self.state.lock:
+            return len(self.state.requests)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        self.state.mode = mode
+
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--models", type=int, default=36)
+    parser.add_argument("--users", type=int, default=18)
+    args = parser.parse_args()
+    fake = FakeUpstream(DemoAccount(models=args.models, users=args.users), port=args.port)
+    fake.set_mode(args.mode)
+    print(f"serving {fake.url} (key test-key, secret test-secret-value)", flush=True)
+    fake.start()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
