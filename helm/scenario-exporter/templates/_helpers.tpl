@@ -96,6 +96,9 @@ what is missing; NOTES.txt says it too).
 {{- if and $inline (not (and .Values.scenario.apiKey .Values.scenario.apiSecret)) }}
 {{- fail "scenario: set both apiKey and apiSecret (or use existingSecret)" }}
 {{- end }}
+{{- if and .Values.accounts (or .Values.scenario.projectIds (not (kindIs "invalid" .Values.scenario.budgetCreativeUnits))) }}
+{{- fail "scenario.projectIds and scenario.budgetCreativeUnits are for the single account: set projectIds and budgetCreativeUnits on each entry of accounts" }}
+{{- end }}
 {{- if .Values.accounts }}accounts
 {{- else if .Values.existingSecret }}existingSecret
 {{- else if $inline }}inline
@@ -214,4 +217,30 @@ scheme filled in; any other handler (tcpSocket, exec, grpc) passes unchanged.
 {{- if not $http.scheme }}{{ $_ := set $http "scheme" (include "scenario-exporter.scheme" .root) }}{{ end }}
 {{- end }}
 {{- toYaml $probe }}
+{{- end }}
+
+{{/* The exporter's command-line flags, one per line (a YAML list). */}}
+{{- define "scenario-exporter.args" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . -}}
+- --web.listen-address=:{{ .Values.containerPort }}
+{{- if include "scenario-exporter.configFile" . }}
+- --config.file={{ include "scenario-exporter.configDir" . }}/config.yml
+{{- end }}
+{{- if include "scenario-exporter.webConfigMode" . }}
+- --web.config.file={{ include "scenario-exporter.webDir" . }}/web-config.yml
+{{- end }}
+{{- if eq $mode "demo" }}
+- --demo
+{{- end }}
+{{- if and (ne $mode "accounts") (not (kindIs "invalid" .Values.scenario.budgetCreativeUnits)) }}
+- --budget.creative-units={{ .Values.scenario.budgetCreativeUnits }}
+{{- end }}
+{{- if or (eq $mode "inline") (eq $mode "existingSecret") }}
+{{- with .Values.scenario.projectIds }}
+- --scenario.project-ids={{ join "," . }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
 {{- end }}
