@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,13 @@ from cachetools import TTLCache
 from exporter.client import FetchResult, UpstreamError
 from exporter.config import AccountConfig
 from exporter.ledger import PeriodLedger
-from exporter.period import PeriodKind, PeriodWindow, current_window
+from exporter.period import (
+    PeriodKind,
+    PeriodWindow,
+    current_window,
+    monotonic_clock,
+    wall_clock,
+)
 from exporter.snapshot import UsageSnapshot
 from exporter.telemetry import Telemetry
 
@@ -100,8 +105,8 @@ class AccountRefresher:
                  ttl: float, period: PeriodKind = "month", anchor_day: int = 1,
                  max_requests_per_hour: int = 60, max_models: int = 500,
                  max_users: int = 1000,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = monotonic_clock,
+                 wall: Callable[[], float] = wall_clock,
                  spawn: Spawn = spawn_thread,
                  rng: random.Random | None = None) -> None:
         self.account = account

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 from exporter import __version__
 from exporter.config import AccountConfig
 from exporter.models import UsageResponse
-from exporter.period import PeriodWindow
+from exporter.period import PeriodWindow, monotonic_clock, wall_clock
 from exporter.snapshot import InvalidResponse, UsageSnapshot, merge, summarize
 
 log = logging.getLogger("exporter.upstream")
@@ -91,8 +90,8 @@ class UsageClient:
     def __init__(self, api_url: str, timeout: float, *,
                  transport: httpx.BaseTransport | None = None,
                  record: RequestRecorder | None = None,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 monotonic: Callable[[], float] = monotonic_clock,
+                 wall: Callable[[], float] = wall_clock) -> None:
         self._http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout,
                                   transport=transport, follow_redirects=False,
                                   headers={"User-Agent": USER_AGENT,

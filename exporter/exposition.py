@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, build_info, collect_accounts, is_withdrawn
+from exporter.period import wall_clock
 
 _EOF = b"# EOF\n"
 
@@ -50,7 +51,7 @@ class ExpositionRenderer:
 
     def __init__(self, views: Callable[[], Sequence[AccountView]],
                  telemetry_registry: CollectorRegistry, options: CollectorOptions,
-                 wall: Callable[[], float] = time.time,
+                 wall: Callable[[], float] = wall_clock,
                  monotonic: Callable[[], float] = time.perf_counter) -> None:
         self._views = views
         self._telemetry = telemetry_registry

@@ -8,11 +8,22 @@ resets, whose ``_created`` is the period start.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 PeriodKind = Literal["month", "day"]
+
+
+def wall_clock() -> float:
+    """Seconds since the epoch; looked up at each call so that frozen clocks apply."""
+    return time.time()
+
+
+def monotonic_clock() -> float:
+    """A monotonic clock for durations and TTLs; looked up at each call, like wall_clock."""
+    return time.monotonic()
 
 
 @dataclass(frozen=True)

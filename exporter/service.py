@@ -6,7 +6,6 @@ config -> client -> models -> cache -> collector -> exposition.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
@@ -17,6 +16,7 @@ from exporter.client import UsageClient
 from exporter.collector import CollectorOptions
 from exporter.config import Settings
 from exporter.exposition import ExpositionRenderer
+from exporter.period import monotonic_clock, wall_clock
 from exporter.telemetry import Telemetry
 
 
@@ -24,8 +24,8 @@ class UsageExporter:
     """Everything a running exporter holds; HTTP handlers only talk to this."""
 
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = monotonic_clock,
+                 wall: Callable[[], float] = wall_clock,
                  spawn: Spawn = spawn_thread) -> None:
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=False)

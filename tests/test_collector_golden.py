@@ -6,12 +6,12 @@ Regenerate after an intended change with ``pytest tests/test_collector_golden.py
 
 from __future__ import annotations
 
-import json
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
@@ -19,7 +19,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import require_tool
 from exporter.cache import AccountView
 from exporter.collector import AccountsCollector, CollectorOptions, collect_accounts
 from exporter.config import AccountConfig
