@@ -1,0 +1,419 @@
+"""Cache and client with a controllable clock: TTL, one refresh for concurrent
+scrapes, stale-while-revalidate, Retry-After, back-off, hourly cap, splitting."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
+from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
+from exporter.config import AccountConfig
+from exporter.demo import DemoAccount, demo_transport, parse_iso
+from exporter.period import PeriodWindow
+from exporter.snapshot import UsageSnapshot
+from exporter.telemetry import Telemetry
+
+ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
+                        project_ids=("proj_a", "proj_b"))
+T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
+
+
+class FakeClock:
+    """Monotonic and wall clocks that move only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return T0 + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class MaxRandom(random.Random):
+    """Jitter at its upper bound, so back-off delays are predictable."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def make_refresher(fetch: Callable[..., FetchResult], clock: FakeClock, *, ttl: float = 300,
+                   cap: int = 60, spawn: Callable[[Callable[[], None]], None] | None = None,
+                   telemetry: Telemetry | None = None) -> AccountRefresher:
+    return AccountRefresher(
+        ACCOUNT, fetch, telemetry or Telemetry(CollectorRegistry(), ["acme"]), ttl=ttl,
+        max_requests_per_hour=cap, clock=clock.monotonic, wall=clock.wall,
+        spawn=spawn or (lambda work: work()), rng=MaxRandom())
+
+
+class CountingFetch:
+    """A fetch that returns a growing snapshot, or raises what it is told to."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.error: UpstreamError | None = None
+
+    def __call__(self, account: AccountConfig, window: PeriodWindow,
+                 permit: Callable[[], bool]) -> FetchResult:
+        self.calls += 1
+        if not permit():
+            raise UpstreamError("request_cap", "cap")
+        if self.error is not None:
+            raise self.error
+        return FetchResult(UsageSnapshot(window, models={"m": (float(self.calls),) * 5}), 1, 1)
+
+
+def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    refresher = make_refresher(fetch, clock, ttl=300)
+    for _ in range(50):
+        refresher.get()
+        clock.advance(5)  # 250 s in all
+    assert fetch.calls == 1
+    clock.advance(51)
+    view = refresher.get()
+    assert fetch.calls == 2 and view.snapshot is not None
+    assert view.snapshot.models["m"][0] == 2.0
+
+
+def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
+    clock, release = FakeClock(), threading.Event()
+    calls: list[int] = []
+
+    def slow_fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
+        calls.append(1)
+        if len(calls) > 1:
+            assert release.wait(10)
+        return FetchResult(UsageSnapshot(window, models={"m": (float(len(calls)),) * 5}), 1, 1)
+
+    refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=_thread_spawn)
+    first = refresher.get(wait=5)
+    assert first.snapshot is not None and first.snapshot.models["m"][0] == 1.0
+    clock.advance(61)
+    started = time.monotonic()
+    stale = refresher.get(wait=5)  # the refresh is blocked upstream
+    assert time.monotonic() - started < 1.0
+    assert stale.snapshot is not None and stale.snapshot.models["m"][0] == 1.0
+    assert stale.up
+    release.set()
+    _poll(lambda: refresher.view.version == first.version + 1)
+    assert refresher.view.snapshot is not None
+    assert refresher.view.snapshot.models["m"][0] == 2.0
+    assert len(calls) == 2
+
+
+def test_only_the_first_scrape_waits_and_never_past_its_budget() -> None:
+    clock, release = FakeClock(), threading.Event()
+
+    def blocked(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
+        assert release.wait(10)
+        return FetchResult(UsageSnapshot(window), 1, 1)
+
+    refresher = make_refresher(blocked, clock, spawn=_thread_spawn)
+    started = time.monotonic()
+    view = refresher.get(wait=0.3)
+    waited = time.monotonic() - started
+    assert 0.25 <= waited < 2.0
+    assert view.snapshot is None and not view.attempted
+    release.set()
+    _poll(lambda: refresher.view.attempted)
+
+
+def test_concurrent_scrapes_share_one_refresh() -> None:
+    clock, gate = FakeClock(), threading.Event()
+    calls: list[int] = []
+
+    def fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
+        calls.append(1)
+        gate.wait(5)
+        return FetchResult(UsageSnapshot(window, models={"m": (1.0,) * 5}), 1, 1)
+
+    refresher = make_refresher(fetch, clock, spawn=_thread_spawn)
+    barrier = threading.Barrier(32)
+    views = []
+
+    def scrape() -> None:
+        barrier.wait()
+        views.append(refresher.get(wait=5))
+
+    threads = [threading.Thread(target=scrape) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    _poll(lambda: len(calls) == 1)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1
+    assert len(views) == 32 and all(v.snapshot is not None for v in views)
+
+
+def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    fetch.error = UpstreamError("server_error", "HTTP 500")
+    telemetry = Telemetry(CollectorRegistry(), ["acme"])
+    refresher = make_refresher(fetch, clock, ttl=1, telemetry=telemetry)
+    attempts_at = []
+    for _ in range(400):  # scrapes every second for 400 s
+        before = fetch.calls
+        refresher.get()
+        if fetch.calls > before:
+            attempts_at.append(clock.now - 1000.0)
+        clock.advance(1)
+    gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:])]
+    assert gaps == [10, 20, 40, 80, 160]
+    assert refresher.view.up is False and refresher.view.last_error == "HTTP 500"
+    failures = telemetry.refresh_failures.labels("acme", "server_error")._value.get()
+    assert failures == len(attempts_at)
+
+
+def test_auth_failures_back_off_too() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    fetch.error = UpstreamError("auth", "HTTP 401")
+    refresher = make_refresher(fetch, clock, ttl=1)
+    for _ in range(9):
+        refresher.get()
+        clock.advance(1)
+    assert fetch.calls == 1
+    clock.advance(BACKOFF_BASE_SECONDS)
+    refresher.get()
+    assert fetch.calls == 2
+
+
+def test_retry_after_is_honoured() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    fetch.error = UpstreamError("rate_limited", "429", retry_after=120)
+    refresher = make_refresher(fetch, clock, ttl=1)
+    refresher.get()
+    fetch.error = None
+    clock.advance(119)
+    refresher.get()
+    assert fetch.calls == 1
+    clock.advance(1)
+    assert refresher.get().up and fetch.calls == 2
+
+
+def test_success_after_failures_resets_the_backoff_and_keeps_serving() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    refresher = make_refresher(fetch, clock, ttl=10)
+    good = refresher.get()
+    fetch.error = UpstreamError("invalid_response", "bad JSON")
+    clock.advance(11)
+    failed = refresher.get()
+    assert not failed.up and failed.snapshot == good.snapshot  # last good data served
+    assert failed.last_success == good.last_success
+    fetch.error = None
+    clock.advance(BACKOFF_BASE_SECONDS)
+    assert refresher.get().up
+    fetch.error = UpstreamError("server_error", "HTTP 502")
+    clock.advance(11)
+    refresher.get()
+    calls = fetch.calls
+    clock.advance(BACKOFF_BASE_SECONDS)  # first failure again: the base delay
+    refresher.get()
+    assert fetch.calls == calls + 1
+
+
+def test_hourly_cap_is_never_exceeded() -> None:
+    clock, fetch = FakeClock(), CountingFetch()
+    refresher = make_refresher(fetch, clock, ttl=1, cap=3)
+    for _ in range(3599):
+        refresher.get()
+        clock.advance(1)
+    assert fetch.calls == 3
+    clock.advance(5)
+    refresher.get()
+    assert fetch.calls == 4
+
+
+# -- the client, against httpx's MockTransport ---------------------------------------
+
+WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
+                      datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
+
+
+def recording_transport(handler: Callable[[httpx.Request], httpx.Response],
+                        seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+    return httpx.MockTransport(handle)
+
+
+def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
+    seen: list[httpx.Request] = []
+    transport = recording_transport(lambda r: httpx.Response(200, json={}), seen)
+    client = UsageClient("https://api.example/v1/", 5, transport=transport)
+    client.fetch_period_usage(ACCOUNT, WINDOW)
+    (request,) = seen
+    assert request.url.path == "/v1/usages"
+    params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+    assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages",
+                      "dropZeroPoints": "true", "startDate": "2026-11-01T00:00:00.000Z",
+                      "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b"}
+    expected = base64.b64encode(b"key-123:s3cr3t").decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert request.headers["User-Agent"].startswith("scenario-exporter/")
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "reason", "retry_after"), [
+    (401, b"{}", {}, "auth", None),
+    (403, b"{}", {}, "auth", None),
+    (429, b"{}", {"Retry-After": "42"}, "rate_limited", 42.0),
+    (429, b"{}", {}, "rate_limited", None),
+    (500, b'{"message":"internal"}', {}, "server_error", None),
+    (504, b"upstream timed out", {}, "server_error", None),
+    (400, b'{"message":"bad dates"}', {}, "client_error", None),
+    (200, b"<html>not json", {}, "invalid_response", None),
+    (200, b'{"usages":[{"usageName":"x","points":[{"value":"abc"}]}]}', {},
+     "invalid_response", None),
+])
+def test_upstream_failures_become_labelled_errors(status: int, body: bytes,
+                                                  headers: dict[str, str], reason: str,
+                                                  retry_after: float | None) -> None:
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry, ["acme"])
+    client = UsageClient("https://api.example/v1", 5, record=telemetry.record_request,
+                         transport=httpx.MockTransport(
+                             lambda r: httpx.Response(status, content=body, headers=headers)))
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_period_usage(ACCOUNT, WINDOW)
+    assert caught.value.reason == reason
+    assert caught.value.retry_after == retry_after
+    assert "s3cr3t" not in str(caught.value)
+    code = "invalid_response" if reason == "invalid_response" else str(status)
+    assert registry.get_sample_value("scenario_exporter_upstream_requests_total",
+                                     {"account": "acme", "code": code}) == 1.0
+
+
+def test_timeouts_and_connection_errors() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    for handler, reason in ((timeout, "timeout"), (refused, "connection_error")):
+        client = UsageClient("https://api.example/v1", 5,
+                             transport=httpx.MockTransport(handler))
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch_period_usage(ACCOUNT, WINDOW)
+        assert caught.value.reason == reason
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert parse_retry_after("120", 0) == 120.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60.0) == 60.0
+    assert parse_retry_after("soon", 0) is None
+    assert parse_retry_after(None, 0) is None
+
+
+def _demo_handler(account: DemoAccount, too_large: Callable[[float], httpx.Response | None],
+                  ) -> Callable[[httpx.Request], httpx.Response]:
+    inner = demo_transport(account, "key-123", "s3cr3t")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        start = parse_iso(request.url.params["startDate"])
+        end = parse_iso(request.url.params["endDate"])
+        refusal = too_large((end - start).total_seconds())
+        if refusal is not None:
+            return refusal
+        return inner.handle_request(request)
+    return handle
+
+
+@pytest.mark.parametrize("refusal", [
+    httpx.Response(413, json={"message": "Request Entity Too Large"}),
+    httpx.Response(502, json={"message": "Response payload size exceeded maximum allowed"}),
+])
+def test_a_too_large_response_is_split_and_the_halves_add_up(refusal: httpx.Response) -> None:
+    account = DemoAccount(models=12, users=5)
+    whole = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
+        _demo_handler(account, lambda seconds: None))).fetch_period_usage(ACCOUNT, WINDOW)
+    seen: list[httpx.Request] = []
+    split_client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
+        _demo_handler(account, lambda s: refusal if s > 5 * 86400 else None), seen))
+    split = split_client.fetch_period_usage(ACCOUNT, WINDOW)
+
+    assert split.requests == len(seen) > 3
+    truth = account.model_totals(WINDOW.start, WINDOW.end)
+    for model_id, totals in split.snapshot.models.items():
+        assert totals[0] == truth[model_id]["cost"]
+        assert totals[4] == truth[model_id]["jobs"]
+    assert split.snapshot.models == whole.snapshot.models
+    assert split.snapshot.assets == whole.snapshot.assets
+    assert split.snapshot.usages == whole.snapshot.usages
+    assert split.snapshot.window == WINDOW
+    # every window asked for is either the whole or tiles it without gaps
+    served = sorted((parse_iso(r.url.params["startDate"]), parse_iso(r.url.params["endDate"]))
+                    for r in seen if (parse_iso(r.url.params["endDate"]) -
+                                      parse_iso(r.url.params["startDate"])).total_seconds()
+                    <= 5 * 86400)
+    assert served[0][0] == WINDOW.start and served[-1][1] == WINDOW.end.replace(
+        microsecond=250000)
+    assert all(a[1] == b[0] for a, b in zip(served, served[1:]))
+
+
+def test_a_server_error_that_is_not_about_size_is_not_split() -> None:
+    seen: list[httpx.Request] = []
+    client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
+        lambda r: httpx.Response(502, json={"message": "Bad Gateway"}), seen))
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_period_usage(ACCOUNT, WINDOW)
+    assert caught.value.reason == "server_error" and len(seen) == 1
+
+
+def test_splitting_stops_at_one_hour() -> None:
+    seen: list[httpx.Request] = []
+    client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
+        lambda r: httpx.Response(413, json={}), seen))
+    window = PeriodWindow(WINDOW.end - timedelta(hours=3), WINDOW.end)
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_period_usage(ACCOUNT, window)
+    assert caught.value.reason == "too_large"
+    assert len(seen) < 16
+
+
+def test_splitting_respects_the_hourly_cap() -> None:
+    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
+        lambda r: httpx.Response(413, json={})))
+    budget = iter([True, True, True, False])
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_period_usage(ACCOUNT, WINDOW, permit=lambda: next(budget))
+    assert caught.value.reason == "request_cap"
+
+
+def test_demo_transport_refuses_wrong_credentials() -> None:
+    client = UsageClient("https://api.example/v1", 5, transport=demo_transport(
+        DemoAccount(), "key-123", "other-secret"))
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_period_usage(ACCOUNT, WINDOW)
+    assert caught.value.reason == "auth"
+    body = DemoAccount().response(WINDOW.start, WINDOW.end)
+    assert json.dumps(body)  # serialisable
+
+
+def _thread_spawn(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, daemon=True).start()
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.01)

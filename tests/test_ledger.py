@@ -1,0 +1,114 @@
+"""The never-decreasing guard and the cardinality caps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.ledger import OTHER_ID, PeriodLedger
+from exporter.period import PeriodWindow
+from exporter.snapshot import UsageSnapshot
+
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def snap(models: dict[str, float], users: dict[str, float] | None = None,
+         start: datetime = START, hours: int = 1) -> UsageSnapshot:
+    window = PeriodWindow(start, start + timedelta(hours=hours))
+    return UsageSnapshot(window,
+                         models={k: (v, v / 2, 0.0, 0.0, v) for k, v in models.items()},
+                         users={k: (v, 0.0) for k, v in (users or {}).items()},
+                         model_names={k: k.upper() for k in models})
+
+
+def test_a_downward_revision_keeps_the_highest_value_and_is_counted() -> None:
+    ledger = PeriodLedger(10, 10)
+    ledger.apply(snap({"a": 100.0, "b": 5.0}))
+    result = ledger.apply(snap({"a": 90.0, "b": 6.0}, hours=2))
+    assert result.snapshot.models["a"] == (100.0, 50.0, 0.0, 0.0, 100.0)
+    assert result.snapshot.models["b"] == (6.0, 3.0, 0.0, 0.0, 6.0)
+    assert result.decreases == 3  # cost, api-key cost and jobs of "a" went down
+    again = ledger.apply(snap({"a": 120.0, "b": 6.0}, hours=3))
+    assert again.snapshot.models["a"][0] == 120.0 and again.decreases == 0
+
+
+def test_summation_noise_is_not_a_revision() -> None:
+    ledger = PeriodLedger(10, 10)
+    ledger.apply(snap({"a": 0.1 + 0.2}))
+    result = ledger.apply(snap({"a": 0.3}, hours=2))  # 0.30000000000000004 before
+    assert result.decreases == 0
+    assert result.snapshot.models["a"][0] == 0.1 + 0.2
+
+
+def test_an_id_that_disappears_keeps_its_total() -> None:
+    ledger = PeriodLedger(10, 10)
+    ledger.apply(snap({"a": 10.0, "b": 20.0}))
+    result = ledger.apply(snap({"a": 11.0}, hours=2))
+    assert result.snapshot.models["b"][0] == 20.0
+    assert result.decreases == 1
+
+
+def test_a_new_period_starts_from_scratch() -> None:
+    ledger = PeriodLedger(10, 10)
+    ledger.apply(snap({"a": 1000.0}))
+    result = ledger.apply(snap({"a": 3.0}, start=START + timedelta(days=30)))
+    assert result.snapshot.models == {"a": (3.0, 1.5, 0.0, 0.0, 3.0)}
+    assert result.decreases == 0
+
+
+def test_caps_fold_the_smallest_and_keep_sums_exact() -> None:
+    ledger = PeriodLedger(max_models=2, max_users=1)
+    raw = {"a": 50.0, "b": 40.0, "c": 3.0, "d": 2.5}
+    result = ledger.apply(snap(raw, users={"u1": 7.0, "u2": 9.0}))
+    models = result.snapshot.models
+    assert set(models) == {"a", "b", OTHER_ID}
+    assert models[OTHER_ID][0] == 5.5
+    assert sum(v[0] for v in models.values()) == sum(raw.values())
+    assert result.folded == {"models": 2, "users": 1}
+    assert set(result.snapshot.users) == {"u2", OTHER_ID}
+    assert set(result.snapshot.model_names) == {"a", "b"}  # no info for folded ids
+
+
+def test_caps_are_sticky_within_the_period() -> None:
+    """An id that had its own series keeps it, even when a newcomer outspends it;
+    otherwise both it and __other__ would jump."""
+    ledger = PeriodLedger(max_models=2, max_users=10)
+    ledger.apply(snap({"a": 50.0, "b": 40.0, "c": 3.0}))
+    result = ledger.apply(snap({"a": 51.0, "b": 41.0, "c": 300.0, "e": 1.0}, hours=2))
+    assert set(result.snapshot.models) == {"a", "b", OTHER_ID}
+    assert result.snapshot.models[OTHER_ID][0] == 301.0
+    assert result.decreases == 0
+    # next period: the ranking is made afresh
+    fresh = ledger.apply(snap({"a": 1.0, "b": 2.0, "c": 300.0}, start=START + timedelta(days=31)))
+    assert set(fresh.snapshot.models) == {"c", "b", OTHER_ID}
+
+
+def test_no_other_series_while_under_the_cap() -> None:
+    result = PeriodLedger(3, 3).apply(snap({"a": 1.0, "b": 2.0, "c": 3.0}))
+    assert OTHER_ID not in result.snapshot.models and result.folded["models"] == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from("abcdefghij"),
+                                st.integers(min_value=0, max_value=50), max_size=10),
+                min_size=1, max_size=8),
+       st.integers(min_value=1, max_value=6))
+def test_growing_upstream_totals_give_exact_monotone_counters(increments: list[dict[str, int]],
+                                                              cap: int) -> None:
+    """Whatever the cap and the order ids appear in: sums exact, no series decreases."""
+    ledger = PeriodLedger(max_models=cap, max_users=cap)
+    truth: dict[str, float] = {}
+    served_before: dict[str, float] = {}
+    for hour, step in enumerate(increments, start=1):
+        for key, add in step.items():
+            truth[key] = truth.get(key, 0.0) + add
+        result = ledger.apply(snap(dict(truth), hours=hour))
+        models = {k: v[0] for k, v in result.snapshot.models.items()}
+        assert result.decreases == 0
+        assert sum(models.values()) == sum(truth.values())
+        assert len([k for k in models if k != OTHER_ID]) <= cap
+        for key, value in served_before.items():
+            assert models[key] >= value
+        served_before = models
