@@ -111,7 +111,10 @@ class AccountConfig(BaseModel):
         if (self.api_secret is None) == (self.api_secret_file is None):
             raise ValueError("give exactly one of api_secret or api_secret_file")
         if self.api_secret_file is not None:
-            read_secret_file(self.api_secret_file)
+            try:
+                read_secret_file(self.api_secret_file)
+            except ValueError as exc:
+                raise ValueError(f"api_secret_file: {exc}") from None
         return self
 
     def secret(self) -> str:
@@ -449,6 +452,10 @@ def _describe(exc: ValidationError, sources: Mapping[str, str], prefix: str = ""
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if not loc:
+        # Model-level checks name their field first ("api_secret_file: ...").
+        field_name, sep, rest = message.partition(": ")
+        if sep and field_name in sources:
+            return f"{sources[field_name]}: {rest}"
         return f"{prefix}: {message}" if prefix else message
     if loc[0] == "accounts":
         loc = loc[2:] if len(loc) > 2 else loc

@@ -1,0 +1,237 @@
+"""Configuration: three layers, and one clear line per invalid value (exit 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import (
+    ConfigError,
+    Settings,
+    build_settings,
+    format_duration,
+    parse_duration,
+)
+
+CREDS = {"SCENARIO_API_KEY": "key-1", "SCENARIO_API_SECRET": "secret-1"}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SCENARIO_", "SCENARIO_EXPORTER_"))}
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, timeout=30, env={**clean, **(env or {})}, cwd=cwd)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("5m", 300), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), ("500ms", 0.5),
+    ("45", 45), (30, 30), ("1.5h", 5400)])
+def test_durations_are_prometheus_style(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "m5", "", "-5m", "5 m", "1h-30m", "ten"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_defaults() -> None:
+    settings = build_settings({}, CREDS)
+    assert settings.listen_address == ":10097"
+    assert settings.telemetry_path == "/metrics"
+    assert settings.cache_ttl == 300 and settings.cache_max_stale == 7200
+    assert settings.period == "month" and settings.period_anchor_day == 1
+    assert settings.api_url == "https://api.cloud.scenario.com/v1"
+    assert settings.upstream_timeout == 30 and settings.max_requests_per_hour == 60
+    (account,) = settings.accounts
+    assert account.name == "default" and account.secret() == "secret-1"
+    assert format_duration(settings.cache_ttl) == "5m"
+
+
+def test_flags_win_over_environment_which_wins_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("cache:\n  ttl: 10m\n  max-stale: 3h\nperiod: day\n"
+                      "upstream:\n  timeout: 12s\n")
+    env = {**CREDS, "SCENARIO_EXPORTER_CACHE_TTL": "7m", "SCENARIO_EXPORTER_PERIOD": "month"}
+    settings = build_settings({"cache.ttl": "2m"}, env, config)
+    assert settings.cache_ttl == 120  # flag
+    assert settings.period == "month"  # environment over file
+    assert settings.cache_max_stale == 3 * 3600  # file
+    assert settings.upstream_timeout == 12
+
+
+def test_sdk_variables_are_a_fallback() -> None:
+    settings = build_settings({}, {"SCENARIO_SDK_API_KEY": "sdk-key",
+                                   "SCENARIO_SDK_API_SECRET": "sdk-secret"})
+    assert settings.accounts[0].api_key == "sdk-key"
+    both = build_settings({}, {**CREDS, "SCENARIO_SDK_API_KEY": "sdk-key"})
+    assert both.accounts[0].api_key == "key-1"
+
+
+def test_secret_from_a_file_is_read_on_every_use(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n")
+    settings = build_settings({}, {"SCENARIO_API_KEY": "k",
+                                   "SCENARIO_API_SECRET_FILE": str(secret_file)})
+    assert settings.accounts[0].secret() == "from-file"
+    secret_file.write_text("rotated")
+    assert settings.accounts[0].secret() == "rotated"
+
+
+def test_several_accounts_from_yaml(tmp_path: Path) -> None:
+    secret_file = tmp_path / "b.secret"
+    secret_file.write_text("b-secret")
+    config = tmp_path / "config.yml"
+    config.write_text(f"""
+accounts:
+  - name: studio-a
+    api_key: key-a
+    api_secret: a-secret
+    project_ids: [proj_1, proj_2]
+    budget_creative_units: 50000
+  - name: studio-b
+    api_key: key-b
+    api_secret_file: {secret_file}
+""")
+    settings = build_settings({}, {}, config)
+    a, b = settings.accounts
+    assert (a.name, a.project_ids, a.budget_creative_units) == ("studio-a",
+                                                                ("proj_1", "proj_2"), 50000)
+    assert b.secret() == "b-secret" and b.budget_creative_units is None
+
+
+def test_budget_and_projects_flags_apply_to_the_single_account() -> None:
+    settings = build_settings({"budget.creative-units": "12000",
+                               "scenario.project-ids": "p1, p2"}, CREDS)
+    assert settings.accounts[0].budget_creative_units == 12000
+    assert settings.accounts[0].project_ids == ("p1", "p2")
+
+
+def test_demo_needs_no_credentials() -> None:
+    settings = build_settings({"demo": True}, {})
+    assert [a.name for a in settings.accounts] == ["demo"]
+    assert settings.accounts[0].budget_creative_units
+
+
+def test_repr_masks_the_secret() -> None:
+    settings = build_settings({}, {"SCENARIO_API_KEY": "key-long-id",
+                                   "SCENARIO_API_SECRET": "very-secret-value"})
+    for text in (repr(settings), str(settings), repr(settings.accounts[0]),
+                 str(settings.accounts[0]), str(settings.model_dump())):
+        assert "very-secret-value" not in text
+
+
+def _error(flags: dict[str, object], env: dict[str, str] | None = None,
+           config: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        build_settings(flags, CREDS if env is None else env, config)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"cache.ttl": "5x"}, "--cache.ttl: '5x' is not a duration"),
+    ({"cache.max-stale": "1s"}, "cache.max-stale must be at least cache.ttl"),
+    ({"upstream.timeout": "0s"}, "--upstream.timeout: must be greater than 0"),
+    ({"period": "week"}, "--period: must be 'month' or 'day'"),
+    ({"period.anchor-day": "29"}, "--period.anchor-day: must be less than or equal to 28"),
+    ({"period.anchor-day": "first"}, "--period.anchor-day: must be a valid integer"),
+    ({"log.level": "loud"}, "--log.level: must be 'debug', 'info', 'warning' or 'error'"),
+    ({"log.format": "xml"}, "--log.format: must be 'logfmt' or 'json'"),
+    ({"web.listen-address": "10097"}, "--web.listen-address: must be host:port"),
+    ({"web.telemetry-path": "metrics"}, "--web.telemetry-path: must start with '/'"),
+    ({"web.telemetry-path": "/-/ready"}, "--web.telemetry-path: must start with '/'"),
+    ({"scenario.api-url": "ftp://x"}, "--scenario.api-url: must be an http(s) URL"),
+    ({"upstream.max-requests-per-hour": "0"}, "--upstream.max-requests-per-hour: must be"),
+    ({"limits.max-models": "-1"}, "--limits.max-models: must be greater than or equal to 1"),
+    ({"limits.max-users": "lots"}, "--limits.max-users: must be a valid integer"),
+    ({"budget.creative-units": "-5"}, "--budget.creative-units: must be greater than or equal"),
+    ({"budget.creative-units": "much"}, "--budget.creative-units: must be a valid number"),
+])
+def test_each_bad_flag_is_named(flags: dict[str, object], expected: str) -> None:
+    assert _error(flags).startswith(expected)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    message = _error({}, {**CREDS, "SCENARIO_EXPORTER_CACHE_TTL": "soon"})
+    assert message.startswith("SCENARIO_EXPORTER_CACHE_TTL: 'soon' is not a duration")
+
+
+def test_bad_file_value_names_the_file_and_setting(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("period:\n  anchor-day: 31\n")
+    assert _error({}, config=config).startswith(f"period.anchor-day in {config}: must be")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("accounts: []", "accounts in {path}: must be a non-empty list"),
+    ("accounts:\n  - name: a\n    api_key: k\n", "accounts[0] in {path}: give exactly one of"),
+    ("accounts:\n  - name: a\n    api_key: k\n    api_secret: s\n    api_secret_file: /x\n",
+     "accounts[0] in {path}: give exactly one of"),
+    ("accounts:\n  - name: 'bad name'\n    api_key: k\n    api_secret: s\n",
+     "accounts[0] in {path}: name: must be 1-63 letters"),
+    ("accounts:\n  - name: a\n    api_key: k\n    api_secret: s\n    colour: red\n",
+     "accounts[0] in {path}: colour: Extra inputs are not permitted"),
+    ("accounts:\n  - {name: a, api_key: k, api_secret: s}\n  - {name: a, api_key: k2, "
+     "api_secret: s}\n", "accounts: the name 'a' is used twice"),
+    ("accounts:\n  - name: a\n    api_key: k\n    api_secret_file: /nonexistent/secret\n",
+     "accounts[0] in {path}: api_secret_file"),
+    ("cache: {ttl: 5m\n", "--config.file: {path} line"),
+    ("- just\n- a list\n", "--config.file: {path}: must be a YAML mapping"),
+    ("caching: {ttl: 5m}\n", "--config.file: {path}: unknown setting 'caching'"),
+])
+def test_bad_config_files(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(text)
+    message = _error({}, {}, config)
+    assert expected.format(path=config) in message, message
+
+
+def test_missing_credentials_say_how_to_give_them() -> None:
+    message = _error({}, {})
+    assert "SCENARIO_API_KEY" in message and "--demo" in message
+    assert "SCENARIO_API_KEY" in _error({}, {"SCENARIO_API_SECRET": "s"})
+    assert "SCENARIO_API_SECRET" in _error({}, {"SCENARIO_API_KEY": "k"})
+    assert "cannot read" in _error({}, {"SCENARIO_API_KEY": "k",
+                                        "SCENARIO_API_SECRET_FILE": "/nonexistent"})
+
+
+# -- the real command: exit 2, one line, no traceback, nothing served ---------------
+
+@pytest.mark.parametrize(("args", "env", "needle"), [
+    (["--cache.ttl", "5x"], CREDS, "--cache.ttl"),
+    (["--period.anchor-day", "0"], CREDS, "--period.anchor-day"),
+    (["--no-such-flag"], CREDS, "--no-such-flag"),
+    ([], {}, "--demo"),
+    (["--config.file", "/nonexistent.yml"], CREDS, "--config.file"),
+    (["--web.listen-address", "127.0.0.1:99999"], CREDS, "--web.listen-address"),
+])
+def test_cli_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_help_and_version() -> None:
+    help_text = run_cli("--help").stdout
+    for flag in ("--web.listen-address", "--cache.ttl", "--demo", "--budget.creative-units",
+                 "SCENARIO_API_KEY", "SCENARIO_API_SECRET_FILE", "check"):
+        assert flag in help_text
+    from exporter import __version__
+    assert __version__ in run_cli("--version").stdout
+
+
+def test_settings_model_is_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(Exception):
+        settings.cache_ttl = 1  # type: ignore[misc]
