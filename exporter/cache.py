@@ -163,7 +163,7 @@ class AccountRefresher:
         started = self._clock()
         window = current_window(datetime.fromtimestamp(started_wall, timezone.utc),
                                 self._period, self._anchor_day)
-        fields = {"account": self.account.name,
+        fields: dict[str, object] = {"account": self.account.name,
                   "window": f"{window.start.isoformat()}/{window.end.isoformat()}"}
         try:
             result = self._fetch(self.account, window, self._cap.try_acquire)

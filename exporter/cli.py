@@ -169,9 +169,9 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     log.info("listening", extra={"fields": {
-        "address": f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}",
+        "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "port": port, "tls": ssl_context is not None, "version": __version__,
         "accounts": ",".join(a.name for a in settings.accounts),
         "demo": settings.demo, "cache_ttl": format_duration(settings.cache_ttl)}})

@@ -408,11 +408,11 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
             where = f"accounts[{index}] in {config_file}"
             if not isinstance(entry, Mapping):
                 raise ConfigError(f"{where}: must be a mapping with name, api_key, api_secret")
-            entry = dict(entry)
-            if budget is not None and len(listed) == 1 and "budget_creative_units" not in entry:
-                entry["budget_creative_units"] = budget[0]
+            fields = dict(entry)
+            if budget is not None and len(listed) == 1 and "budget_creative_units" not in fields:
+                fields["budget_creative_units"] = budget[0]
             try:
-                accounts.append(AccountConfig(**entry))
+                accounts.append(AccountConfig(**fields))
             except ValidationError as exc:
                 raise ConfigError(_describe(exc, {}, prefix=where)) from None
         if budget is not None and len(listed) > 1:
@@ -429,18 +429,18 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
         raise ConfigError("SCENARIO_API_KEY: missing (the secret is set but not the key)")
     if not secret and not secret_file:
         raise ConfigError("SCENARIO_API_SECRET: missing (set it, or SCENARIO_API_SECRET_FILE)")
-    entry: dict[str, Any] = {"name": "default", "api_key": key}
+    single: dict[str, Any] = {"name": "default", "api_key": key}
     if secret_file:
-        entry["api_secret_file"] = secret_file
+        single["api_secret_file"] = secret_file
     else:
-        entry["api_secret"] = secret
+        single["api_secret"] = secret
     field_sources = {"api_secret_file": "SCENARIO_API_SECRET_FILE",
                      "api_key": "SCENARIO_API_KEY"}
     for name, (value, source) in account_settings.items():
-        entry[name] = value
+        single[name] = value
         field_sources[name] = source
     try:
-        return (AccountConfig(**entry),)
+        return (AccountConfig(**single),)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, field_sources)) from None
 

@@ -124,10 +124,10 @@ class DemoAccount:
         rng = random.Random(self.seed)
         self._models = []
         for index in range(self.models):
-            first, second = _MODEL_WORDS
+            adjectives, nouns = _MODEL_WORDS
             # Distinct word pairs for the first 144 models, then numbered versions.
             pair = index % 144
-            name = f"{first[pair % 12]} {second[(pair // 12 + 5 * pair) % 12]}"
+            name = f"{adjectives[pair % 12]} {nouns[(pair // 12 + 5 * pair) % 12]}"
             if index >= 144:
                 name += f" v{index // 144 + 1}"
             self._models.append(DemoModel(

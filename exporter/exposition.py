@@ -74,7 +74,7 @@ class ExpositionRenderer:
                                    "Time spent producing this response.")
         live_families = [self._build_info, *self._telemetry.collect()]
         scrape.add_metric([], self._monotonic() - started)
-        live = encoder(_Families([*live_families, scrape]))  # type: ignore[arg-type]
+        live = encoder(_Families([*live_families, scrape]))
         if not gzip:
             return business.body + live, content_type
         compressor = business.compressor.copy()

@@ -72,8 +72,10 @@ class PeriodLedger:
             section.high = guarded[name]
         model_names = {k: v for k, v in snapshot.model_names.items() if k in guarded["models"]}
         identities = {k: v for k, v in snapshot.user_identities.items() if k in guarded["users"]}
-        served = replace(snapshot, model_names=model_names, user_identities=identities,
-                         **guarded)
+        served = replace(snapshot, models=guarded["models"], assets=guarded["assets"],
+                         nsfw=guarded["nsfw"], usages=guarded["usages"],
+                         users=guarded["users"], model_names=model_names,
+                         user_identities=identities)
         return LedgerResult(served, folded, decreases)
 
 
@@ -96,7 +98,10 @@ def _fold(totals: Mapping[str, Totals], kept: set[str],
             result[key] = values
             continue
         folded += 1
-        other = list(values) if other is None else [a + b for a, b in zip(other, values)]
+        if other is None:
+            other = list(values)
+        else:
+            other = [a + b for a, b in zip(other, values, strict=True)]
     if other is not None:
         result[OTHER_ID] = tuple(other)
     kept.add(OTHER_ID)
@@ -118,7 +123,7 @@ def _guard(totals: Mapping[str, Totals],
         if now == before:
             continue
         merged = []
-        for old, new in zip(before, now):
+        for old, new in zip(before, now, strict=True):
             if new < old:
                 if new < old - _RELATIVE_TOLERANCE * max(abs(old), 1.0):
                     decreases += 1

@@ -10,7 +10,7 @@ response invalid rather than a silent 0, because a wrong bill is worse than a ga
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -59,8 +59,9 @@ class _Model(BaseModel):
                               coerce_numbers_to_str=True)
 
 
-def _rows(model: Any) -> Any:
-    return Annotated[list[model], BeforeValidator(_list)]
+T = TypeVar("T")
+# A list that upstream may also send as null.
+Rows = Annotated[list[T], BeforeValidator(_list)]
 
 
 class UsagePoint(_Model):
@@ -74,7 +75,7 @@ class UsagePoint(_Model):
 class UsageRow(_Model):
     usage_name: Identifier = None
     granularity: OptionalText = None
-    points: _rows(UsagePoint) = Field(default_factory=list)
+    points: Rows[UsagePoint] = Field(default_factory=list)
 
 
 class ModelPoint(_Model):
@@ -88,7 +89,7 @@ class ModelPoint(_Model):
 
 class ModelUsageRow(_Model):
     model_id: Identifier = None
-    points: _rows(ModelPoint) = Field(default_factory=list)
+    points: Rows[ModelPoint] = Field(default_factory=list)
 
 
 class CountPoint(_Model):
@@ -99,12 +100,12 @@ class CountPoint(_Model):
 
 class AssetUsageRow(_Model):
     kind: Identifier = None
-    points: _rows(CountPoint) = Field(default_factory=list)
+    points: Rows[CountPoint] = Field(default_factory=list)
 
 
 class NsfwUsageRow(_Model):
     label: Identifier = None
-    points: _rows(CountPoint) = Field(default_factory=list)
+    points: Rows[CountPoint] = Field(default_factory=list)
 
 
 class ConsumptionRow(_Model):
@@ -132,17 +133,17 @@ class UserEntity(_Model):
 
 
 class Entities(_Model):
-    models: _rows(ModelEntity) = Field(default_factory=list)
-    users: _rows(UserEntity) = Field(default_factory=list)
+    models: Rows[ModelEntity] = Field(default_factory=list)
+    users: Rows[UserEntity] = Field(default_factory=list)
 
 
 class UsageResponse(_Model):
     """The sections of ``GET /v1/usages`` that the exporter reads; all optional."""
 
-    usages: _rows(UsageRow) = Field(default_factory=list)
-    model_usages: _rows(ModelUsageRow) = Field(default_factory=list)
-    asset_usages: _rows(AssetUsageRow) = Field(default_factory=list)
-    nsfw_usages: _rows(NsfwUsageRow) = Field(default_factory=list)
-    consumption: _rows(ConsumptionRow) = Field(default_factory=list)
+    usages: Rows[UsageRow] = Field(default_factory=list)
+    model_usages: Rows[ModelUsageRow] = Field(default_factory=list)
+    asset_usages: Rows[AssetUsageRow] = Field(default_factory=list)
+    nsfw_usages: Rows[NsfwUsageRow] = Field(default_factory=list)
+    consumption: Rows[ConsumptionRow] = Field(default_factory=list)
     entities: Annotated[Entities, BeforeValidator(lambda v: {} if v is None else v)] = Field(
         default_factory=Entities)

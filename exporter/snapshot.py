@@ -135,7 +135,7 @@ def _merge_sections(a: Mapping[str, Totals], b: Mapping[str, Totals]) -> dict[st
     merged = dict(a)
     for key, values in b.items():
         if key in merged:
-            merged[key] = tuple(x + y for x, y in zip(merged[key], values))
+            merged[key] = tuple(x + y for x, y in zip(merged[key], values, strict=True))
         else:
             merged[key] = values
     return merged

@@ -42,7 +42,7 @@ class Telemetry:
         # The process start as `_created` of every exporter counter is noise (one
         # more series each in the text format); prometheus_client only offers a
         # process-wide switch, which is idempotent.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.upstream_requests = Counter(
             "scenario_exporter_upstream_requests",
             "Upstream HTTP calls by status code (or timeout, connection_error, "

@@ -174,7 +174,7 @@ def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
         if fetch.calls > before:
             attempts_at.append(clock.now - 1000.0)
         clock.advance(1)
-    gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:])]
+    gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:], strict=False)]
     assert gaps == [10, 20, 40, 80, 160]
     assert refresher.view.up is False and refresher.view.last_error == "HTTP 500"
     failures = telemetry.refresh_failures.labels("acme", "server_error")._value.get()
@@ -365,7 +365,7 @@ def test_a_too_large_response_is_split_and_the_halves_add_up(refusal: httpx.Resp
                     <= 5 * 86400)
     assert served[0][0] == WINDOW.start and served[-1][1] == WINDOW.end.replace(
         microsecond=250000)
-    assert all(a[1] == b[0] for a, b in zip(served, served[1:]))
+    assert all(a[1] == b[0] for a, b in zip(served, served[1:], strict=False))
 
 
 def test_a_server_error_that_is_not_about_size_is_not_split() -> None:

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
@@ -19,6 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import require_tool
 from exporter.cache import AccountView
 from exporter.collector import AccountsCollector, CollectorOptions, collect_accounts
 from exporter.config import AccountConfig

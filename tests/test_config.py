@@ -232,6 +232,8 @@ def test_cli_help_and_version() -> None:
 
 
 def test_settings_model_is_frozen() -> None:
+    from pydantic import ValidationError
+
     settings = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         settings.cache_ttl = 1  # type: ignore[misc]
