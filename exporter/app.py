@@ -30,7 +30,8 @@ def first_scrape_wait(header: str | None) -> float:
         timeout = DEFAULT_SCRAPE_TIMEOUT
     if not timeout > 0:  # also rejects NaN
         timeout = DEFAULT_SCRAPE_TIMEOUT
-    return max(0.0, min(timeout - SCRAPE_TIMEOUT_MARGIN, timeout * 0.9))
+    # Leave half a second for rendering and the network, or 10% of short timeouts.
+    return max(timeout - SCRAPE_TIMEOUT_MARGIN, timeout * 0.9)
 
 
 def _when(timestamp: float | None, now: float) -> str:

@@ -1,0 +1,100 @@
+"""The WSGI application, driven in-process with the demo transport."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.app import create_app, first_scrape_wait
+from exporter.config import DEMO_API_KEY, DEMO_API_SECRET, build_settings
+from exporter.demo import DemoAccount, demo_transport
+from exporter.service import UsageExporter
+
+
+def call(app: Callable[..., Any], path: str, method: str = "GET",
+         headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": BytesIO(),
+               "SERVER_NAME": "test", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    for key, value in (headers or {}).items():
+        environ["HTTP_" + key.upper().replace("-", "_")] = value
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
+        captured["status"], captured["headers"] = status, dict(response_headers)
+
+    body = b"".join(app(environ, start_response))
+    return captured["status"], captured["headers"], body
+
+
+def demo_exporter(transport: httpx.BaseTransport | None = None,
+                  spawn: Callable[[Callable[[], None]], None] | None = None) -> UsageExporter:
+    settings = build_settings({"demo": True}, {})
+    return UsageExporter(
+        settings, transport=transport or demo_transport(DemoAccount(models=5, users=3),
+                                                        DEMO_API_KEY, DEMO_API_SECRET),
+        spawn=spawn or (lambda work: work()))
+
+
+def test_metrics_negotiation_and_gzip() -> None:
+    app = create_app(demo_exporter())
+    status, headers, body = call(app, "/metrics")
+    assert status == "200 OK" and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b'scenario_up{account="demo"} 1.0' in body
+    status, headers, body = call(app, "/metrics", headers={
+        "Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    text = gzip.decompress(body)
+    assert text.endswith(b"# EOF\n") and b"_created{" in text
+    assert int(headers["Content-Length"]) == len(body)
+
+
+def test_landing_page_health_readiness_and_unknown_paths() -> None:
+    gate = threading.Event()
+    started: list[Callable[[], None]] = []
+    exporter = demo_exporter(spawn=started.append)  # refresh held until we run it
+    app = create_app(exporter)
+    assert call(app, "/-/healthy")[0] == "200 OK"
+    assert call(app, "/-/ready")[0].startswith("503")
+    status, _, page = call(app, "/")
+    assert status == "200 OK" and b"starting" in page and b'href="/metrics"' in page
+    exporter.start()
+    started[0]()
+    gate.set()
+    assert call(app, "/-/ready")[0] == "200 OK"
+    page = call(app, "/")[2].decode()
+    assert "<td>demo</td><td>up</td>" in page and "0.1.0" in page
+    assert call(app, "/nope")[0].startswith("404")
+    assert call(app, "/metrics/extra")[0].startswith("404")
+    status, headers, body = call(app, "/metrics", method="POST")
+    assert status.startswith("405") and headers["Allow"] == "GET, HEAD"
+    status, headers, body = call(app, "/-/healthy", method="HEAD")
+    assert status == "200 OK" and body == b"" and headers["Content-Length"] == "8"
+
+
+def test_landing_page_shows_the_last_error_escaped() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(503, text="<b>down</b>"))
+    exporter = demo_exporter(transport)
+    app = create_app(exporter)
+    call(app, "/metrics")
+    page = call(app, "/")[2].decode()
+    assert "<td>down</td>" in page
+    assert "upstream failed (HTTP 503)" in page
+    assert call(app, "/-/ready")[0] == "200 OK"  # attempted, even though it failed
+    body = call(app, "/metrics")[2]
+    assert b'scenario_up{account="demo"} 0.0' in body
+    assert b"scenario_model_cost_creative_units_total{" not in body
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, 9.5), ("10", 9.5), ("30", 29.5), ("2", 1.8), ("0.5", 0.45), ("abc", 9.5),
+    ("-3", 9.5), ("nan", 9.5)])
+def test_first_scrape_waits_until_shortly_before_the_scrape_timeout(
+        header: str | None, expected: float) -> None:
+    assert first_scrape_wait(header) == pytest.approx(expected)
