@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -557,6 +558,11 @@ def _materialise_pod(objects: list[Manifest], root: Path) -> tuple[list[str], di
             for item in volume["secret"].get("items", []):
                 entries.append((item["path"],
                                 secret_value(volume["secret"]["secretName"], item["key"])))
+        elif "secret" in volume and mount["mountPath"] == f"{MOUNT_ROOT}/tls":
+            # A kubernetes.io/tls Secret the user (or cert-manager) provides.
+            target.mkdir(parents=True, exist_ok=True)
+            cert, key = _self_signed_pair(target)
+            shutil.copy(cert, target / "ca.crt")
         for relative, content in entries:
             path = target / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -597,6 +603,12 @@ def test_exporter_accepts_the_rendered_args_and_files(values: Path | None, tmp_p
         return
     command, settings = cli.parse(args)
     assert command == "serve"
+    web_config = [a.partition("=")[2] for a in args if a.startswith("--web.config.file=")]
+    if web_config and Path(web_config[0]).exists():
+        from exporter.webconfig import parse_web_config
+
+        parsed = parse_web_config(web_config[0])
+        assert (parsed.tls is not None) == bool(config["web"]["tls"]["enabled"])
     if mode == "accounts":
         expected = {a["name"]: a for a in config["accounts"]}
         assert [a.name for a in settings.accounts] == list(expected)
@@ -680,6 +692,39 @@ def test_web_config_is_a_secret_and_keeps_user_tls_settings() -> None:
     for obj in objects:
         if obj["kind"] == "ConfigMap":
             assert "basic_auth_users" not in yaml.safe_dump(obj)
+
+
+@pytest.mark.parametrize("sets, warned", [
+    (["demo=true", "web.config.basic_auth_users.u=$2b$10$x"], True),
+    (["demo=true", "web.config.basic_auth_users.u=$2b$10$x", "web.healthWithoutAuth=true"],
+     False),
+    (["demo=true", "web.config.basic_auth_users.u=$2b$10$x", "livenessProbe.httpGet=null",
+      "livenessProbe.tcpSocket.port=http-metrics", "readinessProbe.httpGet=null",
+      "readinessProbe.tcpSocket.port=http-metrics"], False),
+])
+def test_notes_warn_when_basic_auth_would_fail_the_probes(sets: list[str],
+                                                          warned: bool) -> None:
+    notes = _install_dry_run(sets).partition("NOTES:")[2]
+    assert ("will get 401" in notes) is warned
+    assert "-u USER:PASSWORD" in notes
+
+
+def test_health_without_auth_flag_and_tcp_probes() -> None:
+    main = container(render(ci_values("everything-on")))
+    assert "--web.health-without-auth" in main["args"]
+    assert main["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    main = container(render(ci_values("web-existing-secret")))
+    assert "--web.health-without-auth" not in main["args"]
+    assert "httpGet" not in main["livenessProbe"]
+    assert main["livenessProbe"]["tcpSocket"] == {"port": "http-metrics"}
+    assert main["readinessProbe"]["tcpSocket"] == {"port": "http-metrics"}
+
+
+def test_notes_without_credentials_say_how_to_give_them() -> None:
+    notes = _install_dry_run([]).partition("NOTES:")[2]
+    assert "no Scenario credentials" in notes
+    assert "existingSecret=" in notes
+    assert "port-forward service/" in notes
 
 
 def test_web_config_from_an_existing_secret() -> None:

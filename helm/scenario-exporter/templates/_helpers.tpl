@@ -179,6 +179,9 @@ the ServiceMonitor speak HTTPS, or the other way round.
 {{- if and $web.tls.enabled (not (or $web.tls.secretName $inlineTLS $web.existingSecret)) }}
 {{- fail "web.tls.enabled: set web.tls.secretName (a kubernetes.io/tls Secret), or give tls_server_config in web.config or web.existingSecret" }}
 {{- end }}
+{{- if and $web.healthWithoutAuth (not (or $web.config $web.existingSecret)) }}
+{{- fail "web.healthWithoutAuth: only means something with a web config (web.config or web.existingSecret)" }}
+{{- end }}
 {{- if $web.existingSecret }}existingSecret
 {{- else if or $web.config $web.tls.enabled }}inline
 {{- end }}
@@ -228,6 +231,9 @@ scheme filled in; any other handler (tcpSocket, exec, grpc) passes unchanged.
 {{- end }}
 {{- if include "scenario-exporter.webConfigMode" . }}
 - --web.config.file={{ include "scenario-exporter.webDir" . }}/web-config.yml
+{{- end }}
+{{- if .Values.web.healthWithoutAuth }}
+- --web.health-without-auth
 {{- end }}
 {{- if eq $mode "demo" }}
 - --demo
