@@ -1,0 +1,36 @@
+"""The README documents every setting, and CI runs the README's test command."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO_ROOT
+from exporter.config import ACCOUNT_OPTIONS, OPTIONS
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def test_every_flag_and_variable_is_in_the_configuration_reference() -> None:
+    for option in OPTIONS + ACCOUNT_OPTIONS:
+        assert f"`--{option.flag}`" in README, option.flag
+        assert f"`{option.env}`" in README, option.env
+    for variable in ("SCENARIO_API_KEY", "SCENARIO_API_SECRET", "SCENARIO_SDK_API_KEY",
+                     "SCENARIO_SDK_API_SECRET", "SCENARIO_API_SECRET_FILE",
+                     "SCENARIO_EXPORTER_CONFIG_FILE"):
+        assert f"`{variable}`" in README, variable
+
+
+def test_ci_runs_the_test_command_of_the_readme() -> None:
+    first_screen = README.split("\n---\n")[0]
+    commands = re.findall(r"```sh\n(.+?)\n```", first_screen)
+    assert commands == ["pip install . && scenario-exporter --demo", "bash scripts/test.sh"]
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci
+
+
+def test_every_metric_of_the_contract_is_documented() -> None:
+    from exporter.collector import COUNTERS
+
+    metrics_doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    for spec in COUNTERS:
+        assert f"`{spec.name}_total`" in metrics_doc, spec.name
