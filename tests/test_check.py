@@ -1,0 +1,44 @@
+"""`scenario-exporter check`: a summary per account, or the exact reason of failure."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import httpx
+
+from exporter.check import run_check
+from exporter.config import build_settings
+from exporter.demo import DemoAccount, demo_transport
+
+ENV = {"SCENARIO_API_KEY": "key-check", "SCENARIO_API_SECRET": "secret-check"}
+
+
+def test_summary_of_a_good_account() -> None:
+    settings = build_settings({"budget.creative-units": "100000"}, ENV)
+    account = DemoAccount(models=8, users=3)
+    out = io.StringIO()
+    assert run_check(settings, demo_transport(account, "key-check", "secret-check"), out) == 0
+    text = out.getvalue()
+    assert text.startswith("account default (key key-…), month from ")
+    assert "OK: 1 request(s)" in text and "period-to-date spend:" in text
+    assert "top 5 models by spend:" in text and "assets created: 3d " in text
+    assert "budget: 100,000 CU" in text
+    assert text.count(" CU  ") == 5  # five model lines
+    assert "secret-check" not in text
+
+
+def test_failure_gives_the_reason_and_exit_1() -> None:
+    settings = build_settings({}, ENV)
+    out = io.StringIO()
+    transport = httpx.MockTransport(lambda r: httpx.Response(401, json={}))
+    assert run_check(settings, transport, out) == 1
+    assert "FAILED (auth): upstream refused the credentials (HTTP 401)" in out.getvalue()
+
+
+def test_the_real_command_with_the_demo() -> None:
+    result = subprocess.run([sys.executable, "-m", "exporter", "check", "--demo"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "account demo" in result.stdout and "top 5 models" in result.stdout
