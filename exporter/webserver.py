@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -26,21 +27,59 @@ class _QuietHandler(WSGIRequestHandler):
                                                     "line": format % args}})
 
 
+# Errors that only mean the client went away, spoke something else than TLS,
+# or presented no acceptable certificate: not worth more than a debug line.
+_CLIENT_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
+
+
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     """A WSGI server that answers each request in its own daemon thread."""
 
     daemon_threads = True
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
+    #: Seconds a client has to complete the TLS handshake before it is dropped.
+    tls_handshake_timeout: float = 10.0
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         if self.ssl_context is not None:
             # The handshake happens lazily in the request thread, so a slow or
             # malicious client cannot block the accept loop.
-            conn = self.ssl_context.wrap_socket(conn, server_side=True,
-                                                do_handshake_on_connect=False)
+            try:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True,
+                                                    do_handshake_on_connect=False)
+            except OSError:
+                conn.close()  # socketserver skips the request but would leak the socket
+                raise
         return conn, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            # Handshake explicitly, with a deadline, before any HTTP parsing: a
+            # client that never completes it would otherwise hold its thread
+            # forever, and a failure would surface as a traceback from deep in
+            # the request handler. process_request_thread closes the socket.
+            try:
+                request.settimeout(self.tls_handshake_timeout)
+                request.do_handshake()
+                request.settimeout(None)
+            except OSError as exc:  # ssl.SSLError, timeouts and resets included
+                log.debug("tls handshake failed", extra={"fields": {
+                    "client": client_address[0], "error": str(exc) or type(exc).__name__}})
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints a traceback to stderr for every client
+        # that hangs up mid-request; keep those quiet and log anything else.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _CLIENT_ERRORS):
+            log.debug("connection error", extra={"fields": {
+                "client": client_address[0], "error": str(exc) or type(exc).__name__}})
+            return
+        log.error("error while serving a request", exc_info=sys.exc_info(),
+                  extra={"fields": {"client": client_address[0]}})
 
 
 class _ThreadingWSGIServerV6(ThreadingWSGIServer):
