@@ -17,9 +17,11 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+
 from conftest import REPO_ROOT, require_tool
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -69,8 +71,9 @@ def final(keyword: str) -> list[Instruction]:
     return [i for i in INSTRUCTIONS if i.keyword == keyword and i.stage == FINAL_STAGE]
 
 
-def pyproject() -> dict:
-    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+def pyproject() -> dict[str, Any]:
+    document: dict[str, Any] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    return document
 
 
 def test_hadolint_is_clean() -> None:

@@ -23,10 +23,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+
 from conftest import REPO_ROOT, require_tool
 
 CHART = REPO_ROOT / "helm" / "scenario-exporter"
@@ -100,7 +101,8 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
 def container(objects: list[Manifest]) -> Manifest:
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["exporter"]
-    return pod["containers"][0]
+    main: Manifest = pod["containers"][0]
+    return main
 
 
 def ci_values(name: str) -> Path:
@@ -110,7 +112,7 @@ def ci_values(name: str) -> Path:
 
 
 def load_values(path: Path | None) -> dict[str, Any]:
-    base = yaml.safe_load((CHART / "values.yaml").read_text())
+    base: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
     if path is not None:
         _merge(base, yaml.safe_load(path.read_text()) or {})
     return base
@@ -644,7 +646,7 @@ def test_config_change_rolls_the_pods() -> None:
     def checksum(ttl: str) -> str:
         deployment = one(render(ci_values("multi-account"), sets=[f"config.cache.ttl={ttl}"]),
                          "Deployment")
-        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
     assert checksum("10m") != checksum("15m")
 
@@ -881,7 +883,7 @@ def test_dashboards_config_maps_carry_the_json_unchanged() -> None:
         assert len(config_map["data"]) == 1, "one dashboard per ConfigMap"
         assert len(json.dumps(config_map)) < 1024 * 1024, "ConfigMaps are limited to 1 MiB"
         data.update(config_map["data"])
-    assert data == {p.name: p.read_text(encoding="utf-8") for p in sources}
+    assert data == {p.name: p.read_bytes().decode("utf-8") for p in sources}
     for text in data.values():
         json.loads(text)
 
