@@ -10,12 +10,15 @@ import html
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import gzip_accepted
 
 from exporter import __version__
 from exporter.service import UsageExporter
+
+if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 # Answer a first scrape a little before Prometheus gives up on it.

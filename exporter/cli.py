@@ -146,12 +146,14 @@ def serve(settings: Settings) -> int:
     exporter = UsageExporter(settings, transport=_transport(settings))
     app = create_app(exporter)
     if settings.web_config_file is not None:
-        from exporter.webconfig import WebConfigError, WebSecurity
+        from exporter.webconfig import HEALTH_PATHS, WebConfigError, WebSecurity
 
+        open_paths = HEALTH_PATHS if settings.web_health_without_auth else frozenset()
         try:
-            security = WebSecurity.from_file(str(settings.web_config_file))
+            security = WebSecurity.from_file(str(settings.web_config_file),
+                                             open_paths=open_paths)
         except WebConfigError as exc:
-            sys.stderr.write(f"scenario-exporter: --web.config.file: {exc}\n")
+            sys.stderr.write(f"scenario-exporter: {exc}\n")
             return 2
         ssl_context = security.ssl_context()
         app = security.wrap(app)

@@ -160,6 +160,7 @@ class Settings(BaseModel):
     listen_address: str = ":10097"
     telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
+    web_health_without_auth: bool = False
     demo: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -239,6 +240,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("web.config.file", "web_config_file",
            "Path to a Prometheus exporter-toolkit web config (TLS, basic auth, headers).",
            metavar="FILE"),
+    Option("web.health-without-auth", "web_health_without_auth",
+           "Serve /-/healthy and /-/ready without basic auth (for kubelet probes).",
+           kind="bool"),
     Option("demo", "demo",
            "Serve a built-in simulated Scenario account; no credentials needed.", kind="bool"),
     Option("log.level", "log_level", "Log level: debug, info, warning, error (default info).",

@@ -12,9 +12,11 @@ import ssl
 import sys
 import threading
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from wsgiref.types import WSGIApplication
+
+if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
+    from wsgiref.types import WSGIApplication
 
 log = logging.getLogger("exporter.http")
 
