@@ -10,6 +10,7 @@ response invalid rather than a silent 0, because a wrong bill is worse than a ga
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -41,7 +42,13 @@ def as_float(value: float | int | str | None) -> float:
     """The value of a :data:`Number` field; missing and ``null`` count as 0."""
     if value is None:
         return 0.0
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        # A JSON integer beyond float range (``1`` and 400 zeros): StrictInt keeps
+        # it exact, float() refuses it. Infinity makes the sum non-finite, which
+        # summarize reports as InvalidResponse, as it does for "1e400".
+        return math.inf if int(value) > 0 else -math.inf
 
 
 def identifier(value: str | None) -> str:
