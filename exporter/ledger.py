@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from exporter.snapshot import Totals, UsageSnapshot
+from exporter.snapshot import Totals, UsageSnapshot, UserIdentity
 
 OTHER_ID = "__other__"
 
@@ -52,12 +52,18 @@ class PeriodLedger:
         self._caps = {"models": max_models, "users": max_users}
         self._period_start: datetime | None = None
         self._sections: dict[str, _Section] = {}
+        # Names of the ids still served: a counter kept by the guard keeps its _info
+        # series, or PromQL joins on it (group_left(model_name)) would lose it.
+        self._model_names: dict[str, str] = {}
+        self._identities: dict[str, UserIdentity] = {}
 
     def apply(self, snapshot: UsageSnapshot) -> LedgerResult:
         """Fold and guard *snapshot* against what was served earlier in its period."""
         if snapshot.window.start != self._period_start:
             self._period_start = snapshot.window.start
             self._sections = {}
+            self._model_names = {}
+            self._identities = {}
         folded: dict[str, int] = {}
         decreases = 0
         guarded: dict[str, dict[str, Totals]] = {}
@@ -70,8 +76,11 @@ class PeriodLedger:
             guarded[name], changed = _guard(totals, section.high)
             decreases += changed
             section.high = guarded[name]
-        model_names = {k: v for k, v in snapshot.model_names.items() if k in guarded["models"]}
-        identities = {k: v for k, v in snapshot.user_identities.items() if k in guarded["users"]}
+        model_names = {k: v for k, v in {**self._model_names, **snapshot.model_names}.items()
+                       if k in guarded["models"]}
+        identities = {k: v for k, v in {**self._identities, **snapshot.user_identities}.items()
+                      if k in guarded["users"]}
+        self._model_names, self._identities = model_names, identities
         served = replace(snapshot, models=guarded["models"], assets=guarded["assets"],
                          nsfw=guarded["nsfw"], usages=guarded["usages"],
                          users=guarded["users"], model_names=model_names,
