@@ -83,7 +83,9 @@ def format_duration(seconds: float) -> str:
 class AccountConfig(BaseModel):
     """One set of Scenario credentials, watched as one ``account`` label value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A validation error shows its input, which holds the secret (a model-level error
+    # shows the whole dict): keep inputs out of errors, whoever prints them.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str
     api_key: str = Field(min_length=1)
