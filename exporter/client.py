@@ -130,7 +130,11 @@ class UsageClient:
                 "halves": f"{_describe(first)} + {_describe(second)}"}})
             a = self._fetch(account, first, permit)
             b = self._fetch(account, second, permit)
-            return FetchResult(merge(a.snapshot, b.snapshot), 1 + a.requests + b.requests,
+            try:
+                merged = merge(a.snapshot, b.snapshot)
+            except InvalidResponse as exc:
+                raise UpstreamError("invalid_response", _validation_summary(exc)) from None
+            return FetchResult(merged, 1 + a.requests + b.requests,
                                a.body_bytes + b.body_bytes)
 
     def _params(self, account: AccountConfig, window: PeriodWindow) -> dict[str, str]:
@@ -150,6 +154,7 @@ class UsageClient:
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
         token = base64.b64encode(f"{account.api_key}:{account.secret()}".encode()).decode()
+        log.debug("auth", extra={"fields": {"authorization": token}})
         started = self._monotonic()
         try:
             response = self._http.get("usages", params=self._params(account, window),

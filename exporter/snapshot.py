@@ -61,13 +61,29 @@ def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width:
 
 
 def _freeze(sums: dict[str, list[float]], section: str) -> dict[str, Totals]:
-    frozen: dict[str, Totals] = {}
-    for key, row in sums.items():
-        for value in row:
+    frozen = {key: tuple(row) for key, row in sums.items()}
+    _check_finite(frozen, section)
+    return frozen
+
+
+def _check_finite(totals: Mapping[str, Totals], section: str) -> None:
+    """Every total finite, and so is any sum of them.
+
+    Totals are added up again later: the ids past a cardinality cap into
+    ``__other__``, the halves of a split window. A sum of any subset, taken in
+    order, stays below the sum of all magnitudes: if that one is finite, none of
+    them can overflow to infinity (which would be exported as a ``+Inf`` counter).
+    """
+    magnitudes: list[float] = []
+    for key, values in totals.items():
+        if not magnitudes:
+            magnitudes = [0.0] * len(values)
+        for index, value in enumerate(values):
             if not math.isfinite(value):
                 raise InvalidResponse(f"{section} {key!r}: the sum is not a finite number")
-        frozen[key] = tuple(row)
-    return frozen
+            magnitudes[index] += abs(value)
+    if not all(math.isfinite(m) for m in magnitudes):
+        raise InvalidResponse(f"{section}: the sum over all ids is not a finite number")
 
 
 def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
@@ -142,15 +158,22 @@ def _merge_sections(a: Mapping[str, Totals], b: Mapping[str, Totals]) -> dict[st
 
 
 def merge(first: UsageSnapshot, second: UsageSnapshot) -> UsageSnapshot:
-    """Add the totals of two adjacent windows (used when a window was split in two)."""
+    """Add the totals of two adjacent windows (used when a window was split in two).
+
+    Raises :class:`InvalidResponse` when the sums are no longer finite.
+    """
+    sections = {name: _merge_sections(getattr(first, name), getattr(second, name))
+                for name in ("models", "assets", "nsfw", "usages", "users")}
+    for name, totals in sections.items():
+        _check_finite(totals, name)
     return UsageSnapshot(
         window=PeriodWindow(min(first.window.start, second.window.start),
                             max(first.window.end, second.window.end)),
-        models=_merge_sections(first.models, second.models),
-        assets=_merge_sections(first.assets, second.assets),
-        nsfw=_merge_sections(first.nsfw, second.nsfw),
-        usages=_merge_sections(first.usages, second.usages),
-        users=_merge_sections(first.users, second.users),
+        models=sections["models"],
+        assets=sections["assets"],
+        nsfw=sections["nsfw"],
+        usages=sections["usages"],
+        users=sections["users"],
         model_names={**first.model_names, **second.model_names},
         user_identities={**first.user_identities, **second.user_identities},
     )
