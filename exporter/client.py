@@ -154,7 +154,6 @@ class UsageClient:
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
         token = base64.b64encode(f"{account.api_key}:{account.secret()}".encode()).decode()
-        log.debug("auth", extra={"fields": {"authorization": token}})
         started = self._monotonic()
         try:
             response = self._http.get("usages", params=self._params(account, window),
