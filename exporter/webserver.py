@@ -39,6 +39,11 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of connections (several
+    # Prometheus replicas, a federation, a load balancer's probes) overflows it,
+    # and each client left out waits for SYN retransmissions (1 s, 3 s, 7 s...)
+    # or times out. Go's net package, like most servers, listens with somaxconn.
+    request_queue_size = socket.SOMAXCONN
     ssl_context: ssl.SSLContext | None = None
     #: Seconds a client has to complete the TLS handshake before it is dropped.
     tls_handshake_timeout: float = 10.0
