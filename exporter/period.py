@@ -83,5 +83,8 @@ def next_period_start(start: datetime, period: PeriodKind = "month") -> datetime
 def current_window(now: datetime, period: PeriodKind = "month",
                    anchor_day: int = 1) -> PeriodWindow:
     """The period-to-date window ending at *now*."""
+    # Upstream takes milliseconds: keep the window exactly what is asked for, so
+    # that scenario_data_as_of_timestamp_seconds is the endDate sent.
     now = _as_utc(now)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     return PeriodWindow(period_start(now, period, anchor_day), now)

@@ -112,3 +112,14 @@ def test_growing_upstream_totals_give_exact_monotone_counters(increments: list[d
         for key, value in served_before.items():
             assert models[key] >= value
         served_before = models
+
+
+def test_a_kept_counter_keeps_its_name_until_the_period_ends() -> None:
+    """Without its _info series, a guarded counter would drop out of group_left joins."""
+    ledger = PeriodLedger(10, 10)
+    ledger.apply(snap({"a": 10.0, "b": 20.0}))
+    result = ledger.apply(UsageSnapshot(PeriodWindow(START, START + timedelta(hours=2))))
+    assert result.snapshot.model_names == {"a": "A", "b": "B"}
+    fresh = ledger.apply(UsageSnapshot(PeriodWindow(START + timedelta(days=30),
+                                                    START + timedelta(days=30, hours=1))))
+    assert fresh.snapshot.model_names == {} and fresh.snapshot.models == {}
