@@ -1,0 +1,361 @@
+"""Structural checks of the Grafana dashboards in dashboards/.
+
+They must import as they are and provision by file or by the Grafana sidecar
+(a datasource variable, no ``__inputs``), follow the project's query
+conventions (every selector filtered by ``$account``, counters only inside
+rate()/increase(), ranges through ``$__rate_interval``), and be what
+scripts/gen_dashboards.py generates. The PromQL checks use a small tokenizer
+below, itself tested on the tricky cases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+
+DASHBOARD_FILES = sorted((REPO_ROOT / "dashboards").glob("*.json"))
+DASHBOARDS = {path.name: json.loads(path.read_text(encoding="utf-8"))
+              for path in DASHBOARD_FILES}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+ACCOUNT_MATCHER = 'account=~"$account"'
+# Series without an account label: the exporter's own, one per process.
+NO_ACCOUNT_LABEL = {"scenario_exporter_build_info", "scenario_exporter_scrape_duration_seconds"}
+COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
+
+
+# -- a PromQL tokenizer, enough to find selectors and what encloses them --------
+
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+            "unless", "bool", "offset", "inf", "nan"}
+LABEL_LIST_OPENERS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
+  | (?P<matchers>\{(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[^{}"'])*\})
+  | (?P<range>\[[^\]]*\])
+  | (?P<duration>(?:\d+(?:ms|[smhdwy]))+(?![\w.]))
+  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
+  | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>(),@])
+""", re.X)
+
+
+@dataclass
+class Selector:
+    """A vector selector found in an expression."""
+
+    name: str
+    matchers: str = ""
+    range: str | None = None
+    # Innermost enclosing function call (aggregations included), or None.
+    function: str | None = None
+    modifiers: list[str] = field(default_factory=list)
+
+
+def tokenize(expr: str) -> list[tuple[str, str]]:
+    tokens = []
+    position = 0
+    while position < len(expr):
+        match = _TOKEN.match(expr, position)
+        if match is None:
+            raise ValueError(f"cannot tokenize at {expr[position:position + 20]!r} in {expr!r}")
+        kind = match.lastgroup
+        assert kind is not None
+        if kind != "space":
+            tokens.append((kind, match.group()))
+        position = match.end()
+    return tokens
+
+
+def selectors(expr: str) -> list[Selector]:
+    """Every vector selector of *expr*, with its matchers, range and enclosing function."""
+    tokens = tokenize(expr)
+    found: list[Selector] = []
+    # One entry per open parenthesis: a function name, "" for grouping, None for a label list.
+    stack: list[str | None] = []
+    pending_aggregation: str | None = None
+
+    def following(i: int) -> tuple[str, str]:
+        return tokens[i + 1] if i + 1 < len(tokens) else ("", "")
+
+    i = 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        previous = tokens[i - 1] if i > 0 else ("", "")
+        if kind == "op" and text == "(":
+            if previous[0] == "ident" and previous[1] in LABEL_LIST_OPENERS:
+                stack.append(None)
+            elif previous[0] == "ident" and previous[1] not in KEYWORDS:
+                stack.append(previous[1])
+            elif previous == ("op", ")") and pending_aggregation:
+                stack.append(pending_aggregation)
+                pending_aggregation = None
+            else:
+                stack.append("")
+        elif kind == "op" and text == ")":
+            stack.pop()
+        elif kind == "ident" and text not in KEYWORDS and None not in stack[-1:]:
+            nxt = following(i)
+            if nxt == ("op", "("):
+                pass  # a function call: the "(" branch records it
+            elif nxt[0] == "ident" and nxt[1] in ("by", "without"):
+                pending_aggregation = text
+            elif previous == ("op", "@"):
+                pass
+            else:
+                selector = Selector(text, function=next(
+                    (f for f in reversed(stack) if f), None))
+                j = i + 1
+                if following(i)[0] == "matchers":
+                    selector.matchers = tokens[j][1][1:-1]
+                    j += 1
+                if j < len(tokens) and tokens[j][0] == "range":
+                    selector.range = tokens[j][1][1:-1]
+                    j += 1
+                while j < len(tokens) and tokens[j] in (("ident", "offset"), ("op", "@")):
+                    selector.modifiers.append(" ".join(t for _, t in tokens[j:j + 2]))
+                    j += 2
+                found.append(selector)
+                i = j
+                continue
+        i += 1
+    assert not stack, f"unbalanced parentheses in {expr!r}"
+    return found
+
+
+def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
+    expr = ('sum by (account, model_id) (rate(a_total{account=~"$account", x="}"}'
+            '[$__rate_interval])) * 3600\nand on (account, model_id)\n'
+            '  topk(10, sum by (account) (increase(a_total{account=~"$account"}[$__range] @ end())))'
+            '\n* on (account) group_left (model_name)\n  group by (account, model_name) (info)'
+            '\nor on (account) label_replace(b:rec:x{account=~"$account"}, "n", "$1", "m", "(.*)")'
+            ' - 2.5e3 + time() - c offset 1h')
+    found = selectors(expr)
+    assert [(s.name, s.range, s.function) for s in found] == [
+        ("a_total", "$__rate_interval", "rate"),
+        ("a_total", "$__range", "increase"),
+        ("info", None, "group"),
+        ("b:rec:x", None, "label_replace"),
+        ("c", None, None),
+    ]
+    assert found[0].matchers == 'account=~"$account", x="}"'
+    assert found[1].modifiers == ["@ end"]
+    assert found[4].modifiers == ["offset 1h"]
+
+
+# -- the dashboards ----------------------------------------------------------------
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, those inside collapsed rows included; not the rows."""
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            yield from panel.get("panels", [])
+        else:
+            yield panel
+
+
+def exprs(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(where, expr)`` of every query: panel targets and annotations."""
+    for panel in panels(dashboard):
+        for target in panel["targets"]:
+            yield f"{panel['title']} {target['refId']}", target["expr"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            yield f"annotation {annotation['name']}", annotation["expr"]
+
+
+def recorded_series() -> set[str]:
+    return {rule["record"] for path in (REPO_ROOT / "rules").glob("*.yml")
+            for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+            for rule in group["rules"] if "record" in rule}
+
+
+def documented_metrics() -> set[str]:
+    text = (REPO_ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    return set(re.findall(r"`(scenario_[a-z0-9_]+)`", text))
+
+
+def test_the_dashboards_are_there() -> None:
+    assert set(DASHBOARDS) == {"scenario-usage.json", "scenario-exporter.json"}
+
+
+def test_generated_dashboards_are_up_to_date() -> None:
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
+                             "--check"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_uids_and_titles_are_unique_and_fixed() -> None:
+    uids = [d["uid"] for d in DASHBOARDS.values()]
+    titles = [d["title"] for d in DASHBOARDS.values()]
+    assert len(set(uids)) == len(uids) and len(set(titles)) == len(titles)
+    for uid in uids:
+        assert re.fullmatch(r"[a-z0-9-]{1,40}", uid), uid
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_imports_and_provisions_as_is(name: str) -> None:
+    dashboard = DASHBOARDS[name]
+    # No placeholders of Grafana's "export for sharing externally".
+    assert not {"__inputs", "__requires", "__elements"} & set(dashboard)
+    assert "${DS_" not in json.dumps(dashboard)
+    assert dashboard["id"] is None
+    assert dashboard["schemaVersion"] >= 39
+    assert "scenario" in dashboard["tags"]
+    assert dashboard["description"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    datasource = variables["datasource"]
+    assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
+    account = variables["account"]
+    assert account["type"] == "query"
+    assert account["datasource"] == DATASOURCE
+    assert account["query"] == "label_values(scenario_up, account)"
+    assert account["multi"] is True and account["includeAll"] is True
+    links = [link for link in dashboard["links"] if link["type"] == "dashboards"]
+    assert links and all("scenario" in link["tags"] for link in links)
+
+
+def _datasource_references(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("datasource"), dict):
+            yield node["datasource"]
+        for value in node.values():
+            yield from _datasource_references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _datasource_references(value)
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_datasource_is_the_variable(name: str) -> None:
+    for reference in _datasource_references(DASHBOARDS[name]):
+        assert reference in (DATASOURCE, {"type": "grafana", "uid": "-- Grafana --"}), reference
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_panel_has_title_description_unit_and_queries(name: str) -> None:
+    for panel in panels(DASHBOARDS[name]):
+        title = panel.get("title")
+        assert title, panel
+        assert panel.get("description", "").strip(), title
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        assert isinstance(unit, str) and unit, title
+        assert panel["datasource"] == DATASOURCE, title
+        assert panel["targets"], title
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), title
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, title
+            assert target["expr"].strip(), title
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_panels_have_unique_ids_and_do_not_overlap(name: str) -> None:
+    dashboard = DASHBOARDS[name]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_query_is_filtered_by_account(name: str) -> None:
+    for where, expr in exprs(DASHBOARDS[name]):
+        found = selectors(expr)
+        assert any(ACCOUNT_MATCHER in s.matchers for s in found), where
+        for selector in found:
+            if selector.name not in NO_ACCOUNT_LABEL:
+                assert ACCOUNT_MATCHER in selector.matchers, f"{where}: {selector.name}"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_counters_only_inside_rate_or_increase(name: str) -> None:
+    for where, expr in exprs(DASHBOARDS[name]):
+        for selector in selectors(expr):
+            if selector.name.endswith(COUNTER_SUFFIXES):
+                assert selector.function in ("rate", "increase"), f"{where}: {selector.name}"
+                assert selector.range is not None, f"{where}: {selector.name}"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_ranges_come_from_grafana(name: str) -> None:
+    """rate() over $__rate_interval; totals over the dashboard's range through
+    increase(...[$__range] @ end()), which ranks models once for the whole graph."""
+    for where, expr in exprs(DASHBOARDS[name]):
+        for selector in selectors(expr):
+            if selector.range is None:
+                continue
+            if selector.range == "$__range":
+                assert selector.function == "increase", where
+                assert selector.modifiers == ["@ end"], where
+            else:
+                assert selector.range == "$__rate_interval", f"{where}: [{selector.range}]"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_rate_panels_have_a_minimum_interval(name: str) -> None:
+    """The exporter refreshes every --cache.ttl (5m by default): shorter windows flicker."""
+    for panel in panels(DASHBOARDS[name]):
+        uses_rate = any("[$__rate_interval]" in t["expr"] for t in panel["targets"])
+        if uses_rate and panel["type"] == "timeseries":
+            assert panel.get("interval") == "5m", panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_series_is_documented_or_recorded(name: str) -> None:
+    recorded, documented = recorded_series(), documented_metrics()
+    for where, expr in exprs(DASHBOARDS[name]):
+        for selector in selectors(expr):
+            if ":" in selector.name:
+                assert selector.name in recorded, f"{where}: {selector.name} is not recorded"
+            else:
+                base = re.sub(r"_(bucket|count|sum)$", "", selector.name)
+                assert base in documented, f"{where}: {selector.name} is not in docs/metrics.md"
+
+
+def test_the_usage_dashboard_covers_the_issue() -> None:
+    usage = DASHBOARDS["scenario-usage.json"]
+    by_title = {p["title"]: p for p in panels(usage)}
+    assert by_title["Spend this period"]["type"] == "stat"
+    assert by_title["Budget used"]["type"] == "gauge"
+    assert by_title["Budget used"]["fieldConfig"]["defaults"]["unit"] == "percent"
+    assert by_title["Users this period"]["type"] == "table"
+    stacked = by_title["Spend rate by model (top 10)"]
+    assert stacked["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    assert "scenario_model_info" in stacked["targets"][0]["expr"]
+    assert "scenario_user_info" in by_title["Users this period"]["targets"][0]["expr"]
+    text = json.dumps(usage)
+    for metric in ("scenario_model_jobs_total", "scenario_model_cost_by_api_key_creative_units",
+                   "scenario_assets_created_total", "scenario_usage_total",
+                   "scenario_nsfw_assets_total", "scenario_model_discount_creative_units",
+                   "projected_at_period_end"):
+        assert metric in text, metric
+
+
+def test_the_exporter_dashboard_covers_the_issue() -> None:
+    text = json.dumps(DASHBOARDS["scenario-exporter.json"])
+    for fragment in ("scenario_up", "time() - max by (account) "
+                     "(scenario_data_as_of_timestamp_seconds",
+                     "scenario_exporter_upstream_requests_total",
+                     "histogram_quantile(0.99", "scenario_exporter_upstream_response_bytes",
+                     "6000000", "scenario_exporter_refresh_failures_total",
+                     "scenario_exporter_folded_series",
+                     "scenario_exporter_scrape_duration_seconds"):
+        assert fragment in text, fragment
