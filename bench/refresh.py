@@ -1,0 +1,139 @@
+"""Refresh figures, measured in a fresh process: ``python -m bench.refresh``.
+
+``timing REPEATS FILE...`` times, per upstream body, ``json.loads`` of its bytes
+(the floor) against the exporter's refresh path: the real :class:`UsageClient`
+over an httpx ``MockTransport`` that returns those bytes (pydantic validation
+and the sums of :func:`summarize`), then :meth:`PeriodLedger.apply` (caps and
+the never-decreasing guard). It also times the three steps alone.
+
+``memory FILE`` builds a real :class:`UsageExporter` (no HTTP server) whose
+transport returns the body, runs its first refresh, renders ``/metrics`` in
+both formats as the first scrapes would, drops the body and reports the peak
+RSS (``ru_maxrss``) and the steady RSS after (``VmRSS``).
+
+Both print one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from bench.procs import API_KEY, API_SECRET, read_proc_status
+from bench.scrape import PROMETHEUS_ACCEPT
+from bench.workload import refresh_window
+from exporter.client import UsageClient
+from exporter.config import AccountConfig, build_settings
+from exporter.ledger import LedgerResult, PeriodLedger
+from exporter.models import UsageResponse
+from exporter.period import PeriodWindow
+from exporter.snapshot import summarize
+
+UPSTREAM = "http://upstream.invalid/v1"
+CAP = 5000  # high enough that nothing is folded into __other__
+
+
+def _transport(body: Callable[[], bytes]) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(
+        200, content=body(), headers={"Content-Type": "application/json"}))
+
+
+def _returning(body: bytes) -> Callable[[], bytes]:
+    return lambda: body
+
+
+def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    gc.collect()  # every measurement starts from the same heap state
+    started = time.perf_counter()
+    result = work(*args)
+    return time.perf_counter() - started, result
+
+
+def _refresh(client: UsageClient, ledger: PeriodLedger, account: AccountConfig,
+             window: PeriodWindow) -> LedgerResult:
+    """What a refresh does with the body: client (validation, sums), then the ledger."""
+    return ledger.apply(client.fetch_period_usage(account, window).snapshot)
+
+
+def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
+    account = AccountConfig(name="default", api_key=API_KEY,
+                            api_secret=SecretStr(API_SECRET))
+    window = refresh_window()
+    results = []
+    for name in files:
+        body = Path(name).read_bytes()
+        client = UsageClient(UPSTREAM, 30.0, transport=_transport(_returning(body)))
+        ledger = PeriodLedger(CAP, CAP)
+        times: dict[str, list[float]] = {k: [] for k in
+                                         ("json_loads", "refresh", "validate", "summarize",
+                                          "ledger")}
+        for _ in range(repeats):
+            # The floor and the refresh alternate, so that both see the same noise.
+            times["json_loads"].append(_timed(json.loads, body)[0])
+            times["refresh"].append(_timed(_refresh, client, ledger, account, window)[0])
+            # The steps alone, to say where the time goes.
+            seconds, parsed = _timed(UsageResponse.model_validate_json, body)
+            times["validate"].append(seconds)
+            seconds, snapshot = _timed(summarize, parsed, window)
+            times["summarize"].append(seconds)
+            times["ledger"].append(_timed(ledger.apply, snapshot)[0])
+            del parsed, snapshot
+        client.close()
+        results.append({"bytes": len(body), **{k: median(v) for k, v in times.items()}})
+    return results
+
+
+def memory(file: str) -> dict[str, Any]:
+    # Everything a serving exporter imports, before the baseline is read.
+    from exporter.app import create_app
+    from exporter.service import UsageExporter
+    from exporter.webserver import parse_listen_address  # noqa: F401 - imported when serving
+
+    gc.collect()
+    baseline = read_proc_status()["VmRSS"]
+    held = [Path(file).read_bytes()]
+    size = len(held[0])
+    settings = build_settings(
+        {"scenario.api-url": UPSTREAM, "limits.max-models": str(CAP),
+         "limits.max-users": str(CAP), "web.listen-address": "127.0.0.1:0"},
+        {"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET})
+    exporter = UsageExporter(settings, transport=_transport(lambda: held[0]),
+                             spawn=lambda work: work())  # the refresh runs right here
+    create_app(exporter)
+    exporter.start()
+    if not exporter.views()[0].up:
+        raise SystemExit(f"the refresh failed: {exporter.views()[0].last_error}")
+    peak_refresh = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    text, _ = exporter.renderer.render(None, gzip=False)
+    packed, _ = exporter.renderer.render(PROMETHEUS_ACCEPT, gzip=True)
+    peak_all = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    held.clear()
+    del text, packed
+    gc.collect()
+    steady = read_proc_status()["VmRSS"]
+    exporter.close()
+    return {"bytes": size, "baseline_kib": baseline, "peak_refresh_kib": peak_refresh,
+            "peak_kib": peak_all, "steady_kib": steady}
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "timing":
+        print(json.dumps(timing(int(argv[1]), argv[2:])))
+    elif argv[0] == "memory":
+        print(json.dumps(memory(argv[1])))
+    else:
+        raise SystemExit(f"unknown command {argv[0]!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
