@@ -653,7 +653,7 @@ def exporter_dashboard() -> dict[str, Any]:
                         "thresholds": thresholds((None, "red"), (1, "green")),
                         "custom": {"fillOpacity": 80, "lineWidth": 0}}),
         timeseries(
-            "Data age",
+            "Data age over time",
             "Age of the data served per account over time (see the stat above). A "
             "sawtooth up to --cache.ttl is normal.",
             "s", [(age, "{{account}}")], rate=False, steps=age_steps,

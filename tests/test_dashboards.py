@@ -261,10 +261,12 @@ def test_every_panel_has_title_description_unit_and_queries(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
-def test_panels_have_unique_ids_and_do_not_overlap(name: str) -> None:
+def test_panels_have_unique_ids_and_titles_and_do_not_overlap(name: str) -> None:
     dashboard = DASHBOARDS[name]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    titles = [p["title"] for p in panels(dashboard)]
+    assert len(titles) == len(set(titles)), "panels are told apart by title (and in the e2e)"
     cells: dict[tuple[int, int], str] = {}
     for panel in dashboard["panels"]:
         pos = panel["gridPos"]

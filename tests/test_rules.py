@@ -212,3 +212,18 @@ def test_period_alert_is_tested_across_a_period_rollover(alertname: str) -> None
 def test_every_recording_rule_is_unit_tested(rule: dict[str, Any]) -> None:
     exprs = [case["expr"] for test in _unit_tests() for case in test.get("promql_expr_test", [])]
     assert any(re.search(rf"\b{re.escape(rule['record'])}\b", expr) for expr in exprs)
+
+
+def test_the_documented_prometheusrule_command_wraps_every_rule(tmp_path: Path) -> None:
+    """docs/dashboards.md tells Prometheus Operator users how to make a PrometheusRule."""
+    doc = (REPO_ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", doc, re.S) if "PrometheusRule" in b)
+    command = block.split("kubectl apply")[0].replace(
+        "scenario-prometheusrule.yaml", str(tmp_path / "rule.yaml"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO_ROOT, check=True,
+                   timeout=30)
+    resource = _load(tmp_path / "rule.yaml")
+    assert resource["kind"] == "PrometheusRule"
+    assert resource["apiVersion"] == "monitoring.coreos.com/v1"
+    groups = [group for path in RULE_FILES for group in _load(path)["groups"]]
+    assert resource["spec"]["groups"] == groups
