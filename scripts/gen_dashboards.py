@@ -276,7 +276,7 @@ def table(title: str, description: str, unit: str, columns: list[tuple[str, str,
     return Panel(
         "table", title, description, unit, column_targets, width, height,
         options={"showHeader": True, "cellHeight": "sm",
-                 "footer": {"show": True, "reducer": ["sum"], "fields": [first],
+                 "footer": {"show": True, "reducer": ["sum"], "fields": "",
                             "countRows": False},
                  "sortBy": [{"displayName": first, "desc": True}]},
         defaults={"custom": {"align": "auto", "cellOptions": {"type": "auto"}},
@@ -494,7 +494,7 @@ def usage_dashboard() -> dict[str, Any]:
             "Models this period",
             "Every model's spend since the period began (recording rule "
             f"{PTD_MODEL_COST}) and its spend rate over the last hour "
-            f"({RATE1H_MODEL}), biggest first. The footer adds up the column.",
+            f"({RATE1H_MODEL}), biggest first. The footer adds up the columns.",
             CU,
             [(with_model_names(sel(PTD_MODEL_COST)), "Spent this period", CU),
              (per_hour(with_model_names(sel(RATE1H_MODEL))), "Last hour", CU_PER_HOUR)],
