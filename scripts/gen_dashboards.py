@@ -124,6 +124,7 @@ PROJECTED = "account:scenario_model_cost_creative_units:projected_at_period_end"
 BUDGET = f"max by (account) ({sel('scenario_budget_creative_units')})"
 PERIOD_START = f"max by (account) ({sel('scenario_period_start_timestamp_seconds')})"
 COST = "scenario_model_cost_creative_units_total"
+API_COST = "scenario_model_cost_by_api_key_creative_units_total"
 
 
 # -- panels ----------------------------------------------------------------------
@@ -265,14 +266,14 @@ def table(title: str, description: str, unit: str, columns: list[tuple[str, str,
     column_targets = [target(expr, "", chr(ord("A") + i), instant=True, table=True)
                       for i, (expr, _, _) in enumerate(columns)]
     value_names = {f"Value #{chr(ord('A') + i)}": name for i, (_, name, _) in enumerate(columns)}
+    first = columns[0][1]
+    bar = {"id": "custom.cellOptions", "value": {"type": "gauge", "mode": "basic",
+                                                 "valueDisplayMode": "text"}}
     overrides = [{"matcher": {"id": "byName", "options": name},
                   "properties": [{"id": "unit", "value": column_unit},
-                                 {"id": "decimals", "value": 0}]}
+                                 {"id": "decimals", "value": 0},
+                                 *([bar] if name == first else [])]}
                  for (_, name, column_unit) in columns]
-    first = columns[0][1]
-    overrides[0]["properties"].append(
-        {"id": "custom.cellOptions", "value": {"type": "gauge", "mode": "basic",
-                                               "valueDisplayMode": "text"}})
     return Panel(
         "table", title, description, unit, column_targets, width, height,
         options={"showHeader": True, "cellHeight": "sm",
@@ -484,10 +485,9 @@ def usage_dashboard() -> dict[str, Any]:
             "Creative Units per hour through API keys and through the web app (total cost "
             "minus the API-key cost), stacked.",
             CU_PER_HOUR,
-            [(per_hour(rate_sum("scenario_model_cost_by_api_key_creative_units_total",
-                                "account")), "{{account}}: API keys"),
+            [(per_hour(rate_sum(API_COST, "account")), "{{account}}: API keys"),
              (per_hour(f"{rate_sum(COST, 'account')}\n- on (account)\n"
-                       f"{rate_sum('scenario_model_cost_by_api_key_creative_units_total', 'account')}"),
+                       f"{rate_sum(API_COST, 'account')}"),
               "{{account}}: web app")],
             stacked=True),
         table(

@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,9 +136,11 @@ def selectors(expr: str) -> list[Selector]:
 def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
     expr = ('sum by (account, model_id) (rate(a_total{account=~"$account", x="}"}'
             '[$__rate_interval])) * 3600\nand on (account, model_id)\n'
-            '  topk(10, sum by (account) (increase(a_total{account=~"$account"}[$__range] @ end())))'
+            '  topk(10, sum by (account) '
+            '(increase(a_total{account=~"$account"}[$__range] @ end())))'
             '\n* on (account) group_left (model_name)\n  group by (account, model_name) (info)'
-            '\nor on (account) label_replace(b:rec:x{account=~"$account"}, "n", "$1", "m", "(.*)")'
+            '\nor on (account)\n'
+            'label_replace(b:rec:x{account=~"$account"}, "n", "$1", "m", "(.*)")'
             ' - 2.5e3 + time() - c offset 1h')
     found = selectors(expr)
     assert [(s.name, s.range, s.function) for s in found] == [
@@ -270,7 +271,7 @@ def test_panels_have_unique_ids_and_titles_and_do_not_overlap(name: str) -> None
     cells: dict[tuple[int, int], str] = {}
     for panel in dashboard["panels"]:
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
         for x in range(pos["x"], pos["x"] + pos["w"]):
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
