@@ -266,6 +266,8 @@ def table(title: str, description: str, unit: str, columns: list[tuple[str, str,
     column_targets = [target(expr, "", chr(ord("A") + i), instant=True, table=True)
                       for i, (expr, _, _) in enumerate(columns)]
     value_names = {f"Value #{chr(ord('A') + i)}": name for i, (_, name, _) in enumerate(columns)}
+    names = {**renames, **value_names}
+    original = {shown: name for name, shown in names.items()}
     first = columns[0][1]
     bar = {"id": "custom.cellOptions", "value": {"type": "gauge", "mode": "basic",
                                                  "valueDisplayMode": "text"}}
@@ -288,8 +290,9 @@ def table(title: str, description: str, unit: str, columns: list[tuple[str, str,
             {"id": "organize", "options": {
                 # __name__: a fallback row of a join keeps its recorded series' name.
                 "excludeByName": {name: True for name in ("Time", "__name__", *hidden)},
-                "renameByName": {**renames, **value_names},
-                "indexByName": {name: i for i, name in enumerate(order)},
+                "renameByName": names,
+                # Keyed by the fields' names before renaming, like the other options.
+                "indexByName": {original[name]: i for i, name in enumerate(order)},
             }},
         ]})
 

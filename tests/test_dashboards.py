@@ -333,6 +333,25 @@ def test_every_series_is_documented_or_recorded(name: str) -> None:
                 assert base in documented, f"{where}: {selector.name} is not in docs/metrics.md"
 
 
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_tables_name_their_columns_consistently(name: str) -> None:
+    """Grafana's organize transformation keys every option by the original field name
+    (a label, or "Value #<refId>"); overrides and sorting see the renamed one."""
+    for panel in panels(DASHBOARDS[name]):
+        if panel["type"] != "table":
+            continue
+        (organize,) = [t["options"] for t in panel["transformations"] if t["id"] == "organize"]
+        renamed = organize["renameByName"]
+        values = {f"Value #{t['refId']}" for t in panel["targets"]}
+        assert values <= set(renamed), panel["title"]
+        assert set(organize["indexByName"]) <= set(renamed), panel["title"]
+        shown = set(renamed.values())
+        for override in panel["fieldConfig"]["overrides"]:
+            assert override["matcher"]["options"] in shown, panel["title"]
+        for sort in panel["options"]["sortBy"]:
+            assert sort["displayName"] in shown, panel["title"]
+
+
 def test_the_usage_dashboard_covers_the_issue() -> None:
     usage = DASHBOARDS["scenario-usage.json"]
     by_title = {p["title"]: p for p in panels(usage)}
