@@ -96,7 +96,7 @@ def start(name: str, argv: list[str], tmp: Path, **kwargs: Any) -> Process:
 
 def get_ok(url: str, params: dict[str, str] | None = None) -> httpx.Response | None:
     try:
-        response = httpx.get(url, params=params, timeout=5)
+        response = httpx.get(url, params=params, timeout=5, trust_env=False)
     except httpx.TransportError:
         return None
     return response if response.status_code == 200 else None
@@ -112,7 +112,8 @@ class Stack:
         return self.exporter.tail() + "\n" + self.prometheus.tail()
 
     def api(self, path: str, **params: str) -> Any:
-        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10,
+                             trust_env=False)
         body = response.json()
         assert body.get("status") == "success", f"{path} {params}: {body}"
         return body["data"]
