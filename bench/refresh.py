@@ -16,6 +16,7 @@ Both print one JSON document on stdout.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import resource
@@ -75,8 +76,8 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
         client = UsageClient(UPSTREAM, 30.0, transport=_transport(_returning(body)))
         ledger = PeriodLedger(CAP, CAP)
         times: dict[str, list[float]] = {k: [] for k in
-                                         ("json_loads", "refresh", "validate", "summarize",
-                                          "ledger")}
+                                         ("json_loads", "refresh", "validate", "validate_gc_off",
+                                          "summarize", "ledger")}
         for _ in range(repeats):
             # The floor and the refresh alternate, so that both see the same noise.
             times["json_loads"].append(_timed(json.loads, body)[0])
@@ -84,6 +85,15 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
             # The steps alone, to say where the time goes.
             seconds, parsed = _timed(UsageResponse.model_validate_json, body)
             times["validate"].append(seconds)
+            del parsed
+            # Diagnosis only: how much of validation is the cyclic GC scanning
+            # the objects it creates (a refresh runs with the GC on).
+            gc.disable()
+            try:
+                seconds, parsed = _timed(UsageResponse.model_validate_json, body)
+            finally:
+                gc.enable()
+            times["validate_gc_off"].append(seconds)
             seconds, snapshot = _timed(summarize, parsed, window)
             times["summarize"].append(seconds)
             times["ledger"].append(_timed(ledger.apply, snapshot)[0])
@@ -121,9 +131,17 @@ def memory(file: str) -> dict[str, Any]:
     del text, packed
     gc.collect()
     steady = read_proc_status()["VmRSS"]
+    # Diagnosis only: how much of the steady RSS is freed memory that glibc's
+    # malloc keeps (the rest is live data and pymalloc arenas kept by survivors).
+    trimmed = None
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+        trimmed = read_proc_status()["VmRSS"]
+    except (OSError, AttributeError):
+        pass  # not glibc
     exporter.close()
     return {"bytes": size, "baseline_kib": baseline, "peak_refresh_kib": peak_refresh,
-            "peak_kib": peak_all, "steady_kib": steady}
+            "peak_kib": peak_all, "steady_kib": steady, "trimmed_kib": trimmed}
 
 
 def main(argv: list[str]) -> None:

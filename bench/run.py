@@ -252,17 +252,26 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
                     f"{exporter_start / python_pass:.1f}x", f"<= {STARTUP_GOAL_SECONDS:g} s",
                     _verdict(exporter_start <= STARTUP_GOAL_SECONDS)))
     xs = sorted(runs)
+    models_range = ", ".join(f"{m:,}" for m in xs)
     scrape_fit = fit_line(xs, [runs[m].latency["prometheus"][1] for m in xs])
-    refresh_fit = fit_line(xs, [refresh[m]["refresh"] for m in xs])
-    for label, fit, unit, scale in (("scaling: warm scrape (Prometheus request)", scrape_fit,
-                                     "us", 1e6),
-                                    ("scaling: refresh", refresh_fit, "us", 1e6)):
-        rows.append(Row(f"{label}, {', '.join(f'{m:,}' for m in xs)} models", "",
-                        f"{fit.slope * scale:.2f} {unit}/model", _fit_note(fit), "linear",
-                        _verdict(fit.linear)))
+    rows.append(Row(f"scaling: warm scrape (Prometheus request), {models_range} models", "",
+                    f"{scrape_fit.slope * 1e6:.3f} us/model", _fit_note(scrape_fit), "linear",
+                    _verdict(scrape_fit.linear)))
+    # The demo's models have a long tail of activity (as real studios do), so the
+    # body does not grow in proportion to the number of models: the per-model
+    # slope is printed as asked, and linearity is judged against the body size,
+    # which is the work a refresh does.
+    per_model = fit_line(xs, [refresh[m]["refresh"] for m in xs])
+    sizes_mib = [refresh[m]["bytes"] / MIB for m in xs]
+    refresh_fit = fit_line(sizes_mib, [refresh[m]["refresh"] for m in xs])
+    rows.append(Row(f"scaling: refresh, {models_range} models", "",
+                    f"{per_model.slope * 1e6:.1f} us/model; "
+                    f"{refresh_fit.slope * 1e3:.1f} ms/MiB of body",
+                    _fit_note(refresh_fit) + " (vs body size)", "linear",
+                    _verdict(refresh_fit.linear)))
 
     out = [_title(sizes, quick, wall), "",
-           _table(("figure", "floor (same run)", "measured", "ratio", "goal", "result"),
+           _table(("figure", "floor (same run)", "measured", "ratio or fit", "goal", "result"),
                   [(r.figure, r.floor, r.measured, r.ratio, r.goal, r.verdict) for r in rows]),
            "", "Scaling (each size: its own exporter process and floor; "
                f"{sizes.users:,} users throughout):", "",
@@ -277,10 +286,14 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
                     f"{refresh[m]['refresh'] / refresh[m]['json_loads']:.2f}x") for m in xs]),
            "", "Details:", "",
            f"- refresh of {big['bytes']:,} B, step by step (medians, each timed alone): "
-           f"pydantic validation {_ms(big['validate'])}, summarize {_ms(big['summarize'])}, "
+           f"pydantic validation {_ms(big['validate'])} ({_ms(big['validate_gc_off'])} with "
+           "the cyclic GC off), "
+           f"summarize {_ms(big['summarize'])}, "
            f"ledger {_ms(big['ledger'])}; json.loads {_ms(big['json_loads'])}.",
            f"- refresh process: peak RSS {memory['peak_kib'] / 1024:.0f} MiB once the "
-           "exposition is rendered as well.",
+           "exposition is rendered as well; steady RSS after glibc's malloc_trim(0) "
+           + (f"{memory['trimmed_kib'] / 1024:.0f} MiB" if memory.get("trimmed_kib")
+              else "unknown (not glibc)") + " (diagnosis only, the exporter does not call it).",
            f"- under load: floor p50 {_ms(lf.p50)} / p99 {_ms(lf.p99)}, exporter p50 "
            f"{_ms(le.p50)} / p99 {_ms(le.p99)}; {le.ok:,} exporter responses in "
            f"{le.seconds:g} s (+{le.late} after), floor {lf.ok:,} (+{lf.late}); "
@@ -295,8 +308,9 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
            f"window length as the API does); upstream calls before the load "
            f"{large.upstream_calls_before_load}, after {large.upstream_calls}.",
            f"- linear means R^2 >= 0.98 and the cost per added model of the last size step "
-           f"within 1.5x of the step before; scrape fit R^2 {scrape_fit.r_squared:.4f}, "
-           f"refresh fit R^2 {refresh_fit.r_squared:.4f}."]
+           f"within 1.5x of the step before; refresh time against models: R^2 "
+           f"{per_model.r_squared:.3f} (the demo's bodies grow less than its model count: "
+           f"{', '.join(f'{x:.2f}' for x in sizes_mib)} MiB)."]
     return "\n".join(out)
 
 
