@@ -22,11 +22,12 @@ COPY exporter/ exporter/
 
 # The wheel first (pyproject.toml is the single source of metadata), then a
 # venv without pip into which the build stage's pip installs the wheel and its
-# dependencies; pip compiles their bytecode now, so the read-only image never
-# needs to write .pyc files.
+# dependencies. The bytecode is compiled here, checked by hash rather than file
+# timestamps, so that the read-only image never needs to write a .pyc file.
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install --no-cache-dir /wheels/*.whl
+    && pip --python /opt/venv/bin/python install --no-cache-dir --no-compile /wheels/*.whl \
+    && python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}
 

@@ -127,6 +127,7 @@ def test_multi_stage_with_a_lean_final_stage() -> None:
                           if i.keyword == "RUN" and i.stage < FINAL_STAGE)
     assert "--without-pip" in build_runs, "pip itself stays out of the final image"
     assert "--no-cache-dir" in build_runs
+    assert "compileall" in build_runs, "bytecode compiled at build time, not at run time"
 
 
 def test_read_only_root_filesystem_is_enough() -> None:
@@ -264,3 +265,24 @@ def test_the_context_builds_the_wheel(tmp_path: Path) -> None:
     packaged = {n for n in names if n.startswith("exporter/")}
     source = {f"exporter/{p.name}" for p in (REPO_ROOT / "exporter").glob("*.py")}
     assert source <= packaged
+
+    # Then, as the build stage does: a venv without pip, the wheel installed by
+    # the outer pip, bytecode compiled. Dependencies come from the test
+    # environment here (no download). Starting the command must write nothing:
+    # on a read-only root filesystem it could not.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                    str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                    "--quiet", "--no-cache-dir", "--no-compile", "--no-deps",
+                    "--disable-pip-version-check", str(wheel)], check=True, timeout=300)
+    subprocess.run([str(python), "-m", "compileall", "-q", "--invalidation-mode",
+                    "unchecked-hash", str(venv / "lib")], check=True, timeout=300)
+    before = sorted(p for p in venv.rglob("*"))
+    result = subprocess.run([str(venv / "bin" / "scenario-exporter"), "--version"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("scenario-exporter ")
+    assert sorted(p for p in venv.rglob("*")) == before, "the command wrote files in the venv"
