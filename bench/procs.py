@@ -170,6 +170,12 @@ class ExporterProcess:
         self.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_proc_status(pid: int | str = "self") -> dict[str, int]:
     """The ``Vm*`` lines of /proc/<pid>/status, in KiB."""
     out: dict[str, int] = {}
@@ -196,6 +202,11 @@ class FloorProcess:
         self._spec.write_text(json.dumps(spec))
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def start(self) -> FloorProcess:
         self._process = subprocess.Popen(

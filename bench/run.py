@@ -103,9 +103,10 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
                 run.upstream_calls_before_load = fake.request_count
                 headers = REQUESTS["prometheus"]
                 run.load_floor = load(floor.port, "/prometheus", headers, sizes.scrapers,
-                                      sizes.load_seconds, sizes.loadgen_processes)
+                                      sizes.load_seconds, sizes.loadgen_processes, floor.pid)
                 run.load_exporter = load(exporter.port, METRICS, headers, sizes.scrapers,
-                                         sizes.load_seconds, sizes.loadgen_processes)
+                                         sizes.load_seconds, sizes.loadgen_processes,
+                                         exporter.pid)
         run.upstream_calls = fake.request_count
         run.process_status = exporter.proc_status()
     return run
@@ -296,7 +297,9 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
               else "unknown (not glibc)") + " (diagnosis only, the exporter does not call it).",
            f"- under load: floor p50 {_ms(lf.p50)} / p99 {_ms(lf.p99)}, exporter p50 "
            f"{_ms(le.p50)} / p99 {_ms(le.p99)}; {le.ok:,} exporter responses in "
-           f"{le.seconds:g} s (+{le.late} after), floor {lf.ok:,} (+{lf.late}); "
+           f"{le.seconds:g} s (+{le.late} after), floor {lf.ok:,} (+{lf.late}); server CPU "
+           f"per response: floor {lf.cpu_per_response * 1e6:.0f} us, exporter "
+           f"{le.cpu_per_response * 1e6:.0f} us; "
            f"{sizes.loadgen_processes} load-generator processes; both servers listen with a "
            f"backlog of {ThreadingWSGIServer.request_queue_size}"
            + (f"; exporter's first error: {le.first_error}" if le.first_error else "")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
-from bench.procs import REPO, BenchError, child_env, http_get, stop_process
+from bench.procs import REPO, BenchError, child_env, cpu_seconds, http_get, stop_process
 from bench.stats import med
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
@@ -66,6 +66,12 @@ class LoadResult:
     p50: float
     p99: float
     first_error: str
+    server_cpu: float  # seconds of CPU the server process used during the run
+
+    @property
+    def cpu_per_response(self) -> float:
+        answered = self.ok + self.late
+        return self.server_cpu / answered if answered else 0.0
 
     @property
     def throughput(self) -> float:
@@ -73,8 +79,9 @@ class LoadResult:
 
 
 def load(port: int, path: str, headers: Mapping[str, str], scrapers: int, seconds: float,
-         processes: int) -> LoadResult:
+         processes: int, server_pid: int) -> LoadResult:
     """*scrapers* threads, spread over *processes* load-generator processes, for *seconds*."""
+    cpu_before = cpu_seconds(server_pid)
     start_at = time.time() + 1.5  # lets every generator import and start its threads
     shares = [scrapers // processes + (1 if i < scrapers % processes else 0)
               for i in range(processes)]
@@ -93,6 +100,7 @@ def load(port: int, path: str, headers: Mapping[str, str], scrapers: int, second
     finally:
         for child in children:
             stop_process(child, grace=2.0)
+    server_cpu = cpu_seconds(server_pid) - cpu_before
     latencies = sorted(x for o in outputs for x in o["latencies"])
     if not latencies:
         raise BenchError("the load generator completed no request")
@@ -101,4 +109,5 @@ def load(port: int, path: str, headers: Mapping[str, str], scrapers: int, second
         errors=sum(o["errors"] for o in outputs), seconds=seconds,
         body_bytes=sum(o["bytes"] for o in outputs),
         p50=latencies[len(latencies) // 2], p99=latencies[int(len(latencies) * 0.99)],
-        first_error=next((o["first_error"] for o in outputs if o["first_error"]), ""))
+        first_error=next((o["first_error"] for o in outputs if o["first_error"]), ""),
+        server_cpu=server_cpu)
