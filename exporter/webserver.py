@@ -24,6 +24,10 @@ log = logging.getLogger("exporter.http")
 class _QuietHandler(WSGIRequestHandler):
     """Request handler that logs through :mod:`logging` at debug level instead of stderr."""
 
+    # Headers and body leave in separate writes; without TCP_NODELAY, Nagle's
+    # algorithm and delayed ACKs add tens of milliseconds to small responses.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("http request", extra={"fields": {"client": self.client_address[0],
                                                     "line": format % args}})
