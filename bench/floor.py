@@ -5,12 +5,12 @@ content headers, so that the exporter's cost can be compared with the cost of
 just sending those bytes from Python. Like the exporter's WSGI server, it speaks
 HTTP/1.0 (the stdlib default) and closes the connection after each response.
 
-``python -m bench.floor ROUTES.json BACKLOG`` prints its port on stdout and
-serves until SIGTERM. BACKLOG is the listen queue (``request_queue_size``): the
-benchmark passes the exporter's own, so that a burst of connections is queued
-the same way by both and the figures compare the cost of serving, not the
-kernel's SYN retransmission timers (a full queue stalls a client for 1 s, then
-3 s, 7 s...). The stdlib default is 5.
+``python -m bench.floor ROUTES.json BACKLOG nodelay|nagle`` prints its port on
+stdout and serves until SIGTERM. The socket settings are the exporter's own, so
+that the figures compare the cost of serving, not TCP settings: BACKLOG is the
+listen queue (``request_queue_size``; the stdlib default of 5 makes a burst of
+connections wait for SYN retransmissions of 1 s, 3 s, 7 s...), and ``nodelay``
+turns Nagle's algorithm off as the exporter's handler does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 
-def main(spec_file: str, backlog: int) -> None:
+def main(spec_file: str, backlog: int, nodelay: bool) -> None:
     spec = json.loads(Path(spec_file).read_text())
     routes = {path: (Path(entry["file"]).read_bytes(), entry["headers"])
               for path, entry in spec.items()}
@@ -43,6 +43,8 @@ def main(spec_file: str, backlog: int) -> None:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
+    Handler.disable_nagle_algorithm = nodelay
+
     class Server(ThreadingHTTPServer):
         request_queue_size = backlog
 
@@ -58,4 +60,4 @@ def main(spec_file: str, backlog: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "nodelay")

@@ -190,8 +190,9 @@ class FloorProcess:
     """The floor: :mod:`bench.floor` serving fixed bytes per path, in its own process."""
 
     def __init__(self, routes: Mapping[str, tuple[bytes, Mapping[str, str]]],
-                 backlog: int) -> None:
+                 backlog: int, nodelay: bool) -> None:
         self.backlog = backlog
+        self.nodelay = nodelay
         self._dir = tempfile.TemporaryDirectory(prefix="bench-floor-")
         spec = {}
         for index, (path, (body, headers)) in enumerate(routes.items()):
@@ -210,7 +211,8 @@ class FloorProcess:
 
     def start(self) -> FloorProcess:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.floor", str(self._spec), str(self.backlog)], cwd=REPO,
+            [sys.executable, "-m", "bench.floor", str(self._spec), str(self.backlog),
+             "nodelay" if self.nodelay else "nagle"], cwd=REPO,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=child_env())
         assert self._process.stdout is not None
         line = self._process.stdout.readline()  # the server prints its port, then nothing
