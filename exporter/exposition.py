@@ -2,15 +2,17 @@
 
 The business series only change when a refresh lands (or when an account's
 data crosses the staleness bound), so their exposition is rendered once per
-change and format, and kept together with a gzip compressor primed with it.
-A scrape then renders only the few live series (upstream counters, build info,
-scrape duration) and appends them: to the cached text, or through a copy of the
-primed compressor, which yields one valid gzip stream without compressing the
-large part again.
+change and format, and compressed once: a gzip stream left open on a byte
+boundary (a sync flush), with the CRC-32 of its content. A scrape then renders
+only the few live series (upstream counters, build info, scrape duration) and
+appends them: to the cached text, or to the open gzip stream as uncompressed
+("stored") deflate blocks followed by the gzip trailer, which yields one valid
+gzip stream without compressing anything per scrape.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 import zlib
@@ -26,6 +28,26 @@ from exporter.collector import CollectorOptions, build_info, collect_accounts, i
 from exporter.period import wall_clock
 
 _EOF = b"# EOF\n"
+_STORED_BLOCK_MAX = 0xFFFF  # RFC 1951 3.2.4: LEN is 16 bits
+
+
+def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
+    """Close a sync-flushed gzip stream of *size* bytes (CRC-32 *crc*) with *tail*.
+
+    A sync flush leaves the deflate stream on a byte boundary, where stored
+    blocks (RFC 1951 3.2.4) can follow: a header byte (BFINAL on the last),
+    LEN, its one's complement, the bytes. The gzip trailer (RFC 1952) is the
+    CRC-32 and length modulo 2^32 of everything.
+    """
+    parts = [prefix]
+    chunks = [tail[i:i + _STORED_BLOCK_MAX]
+              for i in range(0, len(tail), _STORED_BLOCK_MAX)] or [b""]
+    for index, chunk in enumerate(chunks):
+        final = 1 if index == len(chunks) - 1 else 0
+        parts.append(struct.pack("<BHH", final, len(chunk), len(chunk) ^ 0xFFFF))
+        parts.append(chunk)
+    parts.append(struct.pack("<II", zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF))
+    return b"".join(parts)
 
 
 class _Families:
@@ -42,8 +64,8 @@ class _Families:
 class _Rendered:
     key: tuple[object, ...]
     body: bytes  # without the OpenMetrics "# EOF" line
-    gzip_prefix: bytes
-    compressor: zlib._Compress  # primed with body, sync-flushed
+    gzip_prefix: bytes  # body compressed, the stream left open on a byte boundary
+    crc: int  # CRC-32 of body
 
 
 class ExpositionRenderer:
@@ -79,8 +101,8 @@ class ExpositionRenderer:
         live = own + encoder(_Families([scrape]))
         if not gzip:
             return business.body + live, content_type
-        compressor = business.compressor.copy()
-        return business.gzip_prefix + compressor.compress(live) + compressor.flush(), content_type
+        return finish_gzip(business.gzip_prefix, business.crc, len(business.body),
+                           live), content_type
 
     def _own_series(self, encoder: Callable[..., bytes], content_type: str, openmetrics: bool,
                     families: list[Metric]) -> bytes:
@@ -120,6 +142,6 @@ class ExpositionRenderer:
                 body = body[: -len(_EOF)]
             compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
             prefix = compressor.compress(body) + compressor.flush(zlib.Z_SYNC_FLUSH)
-            rendered = _Rendered(key, body, prefix, compressor)
+            rendered = _Rendered(key, body, prefix, zlib.crc32(body))
             self._cache[content_type] = rendered
             return rendered
