@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.models import UsageResponse, as_float, identifier
+from exporter.models import CountPoint, UsageResponse, as_float, identifier
 from exporter.period import PeriodWindow
 
 
@@ -93,11 +93,11 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
         # A local accumulator per row keeps the hot loop free of dict look-ups.
         cost = cost_api = discount = discount_api = jobs = 0.0
         for mp in model_row.points:
-            cost += as_float(mp.cost)
-            cost_api += as_float(mp.api_key_cost)
-            discount += abs(as_float(mp.discount))
-            discount_api += abs(as_float(mp.api_key_discount))
-            jobs += as_float(mp.jobs)
+            cost += as_float(mp.get("cost"))
+            cost_api += as_float(mp.get("api_key_cost"))
+            discount += abs(as_float(mp.get("discount")))
+            discount_api += abs(as_float(mp.get("api_key_discount")))
+            jobs += as_float(mp.get("jobs"))
         _add(models, identifier(model_row.model_id),
              (cost, cost_api, discount, discount_api, jobs), 5)
 
@@ -112,8 +112,8 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     for usage_row in response.usages:
         value = api_key = 0.0
         for up in usage_row.points:
-            value += as_float(up.value)
-            api_key += as_float(up.api_key)
+            value += as_float(up.get("value"))
+            api_key += as_float(up.get("api_key"))
         _add(usages, identifier(usage_row.usage_name), (value, api_key), 2)
 
     users: dict[str, list[float]] = {}
@@ -139,11 +139,11 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     )
 
 
-def _count_sums(points: Iterable[object]) -> tuple[float, float]:
+def _count_sums(points: Iterable[CountPoint]) -> tuple[float, float]:
     count = count_api = 0.0
     for point in points:
-        count += as_float(point.count)  # type: ignore[attr-defined]
-        count_api += as_float(point.count_api_key)  # type: ignore[attr-defined]
+        count += as_float(point.get("count"))
+        count_api += as_float(point.get("count_api_key"))
     return count, count_api
 
 

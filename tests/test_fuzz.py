@@ -44,6 +44,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic.alias_generators import to_camel
 
 from conftest import IN_CI, require_tool
 from exporter import models
@@ -75,11 +76,16 @@ SAFE_MAGNITUDE = 5e306
 # Every key the models read, camelCase or snake_case (populate_by_name accepts
 # both): an "extra" field must not be one of them.
 _MODEL_CLASSES: tuple[type[BaseModel], ...] = (
-    models.UsageResponse, models.UsageRow, models.UsagePoint, models.ModelUsageRow,
-    models.ModelPoint, models.AssetUsageRow, models.NsfwUsageRow, models.CountPoint,
-    models.ConsumptionRow, models.Entities, models.ModelEntity, models.UserEntity)
-KNOWN_KEYS = frozenset(k for cls in _MODEL_CLASSES for name, info in cls.model_fields.items()
-                       for k in (name, info.alias or name))
+    models.UsageResponse, models.UsageRow, models.ModelUsageRow, models.AssetUsageRow,
+    models.NsfwUsageRow, models.ConsumptionRow, models.Entities, models.ModelEntity,
+    models.UserEntity)
+# The points are TypedDicts, aliased by the same generator as the models.
+_POINT_CLASSES: tuple[type, ...] = (models.UsagePoint, models.ModelPoint, models.CountPoint)
+KNOWN_KEYS = frozenset(
+    [k for cls in _MODEL_CLASSES for name, info in cls.model_fields.items()
+     for k in (name, info.alias or name)]
+    + [k for cls in _POINT_CLASSES for name in cls.__annotations__
+       for k in (name, to_camel(name))])
 
 # Pieces that break naive escaping, line splitting or bidi rendering.
 NASTY = ("\n", '"', "\\", "\x00", "\r", "\t", "\x1b", "\x7f", "\x85", "\u200f", "\u202e",
