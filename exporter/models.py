@@ -11,6 +11,7 @@ response invalid rather than a silent 0, because a wrong bill is worse than a ga
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -18,12 +19,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     StrictFloat,
     StrictInt,
     StringConstraints,
     with_config,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
 
 # pydantic needs typing_extensions.TypedDict before Python 3.12 (a dependency of pydantic).
 from typing_extensions import NotRequired, TypedDict
@@ -37,9 +40,23 @@ UNKNOWN_ID = "unknown"
 # Strings are converted by :func:`as_float` when the snapshot is summed.
 _NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 Number = StrictFloat | StrictInt | Annotated[str, StringConstraints(pattern=_NUMERIC_TEXT)] | None
+
+
+def _as_python(value: Any) -> Any:
+    return value
+
+
 # Ids and enum-like names, exported as they come (numbers are turned into text).
-Identifier = str | None
-OptionalText = str | None
+# The before-validator makes pydantic-core hand the value over as a Python object,
+# so that a number is turned into text by Python (``1.0`` -> "1.0", ``1e20`` ->
+# "1e+20"), not by pydantic-core's JSON mode ("1", "100000000000000000000"). It
+# costs one call per field of a row or entity, never per point.
+Identifier = Annotated[str | None, BeforeValidator(_as_python)]
+OptionalText = Annotated[str | None, BeforeValidator(_as_python)]
+# The time of a point: validated like OptionalText (text, a number or null), but
+# never read, so a number there may become text by pydantic-core's rules, without
+# a Python call for each of the ~51,000 points.
+PointTime = str | None
 
 
 def as_float(value: float | int | str | None) -> float:
@@ -60,8 +77,27 @@ def identifier(value: str | None) -> str:
     return value if value else UNKNOWN_ID
 
 
-def _list(value: Any) -> Any:
-    return [] if value is None else value
+class _NullAsEmpty:
+    """A section or list that upstream may also send as ``null``, which means empty.
+
+    Validated as ``X | None``, then ``None`` becomes ``empty()``. Not a
+    :class:`BeforeValidator`: pydantic-core hands a before-validator its input as
+    Python objects, so one on a section turns all of its JSON into Python objects
+    (what ``json.loads`` does) before validating them again: on a 6 MB response
+    that was half of the validation time. An after-validator gets the validated
+    value; what is inside is validated straight from the JSON.
+    """
+
+    def __init__(self, empty: Callable[[], Any]) -> None:
+        self._empty = empty
+
+    def _or_empty(self, value: Any) -> Any:
+        return self._empty() if value is None else value
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            self._or_empty, core_schema.nullable_schema(handler(source)))
 
 
 _CONFIG = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
@@ -74,7 +110,7 @@ class _Model(BaseModel):
 
 T = TypeVar("T")
 # A list that upstream may also send as null.
-Rows = Annotated[list[T], BeforeValidator(_list)]
+Rows = Annotated[list[T], _NullAsEmpty(list)]
 
 # Points (about 51,000 in a 6 MB response) are validated by pydantic-core into
 # plain dicts, not model instances: same config, same field types, so the same
@@ -89,7 +125,7 @@ Rows = Annotated[list[T], BeforeValidator(_list)]
 class UsagePoint(TypedDict):
     """One bucket of a ``usages`` row; ``value`` and ``apiKey`` are numeric strings."""
 
-    time: NotRequired[OptionalText]
+    time: NotRequired[PointTime]
     value: NotRequired[Number]
     api_key: NotRequired[Number]
 
@@ -102,7 +138,7 @@ class UsageRow(_Model):
 
 @with_config(_CONFIG)
 class ModelPoint(TypedDict):
-    time: NotRequired[OptionalText]
+    time: NotRequired[PointTime]
     cost: NotRequired[Number]
     discount: NotRequired[Number]
     api_key_cost: NotRequired[Number]
@@ -117,7 +153,7 @@ class ModelUsageRow(_Model):
 
 @with_config(_CONFIG)
 class CountPoint(TypedDict):
-    time: NotRequired[OptionalText]
+    time: NotRequired[PointTime]
     count: NotRequired[Number]
     count_api_key: NotRequired[Number]
 
@@ -169,5 +205,4 @@ class UsageResponse(_Model):
     asset_usages: Rows[AssetUsageRow] = Field(default_factory=list)
     nsfw_usages: Rows[NsfwUsageRow] = Field(default_factory=list)
     consumption: Rows[ConsumptionRow] = Field(default_factory=list)
-    entities: Annotated[Entities, BeforeValidator(lambda v: {} if v is None else v)] = Field(
-        default_factory=Entities)
+    entities: Annotated[Entities, _NullAsEmpty(Entities)] = Field(default_factory=Entities)
