@@ -26,6 +26,7 @@ from cachetools import TTLCache
 from exporter.client import FetchResult, UpstreamError
 from exporter.config import AccountConfig
 from exporter.ledger import PeriodLedger
+from exporter.memory import release_free_memory
 from exporter.period import (
     PeriodKind,
     PeriodWindow,
@@ -192,6 +193,8 @@ class AccountRefresher:
                 "duration_seconds": round(self._clock() - started, 3)}})
         finally:
             self._first_done.set()
+            # The response is dropped by now: give what it took back to the system.
+            release_free_memory()
 
     def _fail(self, reason: str, message: str, retry_after: float | None, started_wall: float,
               fields: dict[str, object], started: float) -> None:

@@ -4,12 +4,16 @@ scrapes, stale-while-revalidate, Retry-After, back-off, hourly cap, splitting.""
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import platform
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -20,6 +24,7 @@ from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
 from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
 from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport, parse_iso
+from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
 from exporter.snapshot import UsageSnapshot
 from exporter.telemetry import Telemetry
@@ -313,6 +318,60 @@ def test_timeouts_and_connection_errors() -> None:
         with pytest.raises(UpstreamError) as caught:
             client.fetch_period_usage(ACCOUNT, WINDOW)
         assert caught.value.reason == reason
+
+
+def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import exporter.client
+
+    during: list[bool] = []
+
+    def summarize(*args: Any) -> UsageSnapshot:
+        during.append(gc.isenabled())
+        return real_summarize(*args)
+
+    real_summarize = exporter.client.summarize
+    monkeypatch.setattr(exporter.client, "summarize", summarize)
+    bodies = iter([b"{}", b'{"usages":[{"points":[{"value":"abc"}]}]}', b"{}"])
+    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, content=next(bodies))))
+    assert gc.isenabled()
+    client.fetch_period_usage(ACCOUNT, WINDOW)
+    assert during == [False] and gc.isenabled()
+    with pytest.raises(UpstreamError):  # fails in validation: the GC is back all the same
+        client.fetch_period_usage(ACCOUNT, WINDOW)
+    assert gc.isenabled()
+    gc.disable()  # someone else's pause is left as it was
+    try:
+        client.fetch_period_usage(ACCOUNT, WINDOW)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exporter.cache
+
+    clock, fetch = FakeClock(), CountingFetch()
+    refresher = make_refresher(fetch, clock, ttl=10)
+    published: list[int] = []  # the version served when memory is given back
+
+    def release() -> bool:
+        published.append(refresher.view.version)
+        return True
+
+    monkeypatch.setattr(exporter.cache, "release_free_memory", release)
+    refresher.get()
+    assert published == [1]  # after the new data is served
+    fetch.error = UpstreamError("server_error", "boom")
+    clock.advance(11)
+    refresher.get()
+    assert published == [1, 2]  # failed refreshes too
+
+
+def test_freed_memory_is_given_back_with_glibc_only() -> None:
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert release_free_memory() is glibc
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
