@@ -86,8 +86,9 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
             seconds, parsed = _timed(UsageResponse.model_validate_json, body)
             times["validate"].append(seconds)
             del parsed
-            # Diagnosis only: how much of validation is the cyclic GC scanning
-            # the objects it creates (a refresh runs with the GC on).
+            # Diagnosis only: how much of validation alone is the cyclic GC
+            # scanning the objects it creates (the client pauses the GC while it
+            # parses a response, so the refresh above runs without it).
             gc.disable()
             try:
                 seconds, parsed = _timed(UsageResponse.model_validate_json, body)
@@ -133,6 +134,7 @@ def memory(file: str) -> dict[str, Any]:
     steady = read_proc_status()["VmRSS"]
     # Diagnosis only: how much of the steady RSS is freed memory that glibc's
     # malloc keeps (the rest is live data and pymalloc arenas kept by survivors).
+    # The exporter trims after each refresh; this trims again after the renders.
     trimmed = None
     try:
         ctypes.CDLL(None).malloc_trim(0)

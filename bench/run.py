@@ -296,9 +296,11 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
            f"summarize {_ms(big['summarize'])}, "
            f"ledger {_ms(big['ledger'])}; json.loads {_ms(big['json_loads'])}.",
            f"- refresh process: peak RSS {memory['peak_kib'] / 1024:.0f} MiB once the "
-           "exposition is rendered as well; steady RSS after glibc's malloc_trim(0) "
+           "exposition is rendered as well; steady RSS after one more glibc malloc_trim(0), "
+           "once the expositions are rendered, "
            + (f"{memory['trimmed_kib'] / 1024:.0f} MiB" if memory.get("trimmed_kib")
-              else "unknown (not glibc)") + " (diagnosis only, the exporter does not call it).",
+              else "unknown (not glibc)") + " (diagnosis only: the exporter itself trims "
+           "after each refresh, before the renders).",
            f"- under load: floor p50 {_ms(lf.p50)} / p99 {_ms(lf.p99)}, exporter p50 "
            f"{_ms(le.p50)} / p99 {_ms(le.p99)}; {le.ok:,} exporter responses in "
            f"{le.seconds:g} s (+{le.late} after), floor {lf.ok:,} (+{lf.late}); server CPU "
