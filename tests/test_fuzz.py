@@ -25,6 +25,7 @@ The example budget is ``FUZZ_EXAMPLES`` (default 400), derandomized in CI.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import json
 import math
@@ -241,7 +242,8 @@ junk = st.one_of(
                      True, False, [], {}, [1], {"value": 1})),
     st.floats().filter(lambda x: not math.isfinite(x)),  # json.dumps writes NaN / Infinity
     st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2),  # lone surrogates
-    json_value)
+    json_value).map(copy.deepcopy)  # sampled lists and dicts are shared between draws:
+# without a copy, a later edit could make a document contain itself.
 
 
 @dataclass(frozen=True)
