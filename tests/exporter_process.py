@@ -30,19 +30,6 @@ START_TIMEOUT = 20.0
 _PORT_FIELD = re.compile(r"\bport=(\d+)\b")
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, message: str,
-             interval: float = 0.02) -> Any:
-    """Poll *condition* until it returns something truthy; fail with *message* at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s: {message}")
-        time.sleep(interval)
-
-
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test runner's environment without any Scenario setting, plus *extra*."""
     env = {k: v for k, v in os.environ.items()

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from conftest import wait_for
 from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
 from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
 from exporter.config import AccountConfig
@@ -116,7 +117,7 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
     assert stale.snapshot is not None and stale.snapshot.models["m"][0] == 1.0
     assert stale.up
     release.set()
-    _poll(lambda: refresher.view.version == first.version + 1)
+    wait_for(lambda: refresher.view.version == first.version + 1, 5, "the refresh")
     assert refresher.view.snapshot is not None
     assert refresher.view.snapshot.models["m"][0] == 2.0
     assert len(calls) == 2
@@ -136,7 +137,7 @@ def test_only_the_first_scrape_waits_and_never_past_its_budget() -> None:
     assert 0.25 <= waited < 2.0
     assert view.snapshot is None and not view.attempted
     release.set()
-    _poll(lambda: refresher.view.attempted)
+    wait_for(lambda: refresher.view.attempted, 5, "the refresh")
 
 
 def test_concurrent_scrapes_share_one_refresh() -> None:
@@ -159,7 +160,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
     threads = [threading.Thread(target=scrape) for _ in range(32)]
     for thread in threads:
         thread.start()
-    _poll(lambda: len(calls) == 1)
+    wait_for(lambda: len(calls) == 1, 5, "the refresh")
     gate.set()
     for thread in threads:
         thread.join(10)
@@ -468,11 +469,3 @@ def test_demo_transport_refuses_wrong_credentials() -> None:
 
 def _thread_spawn(work: Callable[[], None]) -> None:
     threading.Thread(target=work, daemon=True).start()
-
-
-def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)

@@ -16,17 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, require_tool
+from conftest import REPO_ROOT, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +42,6 @@ SUBSTITUTIONS = {"$__rate_interval": "1m", "$__range": "10m", "$datasource": "pr
 SILENT_ALERTS = {"ScenarioExporterDown", "ScenarioRefreshFailing", "ScenarioDataStale",
                  "ScenarioUpstreamRateLimited", "ScenarioSpendSpike"}
 
-T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -51,19 +49,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
-             describe: Callable[[], str] = lambda: "") -> T:
-    """Poll *condition* until it returns a truthy value; fail with *what* at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{describe()}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -139,7 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         wait_for(lambda: exporter.popen.poll() is not None
                  or get_ok(f"http://{exporter_address}/-/ready"),
-                 START_TIMEOUT, "the exporter to be ready", exporter.tail)
+                 START_TIMEOUT, "the exporter to be ready", exporter.tail, interval=0.2)
         assert exporter.popen.poll() is None, exporter.tail()
 
         config = {
@@ -159,7 +144,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         processes.append(prometheus)
         url = f"http://{prometheus_address}"
         wait_for(lambda: prometheus.popen.poll() is not None or get_ok(f"{url}/-/ready"),
-                 START_TIMEOUT, "Prometheus to be ready", prometheus.tail)
+                 START_TIMEOUT, "Prometheus to be ready", prometheus.tail, interval=0.2)
         assert prometheus.popen.poll() is None, prometheus.tail()
         yield Stack(exporter, prometheus, url)
     finally:
@@ -187,7 +172,7 @@ def warmed_up(stack: Stack) -> Stack:
         return bool(refreshes) and bool(projection) and evaluated
 
     wait_for(ready, DATA_TIMEOUT, "refreshes in the rate windows and evaluated rules",
-             stack.logs)
+             stack.logs, interval=0.2)
     return stack
 
 

@@ -25,14 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from exporter_process import (
-    ExporterProcess,
-    Exposition,
-    Processes,
-    moment,
-    wait_for,
-)
+from exporter_process import ExporterProcess, Exposition, Processes, moment
 
+from conftest import wait_for
 from exporter import __version__
 from exporter.demo import DemoAccount, parse_iso
 from fake_upstream import FakeUpstream

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import ExporterProcess, Exposition, Processes, wait_for
+from exporter_process import ExporterProcess, Exposition, Processes
 from pydantic import SecretStr, ValidationError
 
+from conftest import wait_for
 from exporter.config import AccountConfig, Settings, build_settings
 from exporter.demo import DemoAccount
 from fake_upstream import FakeUpstream

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import REPO_ROOT, require_tool
+from conftest import REPO_ROOT, require_tool, wait_for
 from exporter.webconfig import HEALTH_PATHS, WebConfigError, WebSecurity, parse_web_config
 from exporter.webserver import ThreadingWSGIServer, create_server, serve_in_thread
 
@@ -230,13 +230,9 @@ def _fetch(server: ThreadingWSGIServer, path: str = "/metrics", *,
         conn.close()
 
 
-def _poll(condition: Callable[[], bool], what: str) -> None:
+def _poll(condition: Callable[[], object], what: str) -> None:
     """Wait until *condition* holds, failing after DEADLINE seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_for(condition, DEADLINE, what)
 
 
 def _refused(action: Callable[[], Reply]) -> bool:
