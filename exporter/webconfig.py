@@ -415,16 +415,21 @@ def _headers(path: Path, headers: Mapping[str, str]) -> tuple[tuple[str, str], .
     return tuple(result)
 
 
+def _read_config(source: Path) -> bytes:
+    """The web config file's bytes; a missing or unreadable file is a WebConfigError."""
+    try:
+        return source.read_bytes()
+    except FileNotFoundError:
+        raise WebConfigError(source, "", "file not found") from None
+    except OSError as exc:
+        raise WebConfigError(source, "", f"cannot be read: {exc.strerror}") from None
+
+
 def parse_web_config(path: str | os.PathLike[str], text: bytes | None = None) -> WebConfig:
     """Validate a web config file (read from *path* unless *text* is given)."""
     source = Path(path).absolute()
     if text is None:
-        try:
-            text = source.read_bytes()
-        except FileNotFoundError:
-            raise WebConfigError(source, "", "file not found") from None
-        except OSError as exc:
-            raise WebConfigError(source, "", f"cannot be read: {exc.strerror}") from None
+        text = _read_config(source)
     data = _parse_yaml(source, text)
     _check_unsupported(source, data)
     try:
@@ -628,12 +633,7 @@ class WebSecurity:
 
     @staticmethod
     def _load(path: Path) -> _State:
-        try:
-            text = path.read_bytes()
-        except FileNotFoundError:
-            raise WebConfigError(path, "", "file not found") from None
-        except OSError as exc:
-            raise WebConfigError(path, "", f"cannot be read: {exc.strerror}") from None
+        text = _read_config(path)
         config = parse_web_config(path, text)
         # Fingerprint before building: if a file changes in between, the next
         # check sees a difference and loads again, so the state converges.
