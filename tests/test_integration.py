@@ -63,18 +63,9 @@ Expected = dict[tuple[str, str], dict[str, float]]
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    with Processes() as group:
-        yield group
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream(DemoAccount(), API_KEY, API_SECRET).start()
-    try:
+    with FakeUpstream(DemoAccount(), API_KEY, API_SECRET) as upstream:
         yield upstream
-    finally:
-        upstream.stop()
 
 
 def start(processes: Processes, fake: FakeUpstream, *args: str,

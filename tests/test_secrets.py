@@ -46,18 +46,9 @@ def assert_no_secret(text: str, where: str) -> None:
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    with Processes() as group:
-        yield group
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream(DemoAccount(models=8, users=4), API_KEY, SECRET).start()
-    try:
+    with FakeUpstream(DemoAccount(models=8, users=4), API_KEY, SECRET) as upstream:
         yield upstream
-    finally:
-        upstream.stop()
 
 
 def credentials(source: str, tmp_path: Path, name: str = "team-a") -> tuple[list[str],
