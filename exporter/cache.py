@@ -141,9 +141,13 @@ class AccountRefresher:
         seconds, for the refresh it started or joined.
         """
         self.maybe_refresh()
+        self.wait_first_attempt(wait)
+        return self._view
+
+    def wait_first_attempt(self, wait: float) -> None:
+        """Wait, at most *wait* seconds, until the first refresh has been attempted."""
         if not self._first_done.is_set() and wait > 0:
             self._first_done.wait(wait)
-        return self._view
 
     def maybe_refresh(self) -> bool:
         """Start a refresh if the data is past its TTL and upstream may be called now."""

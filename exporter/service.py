@@ -65,7 +65,7 @@ class UsageExporter:
         for refresher in self.refreshers:
             refresher.maybe_refresh()
         for refresher in self.refreshers:
-            refresher.get(max(0.0, deadline - self._clock()))
+            refresher.wait_first_attempt(max(0.0, deadline - self._clock()))
 
     def ready(self) -> bool:
         """True once every account has had its first refresh attempt."""
