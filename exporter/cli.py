@@ -43,6 +43,7 @@ of scrapers cannot overload the API.
 Commands:
   (none)   serve /metrics
   check    call upstream once per account, print a summary, exit 0 or 1
+  backfill write past periods as OpenMetrics for promtool (docs/backfill.md)
 """
 
 EPILOG = f"""\
@@ -91,14 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: Sequence[str]) -> tuple[str, Settings]:
-    """Return the command (``serve`` or ``check``) and validated settings."""
+    """Return the command (``serve``, ``check`` or ``backfill``) and validated settings."""
+    command, settings, _ = parse_command(argv)
+    return command, settings
+
+
+def parse_command(argv: Sequence[str]) -> tuple[str, Settings, dict[str, Any]]:
+    """The command, validated settings, and the command's own arguments (backfill's)."""
     args = list(argv)
     command = "serve"
-    if args and args[0] == "check":
-        command, args = "check", args[1:]
-    namespace = vars(build_parser().parse_args(args))
+    if args and args[0] in ("check", "backfill"):
+        command, args = args[0], args[1:]
+    parser = build_parser()
+    if command == "backfill":
+        from exporter import backfill
+
+        backfill.add_arguments(parser)
+    namespace = vars(parser.parse_args(args))
     config_file = namespace.pop("config.file", None)
-    return command, settings_from_environment(namespace, config_file)
+    own = {}
+    if command == "backfill":
+        own = backfill.backfill_arguments(namespace)
+    return command, settings_from_environment(namespace, config_file), own
 
 
 def _secrets(settings: Settings) -> set[str]:
@@ -123,7 +138,7 @@ def _transport(settings: Settings) -> httpx.BaseTransport | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scenario-exporter`` command."""
     try:
-        command, settings = parse(sys.argv[1:] if argv is None else argv)
+        command, settings, own = parse_command(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
         sys.stderr.write(f"scenario-exporter: {exc}\n")
         return 2
@@ -132,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.check import run_check
 
         return run_check(settings, _transport(settings), sys.stdout)
+    if command == "backfill":
+        from exporter.backfill import run_backfill_command
+
+        return run_backfill_command(settings, own, _transport(settings))
     return serve(settings)
 
 

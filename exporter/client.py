@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -48,8 +49,8 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
 
 
-class _TooLarge(Exception):
-    """The response for this window exceeds what the API can send."""
+class ResponseTooLarge(Exception):
+    """The response for this window exceeds what the API can send: ask for less."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class FetchResult:
 
 RequestRecorder = Callable[[str, str, float, "int | None"], None]
 RequestPermit = Callable[[], bool]
+T = TypeVar("T")
 
 
 def _isoformat(moment: datetime) -> str:
@@ -114,7 +116,7 @@ class UsageClient:
         """
         try:
             return self._fetch(account, window, permit)
-        except _TooLarge:
+        except ResponseTooLarge:
             raise UpstreamError("too_large", "the response is too large for the API even for "
                                              "a one-hour window") from None
 
@@ -123,7 +125,7 @@ class UsageClient:
         try:
             snapshot, size = self._get(account, window, permit)
             return FetchResult(snapshot, 1, size)
-        except _TooLarge:
+        except ResponseTooLarge:
             if window.seconds <= MIN_SPLIT_SECONDS:
                 raise
             first, second = window.split()
@@ -150,8 +152,22 @@ class UsageClient:
             params["projectIds"] = ",".join(account.project_ids)
         return params
 
+    def fetch_response(self, account: AccountConfig, window: PeriodWindow,
+                       permit: RequestPermit | None = None) -> tuple[UsageResponse, int]:
+        """One call for *window*: the parsed response (no summing) and its body size.
+
+        Raises :class:`UpstreamError`, or :class:`ResponseTooLarge` when the
+        caller must ask for a shorter window.
+        """
+        return self._request(account, window, permit, lambda parsed: parsed)
+
     def _get(self, account: AccountConfig, window: PeriodWindow,
              permit: RequestPermit | None) -> tuple[UsageSnapshot, int]:
+        return self._request(account, window, permit, lambda parsed: summarize(parsed, window))
+
+    def _request(self, account: AccountConfig, window: PeriodWindow,
+                 permit: RequestPermit | None,
+                 convert: Callable[[UsageResponse], T]) -> tuple[T, int]:
         if permit is not None and not permit():
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
@@ -178,17 +194,17 @@ class UsageClient:
             try:
                 with _gc_paused():
                     parsed = UsageResponse.model_validate_json(body)
-                    snapshot = summarize(parsed, window)
+                    converted = convert(parsed)
                     del parsed  # freed by reference counting, before the GC is back
             except (ValidationError, InvalidResponse) as exc:
                 self._record(account.name, "invalid_response", seconds, len(body))
                 raise UpstreamError("invalid_response", _validation_summary(exc)) from None
             self._record(account.name, "200", seconds, len(body))
-            return snapshot, len(body)
+            return converted, len(body)
 
         self._record(account.name, str(status), seconds, len(body))
         if status == 413 or (status >= 500 and _speaks_of_size(body)):
-            raise _TooLarge()
+            raise ResponseTooLarge()
         if status in (401, 403):
             raise UpstreamError("auth", f"upstream refused the credentials (HTTP {status}); "
                                         "check the API key and secret")
