@@ -35,11 +35,11 @@ from typing import Any, TextIO
 import httpx
 
 from exporter.backfill_output import PartStore, merge_parts
-from exporter.cache import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
-from exporter.client import RequestPermit, ResponseTooLarge, UpstreamError, UsageClient
+from exporter.backfill_upstream import PeriodFetcher, describe
+from exporter.client import UpstreamError, UsageClient
 from exporter.collector import COUNTERS, CollectorOptions
 from exporter.config import AccountConfig, ConfigError, Settings, parse_duration
-from exporter.history import PeriodUsage, SeriesWriter, join_pieces, render, split_into_buckets
+from exporter.history import SeriesWriter, render
 from exporter.period import (
     PeriodWindow,
     monotonic_clock,
@@ -52,9 +52,6 @@ log = logging.getLogger("exporter.backfill")
 
 ARGUMENT_PREFIX = "backfill."
 DEFAULT_RETENTION = "120d"  # how far back GET /v1/usages serves data
-MAX_ATTEMPTS = 5  # per period, for failures that may pass (429, 5xx, timeouts)
-RETRIABLE = frozenset({"rate_limited", "server_error", "timeout", "connection_error"})
-CAP_POLL_SECONDS = 30.0
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Labels of the exporter's series: a target label must not overwrite them.
 EXPORTER_LABELS = frozenset({"account", "model_name", "is_api_key", "user_name", "email",
@@ -153,87 +150,6 @@ def plan_periods(settings: Settings, options: BackfillOptions, now: datetime) ->
     return periods
 
 
-def split_on_utc_days(window: PeriodWindow) -> tuple[PeriodWindow, PeriodWindow] | None:
-    """Two pieces cut on the UTC midnight nearest the middle; None for a day or less.
-
-    Upstream's buckets are days for long windows: a cut inside one would give
-    both pieces a partial bucket, which upstream rounds on its own.
-    Kept apart from the live exporter's splitting on purpose (see docs/backfill.md).
-    """
-    middle = window.start + (window.end - window.start) / 2
-    floor = middle.replace(hour=0, minute=0, second=0, microsecond=0)
-    for cut in sorted((floor, floor + timedelta(days=1)), key=lambda c: abs(c - middle)):
-        if window.start < cut < window.end:
-            return PeriodWindow(window.start, cut), PeriodWindow(cut, window.end)
-    return None
-
-
-class PeriodFetcher:
-    """One period of one account from upstream, as politely as the exporter asks."""
-
-    def __init__(self, client: UsageClient, max_requests_per_hour: int, *,
-                 sleep: Callable[[float], None], clock: Callable[[], float],
-                 rng: random.Random) -> None:
-        self._client = client
-        self._limit = max_requests_per_hour
-        self._caps: dict[str, RequestCap] = {}
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng
-
-    def fetch(self, account: AccountConfig, window: PeriodWindow) -> PeriodUsage:
-        """The period's buckets; retries what may pass, raises :class:`UpstreamError`."""
-        failures = 0
-        while True:
-            try:
-                return join_pieces(window, self._pieces(account, window))
-            except UpstreamError as exc:
-                failures += 1
-                if exc.reason not in RETRIABLE or failures >= MAX_ATTEMPTS:
-                    raise
-                # The exporter's back-off: doubling, jittered, at least Retry-After.
-                delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
-                delay *= self._rng.uniform(0.5, 1.0)
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                log.warning("retrying", extra={"fields": {
-                    "account": account.name, "period": _describe(window),
-                    "reason": exc.reason, "error": str(exc), "attempt": failures,
-                    "retry_in_seconds": round(delay, 1)}})
-                self._sleep(delay)
-
-    def _pieces(self, account: AccountConfig, window: PeriodWindow) -> list[PeriodUsage]:
-        try:
-            response, _ = self._client.fetch_response(account, window, self._permit(account))
-        except ResponseTooLarge:
-            halves = split_on_utc_days(window)
-            if halves is None:
-                raise UpstreamError("too_large", f"upstream says the answer for one day "
-                                                 f"({_describe(window)}) is too large") from None
-            log.info("splitting period", extra={"fields": {
-                "account": account.name, "window": _describe(window),
-                "pieces": f"{_describe(halves[0])} + {_describe(halves[1])}"}})
-            return [*self._pieces(account, halves[0]), *self._pieces(account, halves[1])]
-        return [split_into_buckets(response, window)]
-
-    def _permit(self, account: AccountConfig) -> RequestPermit:
-        """The hourly cap: a batch job waits for room where the exporter would skip."""
-        cap = self._caps.setdefault(account.name, RequestCap(self._limit, self._clock))
-
-        def permit() -> bool:
-            while not cap.try_acquire():
-                log.info("hourly request cap reached, waiting", extra={"fields": {
-                    "account": account.name, "cap": self._limit}})
-                self._sleep(CAP_POLL_SECONDS)
-            return True
-
-        return permit
-
-
-def _describe(window: PeriodWindow) -> str:
-    return f"{window.start:%Y-%m-%d}/{window.end:%Y-%m-%d}"
-
-
 class Progress:
     """A progress bar on a terminal, one log line per period otherwise."""
 
@@ -264,13 +180,13 @@ class Progress:
                     kept: bool) -> None:
         self._done += 1
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{account} {_describe(window)} requests={requests}")
+            self._bar.set_postfix_str(f"{account} {describe(window)} requests={requests}")
             self._bar.update(1)
             return
         elapsed = self._clock() - self._started
         eta = elapsed / self._done * (self._total - self._done)
         log.info("period kept from an earlier run" if kept else "period written",
-                 extra={"fields": {"account": account, "period": _describe(window),
+                 extra={"fields": {"account": account, "period": describe(window),
                                    "done": f"{self._done}/{self._total}",
                                    "requests": requests, "eta_seconds": round(eta)}})
 
@@ -310,55 +226,37 @@ def run_backfill(settings: Settings, options: BackfillOptions,
         stderr.write(f"scenario-exporter: {exc}\n")
         return 2
     started = clock()
-    requests = 0
-
-    def count(account: str, code: str, seconds: float, size: int | None) -> None:
-        nonlocal requests
-        requests += 1
-
+    requests = RequestCounter()
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
-                         record=count, monotonic=clock, wall=wall)
+                         record=requests, monotonic=clock, wall=wall)
     fetcher = PeriodFetcher(client, settings.max_requests_per_hour, sleep=sleep, clock=clock,
                             rng=rng or random.Random())
-    collector_options = CollectorOptions(max_stale=float("inf"),
-                                         user_identity=settings.user_identity)
     log.info("backfill", extra={"fields": {
         "periods": len(periods), "from": f"{periods[0].start:%Y-%m-%d}",
         "to": f"{periods[-1].end:%Y-%m-%d}", "period": settings.period,
         "accounts": ",".join(a.name for a in settings.accounts), "parts": str(parts_dir)}})
-    missing: list[str] = []
     progress = Progress(len(periods) * len(settings.accounts), stderr, clock)
+    resume = ("run the same command again: the periods already written are kept in "
+              f"{parts_dir} and not fetched again" if not temporary else
+              "--output=- cannot resume: give a file to keep finished periods")
     try:
         with progress.logging_above():
-            for account in settings.accounts:
-                writer = SeriesWriter(account, collector_options, dict(options.labels),
-                                      settings.max_models, settings.max_users)
-                refused: UpstreamError | None = None
-                for window in periods:
-                    kept = store.has(account.name, window)
-                    if not kept and refused is None:
-                        try:
-                            usage = fetcher.fetch(account, window)
-                        except UpstreamError as exc:
-                            refused = exc if exc.reason == "auth" else None
-                            missing.append(_missing(account, window, exc))
-                            continue
-                        store.put(account.name, window, render(writer.period_families(usage)))
-                    elif refused is not None:
-                        missing.append(_missing(account, window, refused))
-                        continue
-                    progress.period_done(account.name, window, requests, kept)
+            missing = _write_periods(settings, options, periods, store, fetcher,
+                                     lambda a, w, kept: progress.period_done(
+                                         a, w, requests.total, kept))
+    except KeyboardInterrupt:
+        log.error("backfill interrupted", extra={"fields": {"resume": resume}})
+        return 130
     finally:
         progress.close()
         client.close()
+        if temporary and sys.exc_info()[0] is not None:
+            store.remove()
     if missing:
         for line in missing:
             log.error("period missing", extra={"fields": {"missing": line}})
-        hint = ("run the same command again: the periods already written are kept in "
-                f"{parts_dir} and not fetched again" if not temporary else
-                "--output=- cannot resume: give a file to keep finished periods")
         log.error("backfill incomplete", extra={"fields": {
-            "missing_periods": len(missing), "resume": hint}})
+            "missing_periods": len(missing), "resume": resume}})
         if temporary:
             store.remove()
         return 1
@@ -367,14 +265,52 @@ def run_backfill(settings: Settings, options: BackfillOptions,
     log.info("backfill complete", extra={"fields": {
         "output": options.output, "periods": len(periods), "accounts": len(settings.accounts),
         "series": summary.series, "samples": summary.samples, "bytes": summary.bytes,
-        "first_sample": summary.first, "last_sample": summary.last, "requests": requests,
-        "duration_seconds": round(clock() - started, 3),
+        "first_sample": summary.first, "last_sample": summary.last,
+        "requests": requests.total, "duration_seconds": round(clock() - started, 3),
         "next": f"promtool tsdb create-blocks-from openmetrics {options.output} DATA_DIR"}})
     return 0
 
 
+class RequestCounter:
+    """Counts upstream HTTP calls (the client's request recorder)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __call__(self, account: str, code: str, seconds: float, size: int | None) -> None:
+        self.total += 1
+
+
+def _write_periods(settings: Settings, options: BackfillOptions, periods: list[PeriodWindow],
+                   store: PartStore, fetcher: PeriodFetcher,
+                   done: Callable[[str, PeriodWindow, bool], None]) -> list[str]:
+    """Fetch and keep every period not kept yet; the missing ones, described."""
+    collector_options = CollectorOptions(max_stale=float("inf"),
+                                         user_identity=settings.user_identity)
+    missing: list[str] = []
+    for account in settings.accounts:
+        writer = SeriesWriter(account, collector_options, dict(options.labels),
+                              settings.max_models, settings.max_users)
+        refused: UpstreamError | None = None  # credentials refused: no more calls
+        for window in periods:
+            kept = store.has(account.name, window)
+            if not kept:
+                if refused is not None:
+                    missing.append(_missing(account, window, refused))
+                    continue
+                try:
+                    usage = fetcher.fetch(account, window)
+                except UpstreamError as exc:
+                    refused = exc if exc.reason == "auth" else None
+                    missing.append(_missing(account, window, exc))
+                    continue
+                store.put(account.name, window, render(writer.period_families(usage)))
+            done(account.name, window, kept)
+    return missing
+
+
 def _missing(account: AccountConfig, window: PeriodWindow, exc: UpstreamError) -> str:
-    return f"{account.name} {_describe(window)} ({exc.reason}: {exc})"
+    return f"{account.name} {describe(window)} ({exc.reason}: {exc})"
 
 
 def _parts_directory(output: str) -> tuple[Path, bool]:

@@ -21,7 +21,8 @@ import pytest
 from exporter_process import clean_environment
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from exporter.backfill import BackfillOptions, plan_periods, run_backfill, split_on_utc_days
+from exporter.backfill import BackfillOptions, plan_periods, run_backfill
+from exporter.backfill_upstream import split_on_utc_days
 from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import ConfigError, Settings, build_settings
@@ -360,6 +361,29 @@ def test_an_interrupted_run_resumes_with_only_the_missing_periods(
     fresh = tmp_path / "fresh.om"
     assert backfill(settings, Upstream(), fresh) == 0
     assert output.read_bytes() == fresh.read_bytes()
+
+
+def test_ctrl_c_keeps_the_finished_periods_for_the_next_run(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = two_accounts(tmp_path)
+    output = tmp_path / "out.om"
+
+    def interrupt(start: datetime, end: datetime) -> httpx.Response | None:
+        if start == utc(2026, 10, 1):
+            raise KeyboardInterrupt
+        return None
+
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(settings, Upstream(fault=interrupt), output) == 130
+    assert any(r.getMessage() == "backfill interrupted" for r in caplog.records)
+    assert not output.exists()
+    assert len(list((tmp_path / "out.om.parts").glob("*.om"))) == 2  # August, September
+    resumed = Upstream()
+    assert backfill(settings, resumed, output) == 0
+    assert resumed.windows == [(utc(2026, 10, 1), utc(2026, 11, 1)),
+                               (utc(2026, 8, 1), utc(2026, 9, 1)),
+                               (utc(2026, 9, 1), utc(2026, 10, 1)),
+                               (utc(2026, 10, 1), utc(2026, 11, 1))]
 
 
 def test_parts_written_with_other_labels_are_not_reused(tmp_path: Path) -> None:
