@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import httpx
 
@@ -47,6 +47,7 @@ from exporter.period import (
     period_start,
     wall_clock,
 )
+from exporter.snapshot import InvalidResponse
 
 log = logging.getLogger("exporter.backfill")
 
@@ -213,7 +214,7 @@ def run_backfill(settings: Settings, options: BackfillOptions,
                  wall: Callable[[], float] = wall_clock,
                  clock: Callable[[], float] = monotonic_clock,
                  sleep: Callable[[float], None] = time.sleep,
-                 stdout: Any = None, stderr: TextIO | None = None,
+                 stdout: BinaryIO | None = None, stderr: TextIO | None = None,
                  rng: random.Random | None = None) -> int:
     """Run the command: 0 when every period was written, 1 when some are missing, 2 on
     bad input (one line on *stderr*, nothing written)."""
@@ -300,11 +301,16 @@ def _write_periods(settings: Settings, options: BackfillOptions, periods: list[P
                     continue
                 try:
                     usage = fetcher.fetch(account, window)
+                    families = writer.period_families(usage)
+                except InvalidResponse as exc:  # sums beyond the range of floats
+                    missing.append(_missing(account, window, UpstreamError(
+                        "invalid_response", f"invalid response: {exc}")))
+                    continue
                 except UpstreamError as exc:
                     refused = exc if exc.reason == "auth" else None
                     missing.append(_missing(account, window, exc))
                     continue
-                store.put(account.name, window, render(writer.period_families(usage)))
+                store.put(account.name, window, render(families))
             done(account.name, window, kept)
     return missing
 

@@ -31,8 +31,9 @@ def split_on_utc_days(window: PeriodWindow) -> tuple[PeriodWindow, PeriodWindow]
     """Two pieces cut on the UTC midnight nearest the middle; None for a day or less.
 
     Upstream's buckets are days for long windows: a cut inside one would give
-    both pieces a partial bucket, which upstream rounds on its own.
-    Kept apart from the live exporter's splitting on purpose (see docs/backfill.md).
+    both pieces a partial bucket, which upstream rounds on its own. The live
+    exporter's day-aligned splitting of its period-to-date window may take this
+    one's place.
     """
     middle = window.start + (window.end - window.start) / 2
     floor = middle.replace(hour=0, minute=0, second=0, microsecond=0)

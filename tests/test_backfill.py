@@ -299,6 +299,19 @@ def test_a_day_still_too_large_is_reported_missing(tmp_path: Path,
     assert not output.exists()
 
 
+def test_sums_that_overflow_are_an_invalid_response_not_a_crash(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    huge = {"modelUsages": [{"modelId": "m", "points": [
+        {"time": f"2026-10-0{day}T00:00:00.000Z", "cost": 1.5e308} for day in (1, 2)]}]}
+    upstream = Upstream(fault=lambda a, b: httpx.Response(200, json=huge))
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om",
+                        start=date(2026, 10, 1)) == 1
+    missing = [r.fields["missing"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "period missing"]
+    assert len(missing) == 2 and all("(invalid_response: " in m for m in missing)
+
+
 def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
     answers = [httpx.Response(429, headers={"Retry-After": "120"}),
                httpx.Response(503, json={})]
