@@ -202,6 +202,40 @@ def test_samples_are_stamped_at_bucket_ends_and_the_last_before_the_next_period(
     assert starts == {AUGUST.start.timestamp()}
 
 
+def test_each_account_gets_its_own_upstreams_sums(tmp_path: Path) -> None:
+    config = tmp_path / "accounts.yml"
+    config.write_text(f"""\
+accounts:
+  - {{name: studio, api_key: {KEY}, api_secret: {SECRET}}}
+  - {{name: mobile, api_key: other-key, api_secret: other-secret}}
+""", encoding="utf-8")
+    studio, mobile = DemoAccount(models=4, users=2), DemoAccount(models=3, users=2, seed=7)
+    transports = (demo_transport(studio, KEY, SECRET),
+                  demo_transport(mobile, "other-key", "other-secret"))
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        for transport in transports:  # each accepts its own credentials only
+            answer = transport.handle_request(request)
+            if answer.status_code != 401:
+                return answer
+        return httpx.Response(401, json={})
+
+    upstream = Upstream()
+    upstream.handle = handle  # type: ignore[method-assign]
+    output = tmp_path / "out.om"
+    assert backfill(build_settings({}, {}, config), upstream, output,
+                    start=date(2026, 10, 1)) == 0
+    series = parse(output.read_text(encoding="utf-8"))
+    october = PeriodWindow(utc(2026, 10, 1), utc(2026, 11, 1))
+    for name, account in (("studio", studio), ("mobile", mobile)):
+        served = {dict(labels)["model_id"]: samples[-1][1]
+                  for (sample, labels), samples in series.items()
+                  if sample == "scenario_model_cost_creative_units_total"
+                  and dict(labels)["account"] == name}
+        truth = account.model_totals(october.start, october.end)
+        assert served == {model_id: t["cost"] for model_id, t in truth.items()}
+
+
 # -- which periods -----------------------------------------------------------------
 
 
