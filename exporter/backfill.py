@@ -247,12 +247,12 @@ def run_backfill(settings: Settings, options: BackfillOptions,
                                          a, w, requests.total, kept))
     except KeyboardInterrupt:
         log.error("backfill interrupted", extra={"fields": {"resume": resume}})
+        if temporary:
+            store.remove()
         return 130
     finally:
         progress.close()
         client.close()
-        if temporary and sys.exc_info()[0] is not None:
-            store.remove()
     if missing:
         for line in missing:
             log.error("period missing", extra={"fields": {"missing": line}})
