@@ -6,10 +6,18 @@
 #   docker build -t scenario-exporter .
 #
 # Both stages use the same base so that the virtual environment's interpreter
-# link (/opt/venv/bin/python -> /usr/local/bin/python3) stays valid.
+# link (/opt/venv/bin/python -> the base's python3) stays valid. Any base with
+# python3 and its venv module works: the tests build on a Debian base made by
+# debootstrap (python3, python3-venv, python3-pip) passed as PYTHON_IMAGE.
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+
+# A package mirror: --build-arg PIP_INDEX_URL=https://mirror.example/simple.
+# Behind a TLS-intercepting proxy, mount its CA bundle for this stage's pip and
+# name it in PIP_CERT (see docs/image.md); neither reaches the final image.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_CERT
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -24,10 +32,11 @@ COPY exporter/ exporter/
 # venv without pip into which the build stage's pip installs the wheel and its
 # dependencies. The bytecode is compiled here, checked by hash rather than file
 # timestamps, so that the read-only image never needs to write a .pyc file.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install --no-cache-dir --no-compile /wheels/*.whl \
-    && python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib
+RUN python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python3 -m venv --without-pip /opt/venv \
+    && python3 -m pip --python /opt/venv/bin/python install --no-cache-dir --no-compile \
+       /wheels/*.whl \
+    && python3 -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}
 

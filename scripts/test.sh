@@ -4,11 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-    # The end-to-end tests use a real Prometheus server; Debian's package also brings promtool.
+# Debian packages the tests use, by the command each provides: a real Prometheus server
+# (which also brings promtool) for the end-to-end tests, buildah and debootstrap to build
+# and run the image, systemd-analyze to verify the example unit.
+missing=()
+for pair in prometheus:prometheus promtool:prometheus buildah:buildah \
+            debootstrap:debootstrap systemd-analyze:systemd; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
 
 # The real helm binary renders the chart in the tests.

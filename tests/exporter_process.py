@@ -46,8 +46,10 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 class ExporterProcess:
     """One ``python -m exporter`` child process and everything it wrote."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
-        self.args = [sys.executable, "-m", "exporter", *args]
+    def __init__(self, args: Sequence[str], env: Mapping[str, str],
+                 command: Sequence[str] = (sys.executable, "-m", "exporter")) -> None:
+        # *command* runs the exporter some other way, e.g. inside the built image.
+        self.args = [*command, *args]
         self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(self.args, cwd=REPO_ROOT, env=dict(env),
