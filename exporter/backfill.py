@@ -229,7 +229,8 @@ def run_backfill(settings: Settings, options: BackfillOptions,
     started = clock()
     requests = RequestCounter()
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
-                         record=requests, monotonic=clock, wall=wall)
+                         record=requests, monotonic=clock, wall=wall,
+                         ca_file=settings.upstream_ca_file)
     fetcher = PeriodFetcher(client, settings.max_requests_per_hour, sleep=sleep, clock=clock,
                             rng=rng or random.Random())
     log.info("backfill", extra={"fields": {

@@ -20,13 +20,14 @@ TOP_MODELS = 5
 
 def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: TextIO) -> int:
     """Check every configured account; 0 when all answered, 1 otherwise."""
-    client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport)
+    client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
+                         ca_file=settings.upstream_ca_file)
     window = current_window(datetime.now(timezone.utc), settings.period,
                             settings.period_anchor_day)
     failed = 0
     try:
         for account in settings.accounts:
-            out.write(f"account {account.name} (key {mask(account.api_key)}), "
+            out.write(f"account {account.name} (key {mask(account.key())}), "
                       f"{settings.period} from {window.start:%Y-%m-%d %H:%M} UTC "
                       f"to {window.end:%Y-%m-%d %H:%M} UTC\n")
             try:

@@ -51,7 +51,9 @@ credentials (environment):
   SCENARIO_API_KEY, SCENARIO_API_SECRET     API key and secret of the account
   SCENARIO_SDK_API_KEY, SCENARIO_SDK_API_SECRET
                                             used when the two above are unset
-  SCENARIO_API_SECRET_FILE                  read the secret from this file
+  SCENARIO_API_KEY_FILE, SCENARIO_API_SECRET_FILE
+                                            read the key, the secret from these files
+                                            (re-read at each refresh: rotation applies)
   several accounts: list them in --config.file (accounts: [...])
 
 every flag can also be set as SCENARIO_EXPORTER_<FLAG> (e.g.
@@ -120,7 +122,7 @@ def _secrets(settings: Settings) -> set[str]:
     found: set[str] = set()
     for account in settings.accounts:
         try:
-            found |= secret_variants(account.api_key, account.secret())
+            found |= secret_variants(account.key(), account.secret())
         except ValueError:
             continue
     return found

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -95,9 +96,14 @@ class UsageClient:
                  transport: httpx.BaseTransport | None = None,
                  record: RequestRecorder | None = None,
                  monotonic: Callable[[], float] = monotonic_clock,
-                 wall: Callable[[], float] = wall_clock) -> None:
+                 wall: Callable[[], float] = wall_clock,
+                 ca_file: Path | None = None) -> None:
+        # *ca_file* adds to the CAs httpx trusts by default (SSL_CERT_FILE would replace them).
+        verify = httpx.create_ssl_context()
+        if ca_file is not None:
+            verify.load_verify_locations(cafile=ca_file)
         self._http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout,
-                                  transport=transport, follow_redirects=False,
+                                  transport=transport, follow_redirects=False, verify=verify,
                                   headers={"User-Agent": USER_AGENT,
                                            "Accept": "application/json"})
         self._record = record or (lambda account, code, seconds, size: None)
@@ -171,7 +177,7 @@ class UsageClient:
         if permit is not None and not permit():
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
-        token = base64.b64encode(f"{account.api_key}:{account.secret()}".encode()).decode()
+        token = base64.b64encode(f"{account.key()}:{account.secret()}".encode()).decode()
         started = self._monotonic()
         try:
             response = self._http.get("usages", params=self._params(account, window),

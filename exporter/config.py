@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,8 @@ class AccountConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str
-    api_key: str = Field(min_length=1)
+    api_key: str | None = Field(default=None, min_length=1)
+    api_key_file: Path | None = None
     api_secret: SecretStr | None = None
     api_secret_file: Path | None = None
     project_ids: tuple[str, ...] = ()
@@ -110,14 +112,26 @@ class AccountConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> AccountConfig:
+        if (self.api_key is None) == (self.api_key_file is None):
+            raise ValueError("give exactly one of api_key or api_key_file")
         if (self.api_secret is None) == (self.api_secret_file is None):
             raise ValueError("give exactly one of api_secret or api_secret_file")
-        if self.api_secret_file is not None:
-            try:
-                read_secret_file(self.api_secret_file)
-            except ValueError as exc:
-                raise ValueError(f"api_secret_file: {exc}") from None
+        for name, path in (("api_key_file", self.api_key_file),
+                           ("api_secret_file", self.api_secret_file)):
+            if path is not None:
+                try:
+                    read_secret_file(path)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return self
+
+    def key(self) -> str:
+        """The API key; read from its file on every call, like the secret, so that a
+        rotated key/secret pair (a Kubernetes Secret volume) applies without a restart."""
+        if self.api_key is not None:
+            return self.api_key
+        assert self.api_key_file is not None
+        return read_secret_file(self.api_key_file)
 
     def secret(self) -> str:
         """The API secret; read from its file on every call so that rotated secrets apply."""
@@ -129,7 +143,9 @@ class AccountConfig(BaseModel):
     def __repr__(self) -> str:
         # pydantic masks SecretStr already; the key is an identifier, not a secret,
         # but keep it short in logs anyway.
-        return (f"AccountConfig(name={self.name!r}, api_key={mask(self.api_key)!r}, "
+        key = mask(self.api_key) if self.api_key is not None else None
+        return (f"AccountConfig(name={self.name!r}, api_key={key!r}, "
+                f"api_key_file={str(self.api_key_file) if self.api_key_file else None!r}, "
                 f"api_secret={'**********' if self.api_secret else None}, "
                 f"api_secret_file={str(self.api_secret_file) if self.api_secret_file else None!r},"
                 f" project_ids={self.project_ids!r}, "
@@ -172,6 +188,7 @@ class Settings(BaseModel):
     period_anchor_day: int = Field(default=1, ge=1, le=28)
     api_url: str = DEFAULT_API_URL
     upstream_timeout: float = Field(default=30.0, gt=0)
+    upstream_ca_file: Path | None = None
     max_requests_per_hour: int = Field(default=60, ge=1)
     max_models: int = Field(default=500, ge=1)
     max_users: int = Field(default=1000, ge=1)
@@ -187,6 +204,18 @@ class Settings(BaseModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen_address(value)
+        return value
+
+    @field_validator("upstream_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except ssl.SSLError:  # an OSError too: first
+                raise ValueError(f"{value} holds no PEM CA certificate") from None
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
         return value
 
     @field_validator("telemetry_path")
@@ -267,6 +296,9 @@ OPTIONS: tuple[Option, ...] = (
            f"Base URL of Scenario's API (default {DEFAULT_API_URL}).", metavar="URL"),
     Option("upstream.timeout", "upstream_timeout",
            "Timeout of one upstream request (default 30s).", metavar="DURATION"),
+    Option("upstream.ca-file", "upstream_ca_file",
+           "PEM file of CA certificates trusted for the Scenario API in addition to the "
+           "default ones (a TLS-intercepting proxy's CA).", metavar="FILE"),
     Option("upstream.max-requests-per-hour", "max_requests_per_hour",
            "Hard cap on upstream requests per account and hour (default 60).", metavar="N"),
     Option("limits.max-models", "max_models",
@@ -292,7 +324,8 @@ ACCOUNT_OPTIONS: tuple[Option, ...] = (
 )
 
 CREDENTIAL_HELP = (
-    "set SCENARIO_API_KEY and SCENARIO_API_SECRET (or SCENARIO_API_SECRET_FILE), "
+    "set SCENARIO_API_KEY (or SCENARIO_API_KEY_FILE) and SCENARIO_API_SECRET "
+    "(or SCENARIO_API_SECRET_FILE), "
     "list accounts in --config.file, or try --demo"
 )
 
@@ -427,20 +460,29 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
         return tuple(accounts)
 
     key = env.get("SCENARIO_API_KEY") or env.get("SCENARIO_SDK_API_KEY")
+    key_file = env.get("SCENARIO_API_KEY_FILE")
     secret = env.get("SCENARIO_API_SECRET") or env.get("SCENARIO_SDK_API_SECRET")
     secret_file = env.get("SCENARIO_API_SECRET_FILE")
-    if not key and not secret and not secret_file:
+    if not key and not key_file and not secret and not secret_file:
         raise ConfigError(f"no Scenario credentials: {CREDENTIAL_HELP}")
-    if not key:
-        raise ConfigError("SCENARIO_API_KEY: missing (the secret is set but not the key)")
+    if not key and not key_file:
+        raise ConfigError("SCENARIO_API_KEY: missing (the secret is set but not the key; "
+                          "or set SCENARIO_API_KEY_FILE)")
+    if key and key_file:
+        raise ConfigError("SCENARIO_API_KEY_FILE: set it or SCENARIO_API_KEY, not both")
     if not secret and not secret_file:
         raise ConfigError("SCENARIO_API_SECRET: missing (set it, or SCENARIO_API_SECRET_FILE)")
-    single: dict[str, Any] = {"name": "default", "api_key": key}
+    single: dict[str, Any] = {"name": "default"}
+    if key_file:
+        single["api_key_file"] = key_file
+    else:
+        single["api_key"] = key
     if secret_file:
         single["api_secret_file"] = secret_file
     else:
         single["api_secret"] = secret
     field_sources = {"api_secret_file": "SCENARIO_API_SECRET_FILE",
+                     "api_key_file": "SCENARIO_API_KEY_FILE",
                      "api_key": "SCENARIO_API_KEY"}
     for name, (value, source) in account_settings.items():
         single[name] = value

@@ -32,7 +32,7 @@ class UsageExporter:
         self.telemetry = Telemetry(self.registry, [a.name for a in settings.accounts])
         self.client = UsageClient(settings.api_url, settings.upstream_timeout,
                                   transport=transport, record=self.telemetry.record_request,
-                                  monotonic=clock, wall=wall)
+                                  monotonic=clock, wall=wall, ca_file=settings.upstream_ca_file)
         self.refreshers = [
             AccountRefresher(
                 account, self.client.fetch_period_usage, self.telemetry,

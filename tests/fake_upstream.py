@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -151,16 +152,20 @@ class FakeUpstream:
 
     def __init__(self, account: DemoAccount | None = None, api_key: str = "test-key",
                  api_secret: str = "test-secret-value", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.state = FakeState(account or DemoAccount(), api_key, api_secret)
         self._server = _Server((host, port), _Handler)
         self._server.state = self.state
+        self._scheme = "http"
+        if tls is not None:  # HTTPS with the caller's certificate (custom-CA tests)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"{self._scheme}://{host!s}:{port}/v1"
 
     @property
     def request_count(self) -> int:

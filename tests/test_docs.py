@@ -15,7 +15,7 @@ def test_every_flag_and_variable_is_in_the_configuration_reference() -> None:
         assert f"`--{option.flag}`" in README, option.flag
         assert f"`{option.env}`" in README, option.env
     for variable in ("SCENARIO_API_KEY", "SCENARIO_API_SECRET", "SCENARIO_SDK_API_KEY",
-                     "SCENARIO_SDK_API_SECRET", "SCENARIO_API_SECRET_FILE",
+                     "SCENARIO_SDK_API_SECRET", "SCENARIO_API_SECRET_FILE", "SCENARIO_API_KEY_FILE",
                      "SCENARIO_EXPORTER_CONFIG_FILE"):
         assert f"`{variable}`" in README, variable
 
@@ -23,7 +23,9 @@ def test_every_flag_and_variable_is_in_the_configuration_reference() -> None:
 def test_ci_runs_the_test_command_of_the_readme() -> None:
     first_screen = README.split("\n---\n")[0]
     commands = re.findall(r"```sh\n(.+?)\n```", first_screen)
-    assert commands == ["pip install . && scenario-exporter --demo", "bash scripts/test.sh"]
+    assert commands == [
+        "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/scenario-exporter --demo",
+        "bash scripts/test.sh"]
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci
 
