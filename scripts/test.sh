@@ -21,6 +21,8 @@ fi
 
 # The real helm binary renders the chart in the tests.
 bash scripts/install-helm.sh >/dev/null
+# The chart README's generator, to check that its parameters table is up to date.
+bash scripts/chart-readme.sh --install
 export PATH="$PWD/.cache/helm:$PATH"
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'

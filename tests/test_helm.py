@@ -28,7 +28,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, require_tool
+from conftest import IN_CI, REPO_ROOT, require_tool
 
 CHART = REPO_ROOT / "helm" / "scenario-exporter"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -99,9 +99,10 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
 
 
 def container(objects: list[Manifest]) -> Manifest:
+    """The exporter's container (first; extraContainers come after it)."""
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["containers"]] == ["exporter"]
     main: Manifest = pod["containers"][0]
+    assert main["name"] == "exporter"
     return main
 
 
@@ -392,12 +393,17 @@ def test_existing_secret_creates_no_secret() -> None:
     objects = render(values)
     assert not _chart_secrets(objects)
     env = {e["name"]: e for e in container(objects)["env"]}
-    assert env["SCENARIO_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": config["existingSecret"], "key": config["existingSecretKeys"]["apiKey"]}
-    volume = _volume_of(objects, Path(env["SCENARIO_API_SECRET_FILE"]["value"]).parent)
+    # Both as files of one mounted Secret, so that a rotated pair applies without a restart.
+    assert set(env) == {"SCENARIO_API_KEY_FILE", "SCENARIO_API_SECRET_FILE"}
+    key_file = Path(env["SCENARIO_API_KEY_FILE"]["value"])
+    secret_file = Path(env["SCENARIO_API_SECRET_FILE"]["value"])
+    assert key_file.parent == secret_file.parent
+    volume = _volume_of(objects, key_file.parent)
     assert volume["projected"]["sources"] == [{"secret": {
         "name": config["existingSecret"],
-        "items": [{"key": config["existingSecretKeys"]["apiSecret"], "path": "api-secret"}]}}]
+        "items": [{"key": config["existingSecretKeys"]["apiKey"], "path": key_file.name},
+                  {"key": config["existingSecretKeys"]["apiSecret"],
+                   "path": secret_file.name}]}}]
 
 
 def test_accounts_with_their_own_secrets_create_no_secret() -> None:
@@ -460,6 +466,9 @@ def test_contradictory_values_fail_with_a_message(sets: list[str], message: str)
     pytest.param({"accounts": [{"name": "a", "apiKey": "k"}]}, id="account-without-secret"),
     pytest.param({"scenario": {"budgetCreativeUnits": "lots"}}, id="string-for-number"),
     pytest.param({"podAnnotations": {"a": 1}}, id="non-string-annotation"),
+    pytest.param({"strategy": {"typ": "Recreate"}}, id="typo-strategy"),
+    pytest.param({"podDisruptionBudget": {"minAvailable": "lots"}}, id="bad-min-available"),
+    pytest.param({"extraContainers": {"name": "x"}}, id="object-for-list"),
 ])
 def test_schema_rejects_bad_values(override: dict[str, Any], tmp_path: Path) -> None:
     values = tmp_path / "bad-values.yaml"
@@ -616,7 +625,7 @@ def test_exporter_accepts_the_rendered_args_and_files(values: Path | None, tmp_p
         assert [a.name for a in settings.accounts] == list(expected)
         for account in settings.accounts:
             want = expected[account.name]
-            assert account.api_key == want["apiKey"]
+            assert account.key() == want["apiKey"]
             if "apiSecret" in want:
                 assert account.secret() == want["apiSecret"]
             else:
@@ -631,12 +640,12 @@ def test_exporter_accepts_the_rendered_args_and_files(values: Path | None, tmp_p
     else:
         (account,) = settings.accounts
         if mode == "existing":
-            assert account.api_key == (f"external:{config['existingSecret']}:"
+            assert account.key() == (f"external:{config['existingSecret']}:"
                                        f"{config['existingSecretKeys']['apiKey']}")
             assert account.secret() == (f"external:{config['existingSecret']}:"
                                         f"{config['existingSecretKeys']['apiSecret']}")
         else:
-            assert account.api_key == config["scenario"]["apiKey"]
+            assert account.key() == config["scenario"]["apiKey"]
             assert account.secret() == config["scenario"]["apiSecret"]
         assert list(account.project_ids) == config["scenario"]["projectIds"]
         assert account.budget_creative_units == config["scenario"]["budgetCreativeUnits"]
@@ -914,3 +923,114 @@ def test_network_policy_allows_scrapes_dns_and_https_only() -> None:
                           for p in rule["ports"])
     assert egress_ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")]
 
+
+
+# ---------------------------------------------------------------------------
+# Options operators expect (issue 14)
+# ---------------------------------------------------------------------------
+
+
+def test_pod_disruption_budget_and_strategy() -> None:
+    objects = render(ci_values("operator-options"))
+    deployment = one(objects, "Deployment")
+    budget = one(objects, "PodDisruptionBudget")
+    assert budget["spec"] == {"minAvailable": "50%",
+                              "selector": deployment["spec"]["selector"]}
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    default = render(sets=["podDisruptionBudget.enabled=true"])
+    assert one(default, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert "strategy" not in one(default, "Deployment")["spec"], "Kubernetes' default"
+    with pytest.raises(RenderError, match="set minAvailable or maxUnavailable, not both"):
+        render(sets=["podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=1",
+                     "podDisruptionBudget.maxUnavailable=1"])
+
+
+def test_extra_manifests_and_containers_are_templated() -> None:
+    objects = render(ci_values("everything-on"))
+    extra = {o["metadata"]["name"]: o for o in of_kind(objects, "ConfigMap")}
+    assert extra[f"{RELEASE}-extra-string"]["data"] == {"note": "a template string"}
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["exporter", "sidecar"]
+    assert pod["containers"][1]["args"] == [f"--target={RELEASE}"]
+    mapped = one(render(ci_values("operator-options")), "ConfigMap")
+    assert mapped["metadata"]["name"] == f"{RELEASE}-extra"
+    assert mapped["metadata"]["namespace"] == NAMESPACE
+
+
+def test_empty_interval_leaves_the_scrape_to_prometheus() -> None:
+    (endpoint,) = one(render(ci_values("operator-options")), "ServiceMonitor")["spec"][
+        "endpoints"]
+    assert "interval" not in endpoint and "scrapeTimeout" not in endpoint
+    (endpoint,) = one(render(sets=["demo=true", "serviceMonitor.enabled=true"]),
+                      "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("60s", "30s")
+
+
+def test_basic_auth_without_scrape_credentials_is_refused() -> None:
+    sets = ["demo=true", "serviceMonitor.enabled=true",
+            "web.config.basic_auth_users.prometheus=$2b$10$abcdefghijklmnopqrstuv"]
+    with pytest.raises(RenderError) as refused:
+        render(sets=sets)
+    first_line = str(refused.value).splitlines()[0]
+    assert "serviceMonitor.basicAuth: web.config has basic_auth_users" in first_line
+    assert first_line.endswith("a Secret in the ServiceMonitor's namespace"), "one line"
+    ok = render(sets=[*sets, "serviceMonitor.basicAuth.username.name=scrape",
+                      "serviceMonitor.basicAuth.username.key=username",
+                      "serviceMonitor.basicAuth.password.name=scrape",
+                      "serviceMonitor.basicAuth.password.key=password"])
+    assert one(ok, "ServiceMonitor")["spec"]["endpoints"][0]["basicAuth"]
+
+
+def test_cross_namespace_service_monitor_with_tls_needs_its_own_tls_config() -> None:
+    sets = ["demo=true", "serviceMonitor.enabled=true", "serviceMonitor.namespace=prometheus",
+            "web.tls.enabled=true", "web.tls.secretName=exporter-tls"]
+    with pytest.raises(RenderError) as refused:
+        render(sets=sets)
+    message = str(refused.value)
+    assert "serviceMonitor.tlsConfig: the ServiceMonitor in namespace prometheus cannot read " \
+           f"Secrets of namespace {NAMESPACE}; copy ca.crt of Secret exporter-tls into a " \
+           "Secret in prometheus" in message
+    assert f"serverName: {RELEASE}-scenario-exporter.{NAMESPACE}.svc" in message
+    ok = render(sets=[*sets, "serviceMonitor.tlsConfig.ca.secret.name=exporter-ca",
+                      "serviceMonitor.tlsConfig.ca.secret.key=ca.crt"])
+    monitor = one(ok, "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"]["name"] == "exporter-ca"
+    # In the release namespace the chart's own tlsConfig is readable: no refusal.
+    render(sets=sets[:2] + sets[3:])
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://")
+    assert chart["sources"] and all(s.startswith("https://") for s in chart["sources"])
+    assert chart["icon"].startswith("https://") and chart["icon"].endswith("/docs/icon.svg")
+    assert (REPO_ROOT / "docs" / "icon.svg").exists()
+    assert chart["maintainers"][0]["name"]
+
+
+def test_chart_readme_parameters_are_generated_from_values(tmp_path: Path) -> None:
+    generator = REPO_ROOT / ".cache" / "readme-generator" / "node_modules" / ".bin" / \
+        "readme-generator"
+    if not generator.exists():
+        message = "readme-generator-for-helm is not installed (scripts/test.sh installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    readme = tmp_path / "README.md"
+    shutil.copy(CHART / "README.md", readme)
+    result = subprocess.run([str(generator), "--values", str(CHART / "values.yaml"),
+                             "--readme", str(readme)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert readme.read_text() == (CHART / "README.md").read_text(), (
+        "the chart README is out of date: run bash scripts/chart-readme.sh")
+    text = readme.read_text()
+    for section in ("## Install", "## Upgrade", "## Uninstall", "## The image"):
+        assert section in text
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in ("podDisruptionBudget.enabled", "strategy", "extraContainers", "extraManifests",
+                "serviceMonitor.interval"):
+        assert f"| `{key}`" in text, key
+    assert set(values) <= {line.split("`")[1].split(".")[0]
+                           for line in text.splitlines() if line.startswith("| `")}
