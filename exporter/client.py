@@ -177,7 +177,11 @@ class UsageClient:
         if permit is not None and not permit():
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
-        token = base64.b64encode(f"{account.key()}:{account.secret()}".encode()).decode()
+        try:
+            credentials = f"{account.key()}:{account.secret()}"
+        except ValueError as exc:  # a key or secret file gone or emptied since start-up
+            raise UpstreamError("auth", f"cannot read the credentials: {exc}") from None
+        token = base64.b64encode(credentials.encode()).decode()
         started = self._monotonic()
         try:
             response = self._http.get("usages", params=self._params(account, window),

@@ -10,15 +10,19 @@ import os
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 from exporter_process import ExporterProcess, Processes
 from test_webconfig import Identity, _ca, _issue
 
 from conftest import wait_for
+from exporter.client import UpstreamError, UsageClient
 from exporter.config import ConfigError, build_settings
 from exporter.demo import DemoAccount
+from exporter.period import current_window
 from fake_upstream import FakeUpstream
 
 DEADLINE = 40.0  # covers one back-off step (10 s + jitter) should a refresh race a rotation
@@ -157,3 +161,26 @@ def test_ca_file_adds_to_the_default_trust(processes: Processes, trust: Trust, s
             assert "reason=connection_error" in line
             assert exporter.metrics().value("scenario_up", account="default") == 0
             assert fake.request_count == 0, "no request got past the TLS handshake"
+
+
+def test_a_credential_file_gone_fails_the_refresh_as_auth(tmp_path: Path) -> None:
+    """A file removed after start-up is an auth failure naming the file, not a crash."""
+    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
+    _write(key_file, "key-one")
+    _write(secret_file, "secret-one")
+    (account,) = build_settings({}, {"SCENARIO_API_KEY_FILE": str(key_file),
+                                     "SCENARIO_API_SECRET_FILE": str(secret_file)}).accounts
+    calls: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(upstream))
+    key_file.unlink()
+    window = current_window(datetime.now(timezone.utc), "month", 1)
+    with pytest.raises(UpstreamError) as failed:
+        client.fetch_period_usage(account, window)
+    assert failed.value.reason == "auth"
+    assert str(key_file) in str(failed.value) and "secret-one" not in str(failed.value)
+    assert not calls, "no request without credentials"
