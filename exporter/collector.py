@@ -21,6 +21,7 @@ from prometheus_client.core import (
 
 from exporter import __version__
 from exporter.cache import AccountView
+from exporter.period import PeriodKind, next_period_start
 from exporter.snapshot import Totals, UsageSnapshot
 
 FOLDED_SECTIONS = ("models", "users")
@@ -32,6 +33,7 @@ class CollectorOptions:
 
     max_stale: float = 7200.0
     user_identity: bool = False
+    period: PeriodKind = "month"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ def collect_accounts(views: Sequence[AccountView], now: float, options: Collecto
                               labels=["account"])
     start = GaugeMetricFamily("scenario_period_start_timestamp_seconds",
                               "Start of the current billing period.", labels=["account"])
+    # Rules and panels count down to it and project spend to it, whatever the period.
+    end = GaugeMetricFamily("scenario_period_end_timestamp_seconds",
+                            "End of the current billing period (start of the next one).",
+                            labels=["account"])
     budget = GaugeMetricFamily("scenario_budget_creative_units",
                                "Configured Creative Unit budget of the period.",
                                labels=["account"])
@@ -118,11 +124,13 @@ def collect_accounts(views: Sequence[AccountView], now: float, options: Collecto
         if view.snapshot is not None:
             as_of.add_metric([name], view.snapshot.window.end.timestamp())
             start.add_metric([name], view.snapshot.window.start.timestamp())
+            end.add_metric([name], next_period_start(view.snapshot.window.start,
+                                                     options.period).timestamp())
         if view.account.budget_creative_units is not None:
             budget.add_metric([name], view.account.budget_creative_units)
         for section in FOLDED_SECTIONS:
             folded.add_metric([name, section], float(view.folded.get(section, 0)))
-    yield from (up, as_of, start, budget)
+    yield from (up, as_of, start, end, budget)
 
     for spec in COUNTERS:
         family = CounterMetricFamily(spec.name, spec.documentation,

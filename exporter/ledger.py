@@ -1,5 +1,4 @@
-"""What one account has reported in the current period: cardinality caps and the
-never-decreasing guard.
+"""What one account has reported in the current period: cardinality caps and revisions.
 
 Both need memory of earlier refreshes, so they live here and not in the (pure)
 collector. The ledger turns each fresh :class:`UsageSnapshot` into the snapshot
@@ -10,9 +9,13 @@ that is served:
   the period (an id that had its own series keeps it; newcomers take free places
   by descending spend), because an id moving in or out of ``__other__`` would
   make both series jump.
-* **Guard.** A counter never decreases within a period: if upstream revises a
-  value downwards (or drops an id), the highest value already served is kept and
-  the event is counted. A new period starts from scratch.
+* **Revisions.** Values are served as upstream sums them, even when upstream
+  revises one downwards (a refund) or drops an id: every replica, and a replica
+  restarted after the revision, then serves the same figure, whatever history it
+  lived through. The ledger only *counts* revisions: each id whose value went
+  down since the previous refresh counts once, a vanished id once (not again at
+  every refresh). The rules and dashboards tell such a drop from a period
+  rollover (docs/metrics.md, "Downward revisions").
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from exporter.snapshot import Totals, UsageSnapshot, UserIdentity
+from exporter.snapshot import Totals, UsageSnapshot
 
 OTHER_ID = "__other__"
 
@@ -32,7 +35,7 @@ _RELATIVE_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class LedgerResult:
-    """The snapshot to serve, how many ids were folded, and how many values went down."""
+    """The snapshot to serve, how many ids were folded, and how many ids were revised down."""
 
     snapshot: UsageSnapshot
     folded: Mapping[str, int]
@@ -42,7 +45,7 @@ class LedgerResult:
 @dataclass
 class _Section:
     kept: set[str] = field(default_factory=set)
-    high: dict[str, Totals] = field(default_factory=dict)
+    last: dict[str, Totals] = field(default_factory=dict)
 
 
 class PeriodLedger:
@@ -52,40 +55,31 @@ class PeriodLedger:
         self._caps = {"models": max_models, "users": max_users}
         self._period_start: datetime | None = None
         self._sections: dict[str, _Section] = {}
-        # Names of the ids still served: a counter kept by the guard keeps its _info
-        # series, or PromQL joins on it (group_left(model_name)) would lose it.
-        self._model_names: dict[str, str] = {}
-        self._identities: dict[str, UserIdentity] = {}
 
     def apply(self, snapshot: UsageSnapshot) -> LedgerResult:
-        """Fold and guard *snapshot* against what was served earlier in its period."""
+        """Fold *snapshot* by the caps, and count what went down since the last refresh."""
         if snapshot.window.start != self._period_start:
             self._period_start = snapshot.window.start
             self._sections = {}
-            self._model_names = {}
-            self._identities = {}
         folded: dict[str, int] = {}
         decreases = 0
-        guarded: dict[str, dict[str, Totals]] = {}
+        served: dict[str, dict[str, Totals]] = {}
         for name in ("models", "assets", "nsfw", "usages", "users"):
             section = self._sections.setdefault(name, _Section())
             totals: Mapping[str, Totals] = getattr(snapshot, name)
             cap = self._caps.get(name)
             if cap is not None:
                 totals, folded[name] = _fold(totals, section.kept, cap)
-            guarded[name], changed = _guard(totals, section.high)
-            decreases += changed
-            section.high = guarded[name]
-        model_names = {k: v for k, v in {**self._model_names, **snapshot.model_names}.items()
-                       if k in guarded["models"]}
-        identities = {k: v for k, v in {**self._identities, **snapshot.user_identities}.items()
-                      if k in guarded["users"]}
-        self._model_names, self._identities = model_names, identities
-        served = replace(snapshot, models=guarded["models"], assets=guarded["assets"],
-                         nsfw=guarded["nsfw"], usages=guarded["usages"],
-                         users=guarded["users"], model_names=model_names,
-                         user_identities=identities)
-        return LedgerResult(served, folded, decreases)
+            served[name] = dict(totals)
+            decreases += _revised(section.last, served[name])
+            section.last = served[name]
+        result = replace(snapshot, models=served["models"], assets=served["assets"],
+                         nsfw=served["nsfw"], usages=served["usages"], users=served["users"],
+                         model_names={k: v for k, v in snapshot.model_names.items()
+                                      if k in served["models"]},
+                         user_identities={k: v for k, v in snapshot.user_identities.items()
+                                          if k in served["users"]})
+        return LedgerResult(result, folded, decreases)
 
 
 def _fold(totals: Mapping[str, Totals], kept: set[str],
@@ -117,26 +111,16 @@ def _fold(totals: Mapping[str, Totals], kept: set[str],
     return result, folded
 
 
-def _guard(totals: Mapping[str, Totals],
-           high: Mapping[str, Totals]) -> tuple[dict[str, Totals], int]:
-    """Element-wise maximum with what was served before; count real decreases."""
-    result = dict(totals)
-    decreases = 0
-    for key, before in high.items():
-        now = result.get(key)
-        if now is None:
-            # Upstream dropped an id it had reported: its total cannot go back to 0.
-            result[key] = before
-            decreases += 1
-            continue
-        if now == before:
-            continue
-        merged = []
-        for old, new in zip(before, now, strict=True):
-            if new < old:
-                if new < old - _RELATIVE_TOLERANCE * max(abs(old), 1.0):
-                    decreases += 1
-                new = old
-            merged.append(new)
-        result[key] = tuple(merged)
-    return result, decreases
+def _revised(before: Mapping[str, Totals], now: Mapping[str, Totals]) -> int:
+    """How many ids of *before* went down in *now*: a lower value or no value at all.
+
+    Compared with the previous refresh (not with the highest value ever served),
+    so that one revision counts once, however many refreshes follow it.
+    """
+    count = 0
+    for key, old in before.items():
+        new = now.get(key)
+        if new is None or any(b < a - _RELATIVE_TOLERANCE * max(abs(a), 1.0)
+                              for a, b in zip(old, new, strict=True)):
+            count += 1
+    return count

@@ -45,7 +45,7 @@ class UsageExporter:
         ]
         self.renderer = ExpositionRenderer(
             self.views, self.registry,
-            CollectorOptions(max_stale=settings.cache_max_stale,
+            CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
                              user_identity=settings.user_identity),
             wall=wall)
         self._clock = clock

@@ -62,7 +62,8 @@ class Telemetry:
             ["account", "reason"], registry=registry)
         self.decreases = Counter(
             "scenario_exporter_upstream_decreases",
-            "Values that upstream revised downwards within a period (the highest is kept).",
+            "Downward revisions by upstream within a period: each id whose value went down, "
+            "or that vanished, counts once.",
             ["account"], registry=registry)
         for account in accounts:
             self.upstream_duration.labels(account)

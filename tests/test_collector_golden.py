@@ -7,6 +7,7 @@ Regenerate after an intended change with ``pytest tests/test_collector_golden.py
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from exporter.config import AccountConfig
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
-from exporter.period import PeriodWindow
+from exporter.period import PeriodKind, PeriodWindow
+from exporter.snapshot import UsageSnapshot
 from exporter.telemetry import Telemetry
 
 DATA = Path(__file__).parent / "data"
@@ -132,6 +134,27 @@ def test_golden_values_are_the_fixture_sums() -> None:
         NOW.timestamp()
     assert value("scenario_model_info", {"account": "studio", "model_id": "model_flux-dev",
                                          "model_name": 'Flux "dev" \\ base'}) == 1.0
+
+
+@pytest.mark.parametrize(("period", "start", "end"), [
+    ("month", datetime(2026, 11, 1, tzinfo=timezone.utc),
+     datetime(2026, 12, 1, tzinfo=timezone.utc)),
+    ("month", datetime(2026, 12, 15, tzinfo=timezone.utc),  # --period.anchor-day 15
+     datetime(2027, 1, 15, tzinfo=timezone.utc)),
+    ("day", datetime(2026, 11, 3, tzinfo=timezone.utc),
+     datetime(2026, 11, 4, tzinfo=timezone.utc)),
+])
+def test_period_end_is_the_start_of_the_next_period(period: PeriodKind, start: datetime,
+                                                    end: datetime) -> None:
+    """What the projection and the "period ends in" panel count down to."""
+    view = replace(fixture_views()[0], snapshot=UsageSnapshot(PeriodWindow(start, start)))
+    registry = CollectorRegistry()
+    registry.register(AccountsCollector(lambda: [view], start.timestamp,
+                                        CollectorOptions(period=period)))
+    assert registry.get_sample_value("scenario_period_end_timestamp_seconds",
+                                     {"account": "studio"}) == end.timestamp()
+    assert registry.get_sample_value("scenario_period_start_timestamp_seconds",
+                                     {"account": "studio"}) == start.timestamp()
 
 
 def test_business_series_are_withdrawn_past_max_stale() -> None:

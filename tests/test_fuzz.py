@@ -15,7 +15,8 @@ refreshes of one period. Properties:
   ``UpstreamError(reason="invalid_response")``;
 * all four renderings (text, OpenMetrics, each with and without gzip) parse
   with prometheus_client's parsers and give back exactly the served label
-  values and numbers; counters are finite, non-negative and never decrease;
+  values and numbers; counters are finite and non-negative (each refresh is
+  served as upstream sums it: a downward revision is served, not hidden);
 * the text exposition passes ``promtool check metrics`` (checked in batches
   at the end: one promtool process per example would dominate the run time).
 
@@ -399,7 +400,6 @@ def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: b
     """Feed *refreshes* through one period of one account and check every scrape."""
     ledger = PeriodLedger(*caps)
     broken = AccountView(BROKEN, 1, None, {}, up=False, attempted=True)
-    previous: dict[tuple[str, str], float] = {}
     for version, body in enumerate(refreshes, start=1):
         window = PeriodWindow(PERIOD_START, FIRST_END + timedelta(hours=version))
         error: Exception | None = None
@@ -434,14 +434,10 @@ def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: b
             openmetrics = accept is not None
             assert content_type.startswith(
                 "application/openmetrics-text" if openmetrics else "text/plain")
-            counters = _check_exposition(_parse(plain, openmetrics), result.snapshot,
-                                         result.folded, openmetrics, user_identity)
+            _check_exposition(_parse(plain, openmetrics), result.snapshot,
+                              result.folded, openmetrics, user_identity)
             if not openmetrics:
                 texts.append(plain)
-        # Within a period a counter never decreases, and no series disappears.
-        for key, before in previous.items():
-            assert key in counters and counters[key] >= before, key
-        previous = counters
 
 
 # Regressions found by this fuzzer, kept as explicit examples.

@@ -1,4 +1,4 @@
-"""The never-decreasing guard and the cardinality caps."""
+"""The cardinality caps and the counting of downward revisions."""
 
 from __future__ import annotations
 
@@ -23,14 +23,20 @@ def snap(models: dict[str, float], users: dict[str, float] | None = None,
                          model_names={k: k.upper() for k in models})
 
 
-def test_a_downward_revision_keeps_the_highest_value_and_is_counted() -> None:
+def test_a_downward_revision_is_served_as_upstream_says_and_counted_once() -> None:
+    """Served values never depend on what the process saw before: a replica started
+    after the revision serves the same figures."""
     ledger = PeriodLedger(10, 10)
     ledger.apply(snap({"a": 100.0, "b": 5.0}))
     result = ledger.apply(snap({"a": 90.0, "b": 6.0}, hours=2))
-    assert result.snapshot.models["a"] == (100.0, 50.0, 0.0, 0.0, 100.0)
+    assert result.snapshot.models["a"] == (90.0, 45.0, 0.0, 0.0, 90.0)
     assert result.snapshot.models["b"] == (6.0, 3.0, 0.0, 0.0, 6.0)
-    assert result.decreases == 3  # cost, api-key cost and jobs of "a" went down
-    again = ledger.apply(snap({"a": 120.0, "b": 6.0}, hours=3))
+    assert result.decreases == 1  # one id revised, whatever number of its fields went down
+    fresh = PeriodLedger(10, 10).apply(snap({"a": 90.0, "b": 6.0}, hours=2))
+    assert fresh.snapshot == result.snapshot and fresh.decreases == 0
+    # The next refreshes see the revised value as it is: no more counts.
+    assert ledger.apply(snap({"a": 90.0, "b": 6.0}, hours=3)).decreases == 0
+    again = ledger.apply(snap({"a": 120.0, "b": 6.0}, hours=4))
     assert again.snapshot.models["a"][0] == 120.0 and again.decreases == 0
 
 
@@ -39,15 +45,21 @@ def test_summation_noise_is_not_a_revision() -> None:
     ledger.apply(snap({"a": 0.1 + 0.2}))
     result = ledger.apply(snap({"a": 0.3}, hours=2))  # 0.30000000000000004 before
     assert result.decreases == 0
-    assert result.snapshot.models["a"][0] == 0.1 + 0.2
+    assert result.snapshot.models["a"][0] == 0.3
 
 
-def test_an_id_that_disappears_keeps_its_total() -> None:
+def test_an_id_that_vanishes_is_counted_once_not_at_every_refresh() -> None:
     ledger = PeriodLedger(10, 10)
     ledger.apply(snap({"a": 10.0, "b": 20.0}))
-    result = ledger.apply(snap({"a": 11.0}, hours=2))
-    assert result.snapshot.models["b"][0] == 20.0
-    assert result.decreases == 1
+    counts = [ledger.apply(snap({"a": 10.0 + hour}, hours=hour)).decreases
+              for hour in range(2, 50)]
+    assert counts == [1] + [0] * 47
+    result = ledger.apply(snap({"a": 60.0}, hours=50))
+    assert set(result.snapshot.models) == {"a"}
+    assert set(result.snapshot.model_names) == {"a"}
+    # Back, then gone again: a second revision.
+    ledger.apply(snap({"a": 61.0, "b": 20.0}, hours=51))
+    assert ledger.apply(snap({"a": 62.0}, hours=52)).decreases == 1
 
 
 def test_a_new_period_starts_from_scratch() -> None:
@@ -112,14 +124,3 @@ def test_growing_upstream_totals_give_exact_monotone_counters(increments: list[d
         for key, value in served_before.items():
             assert models[key] >= value
         served_before = models
-
-
-def test_a_kept_counter_keeps_its_name_until_the_period_ends() -> None:
-    """Without its _info series, a guarded counter would drop out of group_left joins."""
-    ledger = PeriodLedger(10, 10)
-    ledger.apply(snap({"a": 10.0, "b": 20.0}))
-    result = ledger.apply(UsageSnapshot(PeriodWindow(START, START + timedelta(hours=2))))
-    assert result.snapshot.model_names == {"a": "A", "b": "B"}
-    fresh = ledger.apply(UsageSnapshot(PeriodWindow(START + timedelta(days=30),
-                                                    START + timedelta(days=30, hours=1))))
-    assert fresh.snapshot.model_names == {} and fresh.snapshot.models == {}
