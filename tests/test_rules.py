@@ -227,3 +227,44 @@ def test_the_documented_prometheusrule_command_wraps_every_rule(tmp_path: Path) 
     assert resource["apiVersion"] == "monitoring.coreos.com/v1"
     groups = [group for path in RULE_FILES for group in _load(path)["groups"]]
     assert resource["spec"]["groups"] == groups
+
+
+REPLICA_LABELS = ("instance", "pod")
+
+
+def test_rules_keep_every_label_but_the_replicas() -> None:
+    """`without`, never `by`: `job` and any other label (an external `cluster`) survive
+    every aggregation, so that two deployments never add up."""
+    for rule in _rules():
+        assert not re.search(r"\bby\s*\(", rule["expr"]), rule.get("alert") or rule["record"]
+
+
+def _series_labels(selector: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    name, _, rest = selector.partition("{")
+    pairs = re.findall(r'(\w+)="([^"]*)"', rest)
+    return name, frozenset(pairs)
+
+
+def _has_two_replicas(test: dict[str, Any]) -> bool:
+    """Two input series that differ only by the labels that say which replica."""
+    seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
+    for series in test["input_series"]:
+        name, labels = _series_labels(series["series"])
+        key = (name, frozenset((k, v) for k, v in labels if k not in REPLICA_LABELS))
+        seen[key] = seen.get(key, 0) + 1
+    return any(count >= 2 for count in seen.values())
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=lambda r: r["alert"])
+def test_every_alert_is_tested_with_two_replicas_firing_once(rule: dict[str, Any]) -> None:
+    """A second replica raises no second alert: some test fires this alert from two
+    replicas' series, and expects each alert once, without a replica label."""
+    for test in _unit_tests():
+        cases = [case for case in test.get("alert_rule_test", [])
+                 if case["alertname"] == rule["alert"] and case.get("exp_alerts")]
+        if cases and _has_two_replicas(test):
+            for case in cases:
+                for alert in case["exp_alerts"]:
+                    assert not set(alert["exp_labels"]) & set(REPLICA_LABELS), case
+            return
+    pytest.fail(f"no test fires {rule['alert']} from two replicas")
