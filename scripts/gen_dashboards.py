@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ OUTPUT_DIR = REPO_ROOT / "dashboards"
 
 SCHEMA_VERSION = 39  # Grafana 11.0
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ACCOUNT = 'account=~"$account"'
+# The labels that only say which replica serves a series: the target's address,
+# and the pod that kube-prometheus adds.
+REPLICAS = "instance, pod"
 RATE_WINDOW = "$__rate_interval"
 MIN_INTERVAL = "5m"  # the exporter's default --cache.ttl
 TAGS = ["scenario", "scenario-exporter"]
@@ -51,64 +54,10 @@ def indent(text: str, by: str = "  ") -> str:
     return "\n".join(by + line if line else line for line in text.splitlines())
 
 
-def sel(metric: str, *matchers: str) -> str:
-    """``metric{account=~"$account", ...}``."""
-    return f"{metric}{{{', '.join((ACCOUNT, *matchers))}}}"
-
-
-def rate_sum(metric: str, by: str, *matchers: str) -> str:
-    """Per-second rate of a counter, summed by *by*."""
-    return f"sum by ({by}) (rate({sel(metric, *matchers)}[{RATE_WINDOW}]))"
-
-
 def per_hour(expr: str) -> str:
     """A per-second rate as a per-hour one. Composite expressions (the multi-line ones)
     are parenthesised: they may end with ``or``/``-``, which bind looser than ``*``."""
     return f"(\n{indent(expr)}\n) * 3600" if "\n" in expr else f"{expr} * 3600"
-
-
-def top_models(expr: str, counter: str) -> str:
-    """*expr* (by account, model_id) for the TOP_N models of *counter* over the dashboard range.
-
-    The ranking is computed once for the whole range (``@ end()``), so the same
-    models are drawn from one end of the graph to the other.
-    """
-    ranking = (f"topk({TOP_N}, sum by (account, model_id) "
-               f"(increase({sel(counter)}[$__range] @ end())))")
-    return f"{expr}\nand on (account, model_id)\n  {ranking}"
-
-
-def other_models(counter: str) -> str:
-    """The rate of every model outside the TOP_N, so that a stacked graph adds up to the total."""
-    ranking = (f"topk({TOP_N}, sum by (account, model_id) "
-               f"(increase({sel(counter)}[$__range] @ end())))")
-    return per_hour(f"sum by (account) (\n  rate({sel(counter)}[{RATE_WINDOW}])\n"
-                    f"  unless on (account, model_id)\n  {ranking}\n)")
-
-
-def with_model_names(expr: str) -> str:
-    """Add ``model_name`` from scenario_model_info to *expr* (by account, model_id).
-
-    A model without an info series (no name upstream, or ``__other__``, where the
-    cardinality cap folds the smallest models) keeps its id as name instead of
-    disappearing, as a plain ``group_left`` join would make it.
-    """
-    names = f"group by (account, model_id, model_name) ({sel('scenario_model_info')})"
-    fallback = ("label_replace(\n  label_replace(\n"
-                f"{indent(expr, '    ')},\n"
-                '    "model_name", "$1", "model_id", "(.*)"\n  ),\n'
-                '  "model_name", "all other models (folded)", "model_id", "__other__"\n)')
-    return (f"(\n{indent(expr)}\n)\n* on (account, model_id) group_left (model_name)\n"
-            f"  {names}\nor on (account, model_id)\n{fallback}")
-
-
-def with_user_names(expr: str) -> str:
-    """Add ``is_api_key`` and, when the exporter runs with --metrics.user-identity,
-    ``user_name`` from scenario_user_info to *expr* (by account, user_id)."""
-    info = (f"group by (account, user_id, user_name, is_api_key) "
-            f"({sel('scenario_user_info')})")
-    return (f"(\n{indent(expr)}\n)\n* on (account, user_id) group_left (user_name, is_api_key)\n"
-            f"  {info}\nor on (account, user_id)\n{expr}")
 
 
 PTD_COST = "account:scenario_model_cost_creative_units:period_to_date"
@@ -119,12 +68,124 @@ PTD_USER = "account_user_id:scenario_user_consumption_creative_units:period_to_d
 PTD_USER_DISCOUNT = "account_user_id:scenario_user_discount_creative_units:period_to_date"
 RATE1H = "account:scenario_model_cost_creative_units:rate1h"
 RATE1H_MODEL = "account_model_id:scenario_model_cost_creative_units:rate1h"
-PERIOD_END = "account:scenario_period_end_timestamp_seconds:month"
 PROJECTED = "account:scenario_model_cost_creative_units:projected_at_period_end"
-BUDGET = f"max by (account) ({sel('scenario_budget_creative_units')})"
-PERIOD_START = f"max by (account) ({sel('scenario_period_start_timestamp_seconds')})"
 COST = "scenario_model_cost_creative_units_total"
 API_COST = "scenario_model_cost_by_api_key_creative_units_total"
+PERIOD_START_METRIC = "scenario_period_start_timestamp_seconds"
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The PromQL of the dashboards, for one label that tells deployments apart.
+
+    Every query selects ``<deployment>=~"$<deployment>"`` and ``account=~"$account"``
+    and keeps both labels, so that two deployments (staging and production, two
+    clusters behind one Thanos) never add up. Series are first deduplicated across
+    the labels that only say which replica serves them (``max without (instance,
+    pod)``), then summed or rated: a second replica changes no figure.
+    """
+
+    deployment: str = "job"
+
+    @property
+    def keys(self) -> str:
+        """The labels every figure is kept apart by: ``job, account``."""
+        return f"{self.deployment}, account"
+
+    @property
+    def legend(self) -> str:
+        return f"{{{{account}}}} ({{{{{self.deployment}}}}})"
+
+    def by(self, *extra: str) -> str:
+        return ", ".join((self.keys, *extra))
+
+    def sel(self, metric: str, *matchers: str, account: bool = True) -> str:
+        """``metric{job=~"$job", account=~"$account", ...}``."""
+        own = [f'{self.deployment}=~"${self.deployment}"']
+        if account:
+            own.append('account=~"$account"')
+        return f"{metric}{{{', '.join((*own, *matchers))}}}"
+
+    def latest(self, metric: str) -> str:
+        """A gauge that every replica serves alike, once per deployment and account."""
+        return f"max by ({self.keys}) ({self.sel(metric)})"
+
+    def period_rate(self, metric: str, *matchers: str) -> str:
+        """Per-second rate of one of the exporter's period counters, per series.
+
+        rate() reads any decrease as a counter reset. A period counter goes down
+        when a new period starts (the period start moves), and also when upstream
+        revises a value down within a period; there rate() would count the whole
+        period-to-date value as new: a spike that did not happen. Such a window
+        of such a series is left out (a short gap) rather than drawn as a spike.
+        """
+        selector = self.sel(metric, *matchers)
+        rollover = (f"changes({self.sel(PERIOD_START_METRIC)}[{RATE_WINDOW}]) > 0")
+        return (f"rate({selector}[{RATE_WINDOW}])\n"
+                f"unless (\n  resets({selector}[{RATE_WINDOW}]) > 0\n"
+                f"  unless on ({self.deployment_and('job, instance, account')})\n"
+                f"  {rollover}\n)")
+
+    def deployment_and(self, labels: str) -> str:
+        names = [name.strip() for name in labels.split(",")]
+        return ", ".join(dict.fromkeys([self.deployment, *names]))
+
+    def rate_sum(self, metric: str, *by: str) -> str:
+        """Per-second rate of a period counter, deduplicated across replicas, summed by
+        deployment, account and *by*."""
+        return (f"sum by ({self.by(*by)}) (\n  max without ({REPLICAS}) (\n"
+                f"{indent(self.period_rate(metric), '    ')}\n  )\n)")
+
+    def process_rate_sum(self, metric: str, *by: str) -> str:
+        """Per-second rate of one of the exporter's own counters, summed over replicas:
+        each replica calls upstream on its own, so their calls add up."""
+        return f"sum by ({self.by(*by)}) (rate({self.sel(metric)}[{RATE_WINDOW}]))"
+
+    def ranking(self, counter: str) -> str:
+        """The TOP_N models of *counter* over the dashboard range, ranked once for the
+        whole range (``@ end()``), so the same models are drawn from one end of the
+        graph to the other."""
+        return (f"topk({TOP_N}, max by ({self.by('model_id')}) "
+                f"(increase({self.sel(counter)}[$__range] @ end())))")
+
+    def top_models(self, expr: str, counter: str) -> str:
+        """*expr* (by deployment, account, model_id) for the TOP_N models of *counter*."""
+        return f"{expr}\nand on ({self.by('model_id')})\n  {self.ranking(counter)}"
+
+    def other_models(self, counter: str) -> str:
+        """The rate of every model outside the TOP_N, so that a stacked graph adds up to
+        the total."""
+        return per_hour(f"sum by ({self.keys}) (\n"
+                        f"  max without ({REPLICAS}) (\n"
+                        f"{indent(self.period_rate(counter), '    ')}\n  )\n"
+                        f"  unless on ({self.by('model_id')})\n  {self.ranking(counter)}\n)")
+
+    def with_model_names(self, expr: str) -> str:
+        """Add ``model_name`` from scenario_model_info to *expr* (by deployment, account,
+        model_id).
+
+        A model without an info series (no name upstream, or ``__other__``, where the
+        cardinality cap folds the smallest models) keeps its id as name instead of
+        disappearing, as a plain ``group_left`` join would make it.
+        """
+        keys = self.by("model_id")
+        names = (f"group by ({self.by('model_id', 'model_name')}) "
+                 f"({self.sel('scenario_model_info')})")
+        fallback = ("label_replace(\n  label_replace(\n"
+                    f"{indent(expr, '    ')},\n"
+                    '    "model_name", "$1", "model_id", "(.*)"\n  ),\n'
+                    '  "model_name", "all other models (folded)", "model_id", "__other__"\n)')
+        return (f"(\n{indent(expr)}\n)\n* on ({keys}) group_left (model_name)\n"
+                f"  {names}\nor on ({keys})\n{fallback}")
+
+    def with_user_names(self, expr: str) -> str:
+        """Add ``is_api_key`` and, when the exporter runs with --metrics.user-identity,
+        ``user_name`` from scenario_user_info to *expr* (by deployment, account, user_id)."""
+        keys = self.by("user_id")
+        info = (f"group by ({self.by('user_id', 'user_name', 'is_api_key')}) "
+                f"({self.sel('scenario_user_info')})")
+        return (f"(\n{indent(expr)}\n)\n* on ({keys}) group_left (user_name, is_api_key)\n"
+                f"  {info}\nor on ({keys})\n{expr}")
 
 
 # -- panels ----------------------------------------------------------------------
@@ -197,7 +258,7 @@ def _reduce(calc: str = "lastNotNull") -> dict[str, Any]:
     return {"calcs": [calc], "fields": "", "values": False}
 
 
-def stat(title: str, description: str, unit: str, expr: str, legend: str = "{{account}}", *,
+def stat(title: str, description: str, unit: str, expr: str, legend: str, *,
          steps: dict[str, Any] = GREEN_ONLY, graph: bool = True, decimals: int | None = 0,
          mappings: list[dict[str, Any]] | None = None, text_mode: str = "auto",
          width: int = 3, height: int = 4) -> Panel:
@@ -213,7 +274,7 @@ def stat(title: str, description: str, unit: str, expr: str, legend: str = "{{ac
                  defaults=defaults)
 
 
-def gauge(title: str, description: str, expr: str, legend: str = "{{account}}", *,
+def gauge(title: str, description: str, expr: str, legend: str, *,
           width: int = 3, height: int = 4) -> Panel:
     return Panel("gauge", title, description, "percent", [target(expr, legend)], width, height,
                  options={"reduceOptions": _reduce(), "orientation": "auto",
@@ -331,7 +392,17 @@ def layout(items: list[Panel | Row]) -> list[dict[str, Any]]:
     return panels
 
 
-def dashboard(uid: str, title: str, description: str, items: list[Panel | Row], *,
+def variable(name: str, label: str, query: str) -> dict[str, Any]:
+    """A multi-select query variable, All by default."""
+    return {"name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+            # A string rather than the editor's object: every Grafana version reads it.
+            "definition": query, "query": query,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "includeAll": True, "multi": True, "hide": 0, "options": [], "refresh": 2,
+            "regex": "", "sort": 1, "skipUrlSync": False}
+
+
+def dashboard(q: Queries, uid: str, title: str, description: str, items: list[Panel | Row], *,
               extra_tags: list[str], timezone: str, annotations: list[dict[str, Any]]
               ) -> dict[str, Any]:
     return {
@@ -363,13 +434,10 @@ def dashboard(uid: str, title: str, description: str, items: list[Panel | Row], 
             {"name": "datasource", "label": "Data source", "type": "datasource",
              "query": "prometheus", "current": {}, "hide": 0, "includeAll": False,
              "multi": False, "options": [], "refresh": 1, "regex": "", "skipUrlSync": False},
-            {"name": "account", "label": "Account", "type": "query", "datasource": DATASOURCE,
-             "definition": "label_values(scenario_up, account)",
-             # A string rather than the editor's object: every Grafana version reads it.
-             "query": "label_values(scenario_up, account)",
-             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-             "includeAll": True, "multi": True, "hide": 0, "options": [], "refresh": 2,
-             "regex": "", "sort": 1, "skipUrlSync": False},
+            variable(q.deployment, q.deployment.title(),
+                     f"label_values(scenario_up, {q.deployment})"),
+            variable("account", "Account", f"label_values({q.sel('scenario_up', account=False)}, "
+                                           "account)"),
         ]},
         "panels": layout(items),
     }
@@ -377,17 +445,20 @@ def dashboard(uid: str, title: str, description: str, items: list[Panel | Row], 
 
 # -- the usage dashboard ---------------------------------------------------------
 
-MODEL_LEGEND = "{{model_name}} · {{account}}"
-
-
-def usage_dashboard() -> dict[str, Any]:
-    budget_used = f"100 * {sel(PTD_COST)}\n/ on (account)\n{BUDGET}"
-    even_pace = (f"{BUDGET}\n* on (account) (time() - {PERIOD_START})\n"
-                 f"/ on (account) ({sel(PERIOD_END)} - on (account) {PERIOD_START})")
-    web_app_ptd = f"{sel(PTD_COST)}\n- on (account)\n{sel(PTD_API_COST)}"
-    top_spend = with_model_names(top_models(per_hour(rate_sum(COST, "account, model_id")), COST))
+def usage_dashboard(q: Queries) -> dict[str, Any]:
+    ptd = q.sel(PTD_COST)
+    budget = q.latest("scenario_budget_creative_units")
+    period_start = q.latest(PERIOD_START_METRIC)
+    period_end = q.latest("scenario_period_end_timestamp_seconds")
+    on = f"on ({q.keys})"
+    budget_used = f"100 * {ptd}\n/ {on}\n{budget}"
+    even_pace = (f"{budget}\n* {on} (time() - {period_start})\n"
+                 f"/ {on} ({period_end} - {on} {period_start})")
+    web_app_ptd = f"{ptd}\n- {on}\n{q.sel(PTD_API_COST)}"
+    top_spend = q.with_model_names(q.top_models(per_hour(q.rate_sum(COST, "model_id")), COST))
     jobs = "scenario_model_jobs_total"
     discounts = "scenario_model_discount_creative_units_total"
+    model_legend = f"{{{{model_name}}}} · {q.legend}"
     items: list[Panel | Row] = [
         Row("This period"),
         stat("Spend this period",
@@ -395,39 +466,39 @@ def usage_dashboard() -> dict[str, Any]:
              "discounts): the figure Scenario bills. It is the raw value of the exporter's "
              "period counters, read by the recording rule "
              f"{PTD_COST}, and falls back to about 0 when a new period starts.",
-             CU, sel(PTD_COST)),
+             CU, ptd, q.legend),
         stat("Budget",
              "The Creative Unit budget of the period, as configured in the exporter "
              "(--budget.creative-units, or budget_creative_units per account in the "
              "configuration file). No data when no budget is set.",
-             CU, BUDGET, graph=False),
+             CU, budget, q.legend, graph=False),
         gauge("Budget used",
               "Share of the period's budget spent so far (gross cost over budget). "
-              "ScenarioBudgetExhausted fires at 100%.", budget_used),
+              "ScenarioBudgetExhausted fires at 100%.", budget_used, q.legend),
         stat("Budget left",
              "Budget minus the spend of this period. Negative (red) once the budget is "
              "exceeded.",
-             CU, f"{BUDGET}\n- on (account)\n{sel(PTD_COST)}",
+             CU, f"{budget}\n- {on}\n{ptd}", q.legend,
              steps=thresholds((None, "red"), (0, "green"))),
         stat("Projected spend at period end",
              "Spend this period plus the rate of the last 24 hours over the time left in "
              f"the period (recording rule {PROJECTED}). Compare with the budget; "
              "ScenarioBudgetForecastExceeded fires when it stays above for 3 hours. Low "
              "during Prometheus' first day, which lacks a full day of history.",
-             CU, sel(PROJECTED), steps=thresholds((None, "blue"))),
+             CU, q.sel(PROJECTED), q.legend, steps=thresholds((None, "blue"))),
         stat("Spend rate, last hour",
              "Creative Units per hour, averaged over the last hour, all models together "
              f"(recording rule {RATE1H}).",
-             CU_PER_HOUR, per_hour(sel(RATE1H))),
+             CU_PER_HOUR, per_hour(q.sel(RATE1H)), q.legend),
         stat("Discounts this period",
              "Creative Units discounted since the period began, summed over models "
              f"(recording rule {PTD_DISCOUNT}). Shown as a positive amount.",
-             CU, sel(PTD_DISCOUNT), steps=thresholds((None, "purple"))),
+             CU, q.sel(PTD_DISCOUNT), q.legend, steps=thresholds((None, "purple"))),
         stat("Period ends in",
              "Time left until the current billing period ends and the counters start again "
-             "from 0: one calendar month after the period start (recording rule "
-             f"{PERIOD_END}; monthly periods, whatever their anchor day).",
-             "s", f"{sel(PERIOD_END)} - time()", graph=False, decimals=None,
+             "from 0, as the exporter computes it for its --period and --period.anchor-day "
+             "(scenario_period_end_timestamp_seconds).",
+             "s", f"{period_end} - time()", q.legend, graph=False, decimals=None,
              steps=thresholds((None, "text"))),
         timeseries(
             "Spend this period vs budget",
@@ -435,10 +506,10 @@ def usage_dashboard() -> dict[str, Any]:
             "the budget, the even pace (where spend would be if the budget were spread "
             "evenly over the period) and the projected total at the end of the period.",
             CU,
-            [(sel(PTD_COST), "{{account}}: spent"),
-             (BUDGET, "{{account}}: budget"),
-             (even_pace, "{{account}}: even pace"),
-             (sel(PROJECTED), "{{account}}: projected at period end")],
+            [(ptd, f"{q.legend}: spent"),
+             (budget, f"{q.legend}: budget"),
+             (even_pace, f"{q.legend}: even pace"),
+             (q.sel(PROJECTED), f"{q.legend}: projected at period end")],
             rate=False, width=16, legend_calcs=("lastNotNull",),
             overrides=[by_ref("B", DASHED, fixed_color("red")),
                        by_ref("C", DOTTED, fixed_color("text")),
@@ -447,8 +518,8 @@ def usage_dashboard() -> dict[str, Any]:
               "Where this period's Creative Units went: through API keys (scripts, "
               "pipelines, integrations) or through Scenario's web app (the rest of the cost).",
               CU,
-              targets((sel(PTD_API_COST), "{{account}}: API keys"),
-                      (web_app_ptd, "{{account}}: web app")),
+              targets((q.sel(PTD_API_COST), f"{q.legend}: API keys"),
+                      (web_app_ptd, f"{q.legend}: web app")),
               8, 9,
               options={"reduceOptions": _reduce(), "pieType": "donut",
                        "displayLabels": ["percent"],
@@ -465,33 +536,33 @@ def usage_dashboard() -> dict[str, Any]:
             "stack is the account's total spend rate. Model names come from "
             "scenario_model_info.",
             CU_PER_HOUR,
-            [(top_spend, MODEL_LEGEND), (other_models(COST), "other models · {{account}}")],
+            [(top_spend, model_legend), (q.other_models(COST), f"other models · {q.legend}")],
             stacked=True, width=24, height=10),
         timeseries(
             f"Jobs by model (top {TOP_N})",
             f"Jobs per hour of the {TOP_N} models that ran the most jobs over the selected "
             "time range.",
             "suffix: jobs/h",
-            [(with_model_names(top_models(per_hour(rate_sum(jobs, "account, model_id")),
-                                          jobs)), MODEL_LEGEND)],
+            [(q.with_model_names(q.top_models(per_hour(q.rate_sum(jobs, "model_id")),
+                                          jobs)), model_legend)],
             stacked=True),
         timeseries(
             f"Discounts by model (top {TOP_N})",
             f"Creative Units per hour discounted on the {TOP_N} models with the largest "
             "discounts over the selected time range (a positive amount).",
             CU_PER_HOUR,
-            [(with_model_names(top_models(per_hour(rate_sum(discounts, "account, model_id")),
-                                          discounts)), MODEL_LEGEND)],
+            [(q.with_model_names(q.top_models(per_hour(q.rate_sum(discounts, "model_id")),
+                                          discounts)), model_legend)],
             stacked=True),
         timeseries(
             "Spend rate by channel",
             "Creative Units per hour through API keys and through the web app (total cost "
             "minus the API-key cost), stacked.",
             CU_PER_HOUR,
-            [(per_hour(rate_sum(API_COST, "account")), "{{account}}: API keys"),
-             (per_hour(f"{rate_sum(COST, 'account')}\n- on (account)\n"
-                       f"{rate_sum(API_COST, 'account')}"),
-              "{{account}}: web app")],
+            [(per_hour(q.rate_sum(API_COST)), f"{q.legend}: API keys"),
+             (per_hour(f"{q.rate_sum(COST)}\n- {on}\n"
+                       f"{q.rate_sum(API_COST)}"),
+              f"{q.legend}: web app")],
             stacked=True),
         table(
             "Models this period",
@@ -499,11 +570,12 @@ def usage_dashboard() -> dict[str, Any]:
             f"{PTD_MODEL_COST}) and its spend rate over the last hour "
             f"({RATE1H_MODEL}), biggest first. The footer adds up the columns.",
             CU,
-            [(with_model_names(sel(PTD_MODEL_COST)), "Spent this period", CU),
-             (per_hour(with_model_names(sel(RATE1H_MODEL))), "Last hour", CU_PER_HOUR)],
+            [(q.with_model_names(q.sel(PTD_MODEL_COST)), "Spent this period", CU),
+             (per_hour(q.with_model_names(q.sel(RATE1H_MODEL))), "Last hour", CU_PER_HOUR)],
             hidden=(), renames={"model_name": "Model", "model_id": "Model id",
-                                "account": "Account"},
-            order=["Model", "Spent this period", "Last hour", "Account", "Model id"],
+                                "account": "Account", q.deployment: q.deployment.title()},
+            order=["Model", "Spent this period", "Last hour", "Account",
+                   q.deployment.title(), "Model id"],
             width=12, height=9),
 
         Row("Users"),
@@ -514,15 +586,16 @@ def usage_dashboard() -> dict[str, Any]:
             "the current rate. User names and e-mails are personal data: they appear only "
             "when the exporter runs with --metrics.user-identity; otherwise, the user id.",
             CU,
-            [(with_user_names(sel(PTD_USER)), "Consumed this period", CU),
-             (with_user_names(sel(PTD_USER_DISCOUNT)), "Discounted this period", CU),
-             (per_hour(with_user_names(
-                 rate_sum("scenario_user_consumption_creative_units_total",
-                          "account, user_id"))), "Current rate", CU_PER_HOUR)],
+            [(q.with_user_names(q.sel(PTD_USER)), "Consumed this period", CU),
+             (q.with_user_names(q.sel(PTD_USER_DISCOUNT)), "Discounted this period", CU),
+             (per_hour(q.with_user_names(
+                 q.rate_sum("scenario_user_consumption_creative_units_total", "user_id"))),
+              "Current rate", CU_PER_HOUR)],
             hidden=(), renames={"user_name": "User", "user_id": "User id",
-                                "is_api_key": "API key", "account": "Account"},
+                                "is_api_key": "API key", "account": "Account",
+                                q.deployment: q.deployment.title()},
             order=["User", "Consumed this period", "Discounted this period", "Current rate",
-                   "API key", "Account", "User id"],
+                   "API key", "Account", q.deployment.title(), "User id"],
             height=10),
 
         Row("Assets and usage"),
@@ -530,16 +603,16 @@ def usage_dashboard() -> dict[str, Any]:
             "Assets created by kind",
             "Assets created per hour, by kind (image, video, 3d, audio, ...), stacked.",
             "suffix: assets/h",
-            [(per_hour(rate_sum("scenario_assets_created_total", "account, kind")),
-              "{{kind}} · {{account}}")],
+            [(per_hour(q.rate_sum("scenario_assets_created_total", "kind")),
+              f"{{{{kind}}}} · {q.legend}")],
             stacked=True),
         timeseries(
             "NSFW-flagged assets by label",
             "Assets per hour that Scenario's NSFW detection flagged, by label. "
             "ScenarioNSFWAssetsFlagged (info) fires when new ones appear.",
             "suffix: assets/h",
-            [(per_hour(rate_sum("scenario_nsfw_assets_total", "account, label")),
-              "{{label}} · {{account}}")],
+            [(per_hour(q.rate_sum("scenario_nsfw_assets_total", "label")),
+              f"{{{{label}}}} · {q.legend}")],
             stacked=True, bars=True),
         timeseries(
             "Usage by usage name",
@@ -547,31 +620,33 @@ def usage_dashboard() -> dict[str, Any]:
             "(images-generation, upscale, models-training, ...). Each is in its own unit, "
             "so they are not stacked.",
             "suffix: /h",
-            [(per_hour(rate_sum("scenario_usage_total", "account, usage_name")),
-              "{{usage_name}} · {{account}}")],
+            [(per_hour(q.rate_sum("scenario_usage_total", "usage_name")),
+              f"{{{{usage_name}}}} · {q.legend}")],
             width=24, height=10),
     ]
-    period_start = {
+    new_period = {
         "name": "Period start", "enable": True, "hide": False, "iconColor": "blue",
         "datasource": DATASOURCE,
-        "expr": f"changes({sel('scenario_period_start_timestamp_seconds')}[{RATE_WINDOW}]) > 0",
+        "expr": (f"max by ({q.keys}) (changes({q.sel(PERIOD_START_METRIC)}[{RATE_WINDOW}]))"
+                 " > 0"),
         "step": MIN_INTERVAL, "titleFormat": "New billing period",
-        "textFormat": "{{account}}", "tagKeys": "account", "useValueForTime": False,
+        "textFormat": q.legend, "tagKeys": q.keys.replace(" ", ""), "useValueForTime": False,
     }
     return dashboard(
-        "scenario-usage", "Scenario usage",
+        q, "scenario-usage", "Scenario usage",
         "Creative Unit spend of Scenario accounts: this period against the budget, where "
         "it goes (models, channels, users), what it produces. From scenario-exporter; "
         "needs its recording rules.",
-        items, extra_tags=["finops"], timezone="utc", annotations=[period_start])
+        items, extra_tags=["finops"], timezone="utc", annotations=[new_period])
 
 
 # -- the exporter dashboard ------------------------------------------------------
 
-def exporter_dashboard() -> dict[str, Any]:
-    up = f"min by (account) ({sel('scenario_up')})"
-    age = f"time() - max by (account) ({sel('scenario_data_as_of_timestamp_seconds')})"
-    response = f"max by (account) ({sel('scenario_exporter_upstream_response_bytes')})"
+def exporter_dashboard(q: Queries) -> dict[str, Any]:
+    # A deployment refreshes if any of its replicas does: its data is served.
+    up = q.latest("scenario_up")
+    age = f"time() - {q.latest('scenario_data_as_of_timestamp_seconds')}"
+    response = q.latest("scenario_exporter_upstream_response_bytes")
     up_mappings = [{"type": "value", "options": {
         "0": {"text": "Failing", "color": "red", "index": 0},
         "1": {"text": "OK", "color": "green", "index": 1}}}]
@@ -580,33 +655,34 @@ def exporter_dashboard() -> dict[str, Any]:
 
     def latency(quantile: float) -> tuple[str, str]:
         expr = (f"histogram_quantile({quantile}, "
-                f"sum by (account, le) (rate({sel(duration)}[{RATE_WINDOW}])))")
-        return expr, f"p{int(quantile * 100)} · {{{{account}}}}"
+                f"sum by ({q.by('le')}) (rate({q.sel(duration)}[{RATE_WINDOW}])))")
+        return expr, f"p{int(quantile * 100)} · {q.legend}"
 
     # Series without an account label belong to the exporters serving the selected accounts.
-    serving = f"and on (job, instance) {sel('scenario_up')}"
+    serving = f"and on ({q.deployment_and('job, instance')}) {q.sel('scenario_up')}"
     items: list[Panel | Row] = [
         Row("Health"),
         stat("Upstream refresh",
              "Whether the latest refresh of each account from Scenario's API succeeded "
              "(scenario_up). ScenarioRefreshFailing fires after 15 minutes of failures.",
-             "none", up, graph=False, mappings=up_mappings,
+             "none", up, q.legend, graph=False, mappings=up_mappings,
              steps=thresholds((None, "red"), (1, "green")), width=6),
         stat("Data age",
              "How old the data served for each account is: now minus the end of the "
              "upstream window it was computed from. Grows up to --cache.ttl between "
              "refreshes; ScenarioDataStale fires above 1 hour; past --cache.max-stale (2h by "
              "default) the business series are withdrawn.",
-             "s", age, decimals=None, steps=age_steps, width=6),
+             "s", age, q.legend, decimals=None, steps=age_steps, width=6),
         gauge("Last response size",
               "Size of the last upstream response body, as a share of the API's 6 MB limit. "
               "The exporter splits the window in two when a response is too large.",
-              f"100 * {response} / {RESPONSE_LIMIT_BYTES}", width=6),
+              f"100 * {response} / {RESPONSE_LIMIT_BYTES}", q.legend, width=6),
         stat("Exporter version",
              "Versions of the exporters serving the selected accounts, and of the Python "
              "running them (scenario_exporter_build_info); the value is how many run it.",
              "none",
-             f"count by (version, python_version) (scenario_exporter_build_info {serving})",
+             f"count by (version, python_version) "
+             f"({q.sel('scenario_exporter_build_info', account=False)} {serving})",
              "{{version}} (Python {{python_version}})", graph=False, text_mode="name",
              steps=thresholds((None, "text")), width=6),
 
@@ -617,8 +693,8 @@ def exporter_dashboard() -> dict[str, Any]:
             "connection_error, invalid_response). One per account and --cache.ttl when "
             "healthy; 429 is rate limiting, 401/403 bad credentials.",
             "suffix: req/h",
-            [(per_hour(rate_sum("scenario_exporter_upstream_requests_total", "account, code")),
-              "{{code}} · {{account}}")],
+            [(per_hour(q.process_rate_sum("scenario_exporter_upstream_requests_total", "code")),
+              f"{{{{code}}}} · {q.legend}")],
             stacked=True, bars=True),
         timeseries(
             "Upstream latency",
@@ -629,7 +705,7 @@ def exporter_dashboard() -> dict[str, Any]:
             "Upstream response size vs the 6 MB limit",
             "Size of the last upstream response body per account. Scenario's API gateway "
             "refuses responses above 6 MB (red line); the exporter then splits the window.",
-            "decbytes", [(response, "{{account}}")], rate=False,
+            "decbytes", [(response, q.legend)], rate=False,
             steps=thresholds((None, "green"), (RESPONSE_LIMIT_BYTES * 0.8, "orange"),
                              (RESPONSE_LIMIT_BYTES, "red")),
             threshold_style="line+area"),
@@ -638,15 +714,15 @@ def exporter_dashboard() -> dict[str, Any]:
             "Failed refreshes per hour, by reason (auth, rate_limited, request_cap, "
             "server_error, timeout, too_large, ...). See the runbook for each reason.",
             "suffix: failures/h",
-            [(per_hour(rate_sum("scenario_exporter_refresh_failures_total",
-                                "account, reason")), "{{reason}} · {{account}}")],
+            [(per_hour(q.process_rate_sum("scenario_exporter_refresh_failures_total",
+                                          "reason")), f"{{{{reason}}}} · {q.legend}")],
             stacked=True, bars=True, legend_calcs=("max", "lastNotNull")),
 
         Row("Exporter"),
         Panel("state-timeline", "Refresh status over time",
               "scenario_up per account over time: green while refreshes succeed, red while "
               "they fail.",
-              "none", [target(up, "{{account}}")], 12, 6,
+              "none", [target(up, q.legend)], 12, 6,
               options={"mergeValues": True, "showValue": "auto", "alignValue": "left",
                        "rowHeight": 0.9,
                        "legend": {"showLegend": False, "displayMode": "list",
@@ -659,7 +735,7 @@ def exporter_dashboard() -> dict[str, Any]:
             "Data age over time",
             "Age of the data served per account over time (see the stat above). A "
             "sawtooth up to --cache.ttl is normal.",
-            "s", [(age, "{{account}}")], rate=False, steps=age_steps,
+            "s", [(age, q.legend)], rate=False, steps=age_steps,
             threshold_style="dashed", height=6),
         timeseries(
             "Folded series",
@@ -667,8 +743,8 @@ def exporter_dashboard() -> dict[str, Any]:
             "into one __other__ series per account (sums stay exact, detail is lost). "
             "Above 0: raise the limit if the cardinality is affordable.",
             "short",
-            [(f"max by (account, section) ({sel('scenario_exporter_folded_series')})",
-              "{{section}} · {{account}}")],
+            [(f"max by ({q.by('section')}) ({q.sel('scenario_exporter_folded_series')})",
+              f"{{{{section}}}} · {q.legend}")],
             rate=False, width=8, height=8, legend_calcs=("max", "lastNotNull")),
         timeseries(
             "Scrape duration",
@@ -676,7 +752,8 @@ def exporter_dashboard() -> dict[str, Any]:
             "(scenario_exporter_scrape_duration_seconds). Upstream calls never happen "
             "during a scrape after the first one, so this stays in milliseconds.",
             "s",
-            [(f"scenario_exporter_scrape_duration_seconds {serving}", "{{instance}}")],
+            [(f"{q.sel('scenario_exporter_scrape_duration_seconds', account=False)} {serving}",
+              "{{instance}}")],
             rate=False, width=8, height=8),
         timeseries(
             "Upstream downward revisions",
@@ -684,12 +761,13 @@ def exporter_dashboard() -> dict[str, Any]:
             "keeps the highest value, so that counters never decrease. Rare; a steady "
             "rate means upstream changed how it counts.",
             "suffix: /h",
-            [(per_hour(rate_sum("scenario_exporter_upstream_decreases_total", "account")),
-              "{{account}}")],
+            [(per_hour(f"max by ({q.keys}) (rate("
+                       f"{q.sel('scenario_exporter_upstream_decreases_total')}[{RATE_WINDOW}]))"),
+              q.legend)],
             bars=True, width=8, height=8, legend_calcs=("max", "lastNotNull")),
     ]
     return dashboard(
-        "scenario-exporter", "Scenario exporter",
+        q, "scenario-exporter", "Scenario exporter",
         "Health of scenario-exporter: upstream refreshes, data freshness, Scenario API "
         "requests, latency, response size, failures, cardinality caps.",
         items, extra_tags=[], timezone="browser", annotations=[])
@@ -701,30 +779,41 @@ DASHBOARDS = {
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+def render(build: Any, queries: Queries) -> str:
+    return json.dumps(build(queries), indent=2, ensure_ascii=False) + "\n"
 
 
-def generated() -> Iterator[tuple[Path, str]]:
+def generated(queries: Queries, output: Path) -> Iterator[tuple[Path, str]]:
     for name, build in DASHBOARDS.items():
-        yield OUTPUT_DIR / name, render(build)
+        yield output / name, render(build, queries)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 when a committed dashboard is not up to date")
+    parser.add_argument("--deployment-label", default=Queries.deployment, metavar="LABEL",
+                        help="the label that tells deployments apart, selected by a variable "
+                             "of that name and kept in every query (default: %(default)s; "
+                             "e.g. cluster)")
+    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR, metavar="DIR",
+                        help="where to write the dashboards (default: dashboards/)")
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", args.deployment_label) or \
+            args.deployment_label in ("account", "instance", "pod"):
+        parser.error(f"--deployment-label: {args.deployment_label!r} is not a label name "
+                     "that can tell deployments apart")
     stale = []
-    for path, text in generated():
+    for path, text in generated(Queries(args.deployment_label), args.output_dir):
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue
         if args.check:
             stale.append(path.name)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO_ROOT)}")
+            print(f"wrote {path}")
     if stale:
         print(f"not up to date: {', '.join(stale)}; run python3 scripts/gen_dashboards.py",
               file=sys.stderr)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ DASHBOARDS = {path.name: json.loads(path.read_text(encoding="utf-8"))
               for path in DASHBOARD_FILES}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ACCOUNT_MATCHER = 'account=~"$account"'
+JOB_MATCHER = 'job=~"$job"'
 # Series without an account label: the exporter's own, one per process.
 NO_ACCOUNT_LABEL = {"scenario_exporter_build_info", "scenario_exporter_scrape_duration_seconds"}
 COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
@@ -218,11 +220,14 @@ def test_dashboard_imports_and_provisions_as_is(name: str) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     datasource = variables["datasource"]
     assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
-    account = variables["account"]
-    assert account["type"] == "query"
-    assert account["datasource"] == DATASOURCE
-    assert account["query"] == "label_values(scenario_up, account)"
-    assert account["multi"] is True and account["includeAll"] is True
+    job, account = variables["job"], variables["account"]
+    for variable in (job, account):
+        assert variable["type"] == "query"
+        assert variable["datasource"] == DATASOURCE
+        assert variable["multi"] is True and variable["includeAll"] is True
+        assert variable["current"]["value"] == ["$__all"]
+    assert job["query"] == "label_values(scenario_up, job)"
+    assert account["query"] == 'label_values(scenario_up{job=~"$job"}, account)'
     links = [link for link in dashboard["links"] if link["type"] == "dashboards"]
     assert links and all("scenario" in link["tags"] for link in links)
 
@@ -279,13 +284,51 @@ def test_panels_have_unique_ids_and_titles_and_do_not_overlap(name: str) -> None
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
-def test_every_query_is_filtered_by_account(name: str) -> None:
+def test_every_query_is_filtered_by_job_and_account(name: str) -> None:
     for where, expr in exprs(DASHBOARDS[name]):
         found = selectors(expr)
         assert any(ACCOUNT_MATCHER in s.matchers for s in found), where
         for selector in found:
+            assert JOB_MATCHER in selector.matchers, f"{where}: {selector.name}"
             if selector.name not in NO_ACCOUNT_LABEL:
                 assert ACCOUNT_MATCHER in selector.matchers, f"{where}: {selector.name}"
+
+
+def _is_period_counter(name: str) -> bool:
+    return name.endswith("_total") and not name.startswith("scenario_exporter_")
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> None:
+    """A rate of a period counter is deduplicated across replicas before it is summed,
+    and leaves out a window where the counter went down without a new period (an
+    upstream revision), which rate() would read as a reset: a spike."""
+    for where, expr in exprs(DASHBOARDS[name]):
+        for selector in selectors(expr):
+            if selector.function != "rate" or not _is_period_counter(selector.name):
+                continue
+            resets = f"resets({selector.name}{{{selector.matchers}}}[{selector.range}]) > 0"
+            assert resets in expr, f"{where}: {selector.name}"
+            assert "max without (instance, pod)" in expr, where
+            assert "changes(scenario_period_start_timestamp_seconds" in expr, where
+
+
+def test_another_deployment_label_is_one_option_away(tmp_path: Path) -> None:
+    """Regenerated with --deployment-label cluster, every query selects and keeps
+    `cluster` instead of `job`."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
+                    "--deployment-label", "cluster", "--output-dir", str(tmp_path)],
+                   check=True, capture_output=True, timeout=60)
+    for path in sorted(tmp_path.glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        variables = [v["name"] for v in dashboard["templating"]["list"]]
+        assert variables == ["datasource", "cluster", "account"]
+        for where, expr in exprs(dashboard):
+            assert "$job" not in expr, where
+            for selector in selectors(expr):
+                assert 'cluster=~"$cluster"' in selector.matchers, f"{where}: {selector.name}"
+            assert "by (cluster, account" in expr or "by (" not in expr \
+                or "count by (version" in expr, where
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -293,7 +336,8 @@ def test_counters_only_inside_rate_or_increase(name: str) -> None:
     for where, expr in exprs(DASHBOARDS[name]):
         for selector in selectors(expr):
             if selector.name.endswith(COUNTER_SUFFIXES):
-                assert selector.function in ("rate", "increase"), f"{where}: {selector.name}"
+                assert selector.function in ("rate", "increase", "resets"), \
+                    f"{where}: {selector.name}"
                 assert selector.range is not None, f"{where}: {selector.name}"
 
 
@@ -373,7 +417,7 @@ def test_the_usage_dashboard_covers_the_issue() -> None:
 
 def test_the_exporter_dashboard_covers_the_issue() -> None:
     text = json.dumps(DASHBOARDS["scenario-exporter.json"])
-    for fragment in ("scenario_up", "time() - max by (account) "
+    for fragment in ("scenario_up", "time() - max by (job, account) "
                      "(scenario_data_as_of_timestamp_seconds",
                      "scenario_exporter_upstream_requests_total",
                      "histogram_quantile(0.99", "scenario_exporter_upstream_response_bytes",
