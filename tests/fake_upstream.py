@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +47,12 @@ class FakeState:
     slow_seconds: float = 5.0
     # "oversized": windows longer than this are refused as too large (413).
     max_window_seconds: float = 86400.0
+    # Demo seconds per real second since `origin`: activity that a test can see
+    # grow smoothly in a minute (integer job counts step too slowly at 1).
+    speed: float = 1.0
+    origin: float = field(default_factory=time.time)
+    # Downward revisions: CU taken off a model's cost (a refund), by model id.
+    refunds: dict[str, float] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -102,8 +109,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(502, b'{"message":"body size is too long"}')
         if mode == "slow":
             time.sleep(state.slow_seconds)
+        if state.speed != 1.0:
+            elapsed = end.timestamp() - state.origin
+            end = datetime.fromtimestamp(state.origin + elapsed * state.speed, timezone.utc)
         body: dict[str, Any] = state.account.response(start, end,
                                                       params.get("type", "").split(","))
+        for row in body.get("modelUsages", []):
+            if row["modelId"] in state.refunds and row["points"]:
+                row["points"][0]["cost"] -= state.refunds[row["modelId"]]
         if mode == "drift":
             body = _drift(body)
         if mode == "invalid":
