@@ -10,7 +10,11 @@ the Helm chart). tests/test_dashboards.py fails when they are not up to date.
 
 Conventions that every panel follows (and the tests check):
 - datasource through the `datasource` variable, every query filtered with
-  account=~"$account";
+  job=~"$job" and account=~"$account", and grouped by both (two deployments
+  never add up; --deployment-label picks another label than job);
+- replicas counted once: max without (instance, pod) before any sum; period
+  counters rated per series, a window with a downward revision left out
+  (see Queries.period_rate);
 - counters only inside rate()/increase(); period-to-date figures (a counter's
   raw value) through the recording rules of rules/scenario-recording.rules.yml;
 - rates over $__rate_interval, shown per hour; a 5m minimum interval on rate
@@ -664,7 +668,8 @@ def exporter_dashboard(q: Queries) -> dict[str, Any]:
         Row("Health"),
         stat("Upstream refresh",
              "Whether the latest refresh of each account from Scenario's API succeeded "
-             "(scenario_up). ScenarioRefreshFailing fires after 15 minutes of failures.",
+             "on at least one replica (scenario_up): its data is then served. "
+             "ScenarioRefreshFailing fires after 15 minutes of failures.",
              "none", up, q.legend, graph=False, mappings=up_mappings,
              steps=thresholds((None, "red"), (1, "green")), width=6),
         stat("Data age",
@@ -757,9 +762,9 @@ def exporter_dashboard(q: Queries) -> dict[str, Any]:
             rate=False, width=8, height=8),
         timeseries(
             "Upstream downward revisions",
-            "Values per hour that Scenario revised downwards within a period; the exporter "
-            "keeps the highest value, so that counters never decrease. Rare; a steady "
-            "rate means upstream changed how it counts.",
+            "Downward revisions per hour by Scenario within a period (a refund, an id no "
+            "longer reported), each counted once; the exporter serves the revised sums. "
+            "Rare; a steady rate means upstream changed how it counts.",
             "suffix: /h",
             [(per_hour(f"max by ({q.keys}) (rate("
                        f"{q.sel('scenario_exporter_upstream_decreases_total')}[{RATE_WINDOW}]))"),
