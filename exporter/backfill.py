@@ -287,7 +287,7 @@ def _write_periods(settings: Settings, options: BackfillOptions, periods: list[P
                    store: PartStore, fetcher: PeriodFetcher,
                    done: Callable[[str, PeriodWindow, bool], None]) -> list[str]:
     """Fetch and keep every period not kept yet; the missing ones, described."""
-    collector_options = CollectorOptions(max_stale=float("inf"),
+    collector_options = CollectorOptions(max_stale=float("inf"), period=settings.period,
                                          user_identity=settings.user_identity)
     missing: list[str] = []
     for account in settings.accounts:

@@ -94,17 +94,16 @@ def get_ok(url: str) -> httpx.Response | None:
 
 
 @dataclass
-class Prometheus:
-    """One Prometheus server: its process, its log and its HTTP API."""
+class Process:
+    """A process started by these tests, and its output file."""
 
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
-    url: str
 
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
-        return f"--- last lines of Prometheus {self.name}:\n" + "\n".join(text[-lines:])
+        return f"--- last lines of {self.name}'s output:\n" + "\n".join(text[-lines:])
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -114,6 +113,26 @@ class Prometheus:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=10)
+
+
+def start(name: str, argv: list[str], tmp: Path, **kwargs: Any) -> Process:
+    log = tmp / f"{name}.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, **kwargs)
+    return Process(name, popen, log)
+
+
+@dataclass
+class Prometheus:
+    """One Prometheus server and its HTTP API."""
+
+    process: Process
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.process.name
 
     def api(self, path: str, **params: str) -> Any:
         response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10,
@@ -150,14 +169,11 @@ def start_prometheus(name: str, targets: list[str], tmp: Path) -> Prometheus:
     config_file = tmp / f"prometheus-{name}.yml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     address = f"127.0.0.1:{free_port()}"
-    log = tmp / f"prometheus-{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            [require_tool("prometheus"), f"--config.file={config_file}",
-             f"--storage.tsdb.path={tmp / f'data-{name}'}", f"--web.listen-address={address}",
-             "--log.level=warn"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Prometheus(name, popen, log, f"http://{address}")
+    process = start(f"prometheus-{name}",
+                    [require_tool("prometheus"), f"--config.file={config_file}",
+                     f"--storage.tsdb.path={tmp / f'data-{name}'}",
+                     f"--web.listen-address={address}", "--log.level=warn"], tmp)
+    return Prometheus(process, f"http://{address}")
 
 
 @dataclass
@@ -172,7 +188,7 @@ class Stack:
     pair: Prometheus    # scrapes replicas 0 and 1
 
     def logs(self) -> str:
-        return "\n".join([self.single.tail(), self.pair.tail(),
+        return "\n".join([self.single.process.tail(), self.pair.process.tail(),
                           *("\n".join(r.stderr_lines[-10:]) for r in self.replicas)])
 
     def start_replica(self, address: str) -> ExporterProcess:
@@ -214,16 +230,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             servers.append(start_prometheus("single", addresses[:1], tmp))
             servers.append(start_prometheus("pair", addresses, tmp))
             for server in servers:
-                wait_for(lambda s=server: s.popen.poll() is not None  # type: ignore[misc]
-                         or get_ok(f"{s.url}/-/ready"),
-                         START_TIMEOUT, f"Prometheus {server.name} to be ready", server.tail,
+                process = server.process
+                wait_for(lambda p=process, u=server.url: p.popen.poll() is not None  # type: ignore[misc]
+                         or get_ok(f"{u}/-/ready"),
+                         START_TIMEOUT, f"Prometheus {server.name} to be ready", process.tail,
                          interval=0.2)
-                assert server.popen.poll() is None, server.tail()
+                assert process.popen.poll() is None, process.tail()
             stack.single, stack.pair = servers
             yield stack
         finally:
             for server in servers:
-                server.stop()
+                server.process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +268,9 @@ def warmed_up(stack: Stack) -> Stack:
     return stack
 
 
-def substitute(expr: str) -> str:
-    expr = expr.replace("$account", ACCOUNT).replace("$job", JOB)
+def substitute(expr: str, accounts: list[str], job: str = JOB) -> str:
+    """*expr* with the dashboard's variables set: these accounts, this job."""
+    expr = expr.replace("$account", "(" + "|".join(accounts) + ")").replace("$job", job)
     for variable, value in SUBSTITUTIONS.items():
         expr = expr.replace(variable, value)
     assert "$" not in expr.replace('"$1"', ""), f"unsubstituted variable in {expr}"
@@ -288,7 +306,7 @@ def panel_queries() -> list[PanelQuery]:
         for panel in _panels(dashboard):
             for target in panel.get("targets", []):
                 queries.append(PanelQuery(path.stem, panel["title"], target["refId"],
-                                          substitute(target["expr"]),
+                                          target["expr"],
                                           panel["fieldConfig"]["defaults"]["unit"]))
     return queries
 
@@ -300,9 +318,10 @@ RECORDED = sorted({rule["record"] for path in RULE_FILES
 # Which model is 10th or 11th of a top-10 may differ between the two servers by
 # timing noise when two models are close: the figures are compared over every
 # model (the ranking itself still runs, on both).
-SHARED = [*RECORDED, *(re.sub(r"\btopk\(\d+,", "topk(1000,", q.expr)
+SHARED = [*RECORDED, *(re.sub(r"\btopk\(\d+,", "topk(1000,", substitute(q.expr, [ACCOUNT]))
                        for q in PANEL_QUERIES if q.panel_key not in PER_REPLICA)]
-SPEND_RATES = [*(q.expr for q in PANEL_QUERIES if q.unit == SPEND_RATE_UNIT),
+SPEND_RATES = [*(substitute(q.expr, [ACCOUNT]) for q in PANEL_QUERIES
+                 if q.unit == SPEND_RATE_UNIT),
                "account:scenario_model_cost_creative_units:rate1h * 3600"]
 
 
@@ -346,7 +365,7 @@ def test_two_replicas_give_the_figures_of_one(warmed_up: Stack) -> None:
 
 @pytest.mark.parametrize("query", PANEL_QUERIES, ids=str)
 def test_panel_query_returns_data(warmed_up: Stack, query: PanelQuery) -> None:
-    result = warmed_up.pair.query(query.expr)
+    result = warmed_up.pair.query(substitute(query.expr, [ACCOUNT]))
     assert result, f"{query}: no data\n{query.expr}"
     values = [float(sample["value"][1]) for sample in result]
     assert any(math.isfinite(v) for v in values), f"{query}: only NaN/Inf: {result}"
@@ -362,7 +381,7 @@ def test_annotation_queries_are_valid(warmed_up: Stack) -> None:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         for annotation in dashboard["annotations"]["list"]:
             if "expr" in annotation:
-                warmed_up.pair.query(substitute(annotation["expr"]))
+                warmed_up.pair.query(substitute(annotation["expr"], [ACCOUNT]))
                 count += 1
     assert count >= 1
 
