@@ -160,10 +160,11 @@ def serve(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code."""
     from exporter.app import create_app
     from exporter.service import UsageExporter
-    from exporter.webserver import create_server, serve_in_thread
+    from exporter.webserver import ServerLimits, create_server, serve_in_thread
 
     app: Any
     ssl_context = None
+    security = None
     exporter = UsageExporter(settings, transport=_transport(settings))
     app = create_app(exporter)
     if settings.web_config_file is not None:
@@ -179,7 +180,8 @@ def serve(settings: Settings) -> int:
         ssl_context = security.ssl_context()
         app = security.wrap(app)
     try:
-        server = create_server(settings.listen_address, app, ssl_context)
+        server = create_server(settings.listen_address, app, ssl_context, ServerLimits(
+            header_timeout=settings.web_header_timeout, max_threads=settings.web_max_threads))
     except OSError as exc:
         sys.stderr.write(f"scenario-exporter: --web.listen-address {settings.listen_address}: "
                          f"{exc.strerror or exc}\n")
@@ -192,6 +194,14 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if security is not None:
+        web_security = security
+
+        def on_hangup(signum: int, frame: FrameType | None) -> None:
+            # Reload off the signal handler: it may wait for a reload in progress.
+            threading.Thread(target=web_security.reload, name="sighup", daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hangup)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     log.info("listening", extra={"fields": {
         "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",

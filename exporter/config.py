@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from exporter.webserver import parse_listen_address
+from exporter.yamlfile import MAX_BYTES, Schema, YAMLFileError, load_mapping, unknown_key
 
 DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
 ENV_PREFIX = "SCENARIO_EXPORTER_"
@@ -65,7 +65,7 @@ def parse_duration(text: str | int | float) -> float:
         else:
             parts = _DURATION_PART.findall(value)
             if not parts or "".join(n + u for n, u in parts) != value:
-                raise ValueError(f"{text!r} is not a duration such as 90s, 5m or 2h")
+                raise ValueError(f"{mask_value(value)} is not a duration such as 90s, 5m or 2h")
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     if seconds < 0:
         raise ValueError("must not be negative")
@@ -159,6 +159,18 @@ def mask(value: str) -> str:
     return value[:4] + "…" if len(value) > 4 else "…"
 
 
+def mask_value(value: str) -> str:
+    """An invalid value as an error may show it: short ones whole, long ones cut.
+
+    A secret pasted into the wrong setting must not reach the logs, so a value
+    longer than a few characters shows only its first three and its length.
+    """
+    if len(value) <= 6 and value.isprintable():
+        return repr(value)
+    return f"{value[:3]!r}… ({len(value)} characters)" if value[:3].isprintable() else \
+        f"({len(value)} characters)"
+
+
 def read_secret_file(path: Path) -> str:
     """Read a secret from a file (Kubernetes mounts), without its trailing newline."""
     try:
@@ -179,6 +191,8 @@ class Settings(BaseModel):
     telemetry_path: str = "/metrics"
     web_config_file: Path | None = None
     web_health_without_auth: bool = False
+    web_header_timeout: float = Field(default=10.0, gt=0)
+    web_max_threads: int = Field(default=8, ge=1, le=256)
     demo: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -195,7 +209,8 @@ class Settings(BaseModel):
     user_identity: bool = False
     accounts: tuple[AccountConfig, ...] = ()
 
-    @field_validator("cache_ttl", "cache_max_stale", "upstream_timeout", mode="before")
+    @field_validator("cache_ttl", "cache_max_stale", "upstream_timeout", "web_header_timeout",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -274,6 +289,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("web.health-without-auth", "web_health_without_auth",
            "Serve /-/healthy and /-/ready without basic auth (for kubelet probes).",
            kind="bool"),
+    Option("web.read-header-timeout", "web_header_timeout",
+           "Close a connection that has not sent a whole request header within this time, "
+           "also between requests on a kept-alive connection (default 10s).",
+           metavar="DURATION"),
+    Option("web.max-threads", "web_max_threads",
+           "Worker threads answering requests; more requests wait their turn (default 8).",
+           metavar="N"),
     Option("demo", "demo",
            "Serve a built-in simulated Scenario account; no credentials needed.", kind="bool"),
     Option("log.level", "log_level", "Log level: debug, info, warning, error (default info).",
@@ -362,24 +384,33 @@ def _yaml_lookup(document: Mapping[str, Any], path: Sequence[str]) -> tuple[bool
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read the YAML configuration file; an unreadable or malformed file is a ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            text = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"--config.file: cannot read {path}: {exc.strerror or exc}") from None
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"--config.file: {path}{where}: {problem}") from None
-    if document is None:
-        return {}
-    if not isinstance(document, dict):
-        raise ConfigError(f"--config.file: {path}: must be a YAML mapping")
-    return document
+        return load_mapping(text)
+    except YAMLFileError as exc:
+        raise ConfigError(f"--config.file: {path}: {exc}") from None
 
 
-_YAML_TOP_LEVEL = {"accounts"} | {o.flag.split(".")[0] for o in OPTIONS + ACCOUNT_OPTIONS}
+def _file_schema() -> Schema:
+    """Every key the file may hold: each flag nested or flat, with '-' or '_', and accounts."""
+    root: dict[str, Any] = {}
+    for option in OPTIONS + ACCOUNT_OPTIONS:
+        root.update(dict.fromkeys({option.flag, option.flag.replace("-", "_")}))
+        node = root
+        *parents, leaf = option.yaml_path
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = node[part.replace("-", "_")] = child
+            node = child
+        for key in (leaf, leaf.replace("-", "_")):
+            node.setdefault(key, None)
+    root["accounts"] = [dict.fromkeys(AccountConfig.model_fields)]
+    return root
 
 
 def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
@@ -390,11 +421,9 @@ def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
     command line; flags that were not given are absent.
     """
     document = load_yaml(config_file) if config_file is not None else {}
-    unknown = sorted(k for k in document
-                     if k.split(".")[0].replace("_", "-") not in
-                     {t.replace("_", "-") for t in _YAML_TOP_LEVEL})
+    unknown = unknown_key(document, _file_schema())
     if unknown:
-        raise ConfigError(f"--config.file: {config_file}: unknown setting {unknown[0]!r}")
+        raise ConfigError(f"--config.file: {config_file}: {unknown[0]}: {unknown[1]}")
 
     layer = _Layer()
     for option in OPTIONS + ACCOUNT_OPTIONS:

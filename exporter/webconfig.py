@@ -27,6 +27,8 @@ half-written key) is logged once and the last good configuration stays in force.
 from __future__ import annotations
 
 import base64
+import collections
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -36,6 +38,7 @@ import secrets
 import ssl
 import threading
 import time
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,9 +46,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bcrypt
-import yaml
 from cachetools import LRUCache
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from exporter.config import mask_value
+from exporter.yamlfile import Schema, YAMLFileError, load_mapping, unknown_key
 
 if TYPE_CHECKING:  # wsgiref.types only exists at run time from Python 3.11
     from collections.abc import Callable
@@ -228,44 +233,21 @@ class WebConfig:
         return max((int(h[4:6]) for h in self.users.values()), default=4)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys, as the toolkit's strict Go decoder does.
-
-    PyYAML keeps the last of two equal keys silently: a second
-    ``basic_auth_users:`` block would drop every user of the first.
-    """
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
 def _parse_yaml(path: Path, text: bytes) -> Mapping[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.YAMLError as exc:
-        # Only the problem and its position: the snippet YAML quotes could hold a hash.
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise WebConfigError(path, "", f"invalid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise WebConfigError(path, "", "must be a YAML mapping")
-    return data
+        return load_mapping(text)
+    except YAMLFileError as exc:
+        raise WebConfigError(path, "", str(exc)) from None
+
+
+def _model_schema(model: type[BaseModel]) -> Schema:
+    """The keys of *model* and its nested models, for :func:`unknown_key`."""
+    schema: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        nested = [arg for arg in (info.annotation, *typing.get_args(info.annotation))
+                  if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        schema[name] = _model_schema(nested[0]) if nested else None
+    return schema
 
 
 def _check_unsupported(path: Path, data: Mapping[str, Any]) -> None:
@@ -290,7 +272,8 @@ def _schema_error(path: Path, exc: ValidationError) -> WebConfigError:
     if kind == "extra_forbidden":
         problem = "unknown key"
     elif kind == "literal_error":
-        problem = f"must be one of {error['ctx']['expected']}, got {error['input']!r}"
+        problem = (f"must be one of {error['ctx']['expected']}, "
+                   f"got {mask_value(str(error['input']))}")
     elif kind == "string_type":
         problem = "must be a string" + (" (quote it)" if error["loc"][-1] == "[key]" else "")
     elif kind == "bool_type":
@@ -366,7 +349,7 @@ def _tls_settings(path: Path, schema: _TLSServerSchema, notes: list[str]) -> TLS
             ciphers.append(_TLS12_CIPHERS[name])
         elif name not in _TLS13_CIPHERS:
             raise WebConfigError(path, f"{prefix}.cipher_suites[{index}]",
-                                 f"unknown cipher suite {name!r} (use Go's names, "
+                                 f"unknown cipher suite {mask_value(name)} (use Go's names, "
                                  "e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
     if schema.curve_preferences:
         notes.append("tls_server_config.curve_preferences is accepted but not applied: "
@@ -432,6 +415,9 @@ def parse_web_config(path: str | os.PathLike[str], text: bytes | None = None) ->
         text = _read_config(source)
     data = _parse_yaml(source, text)
     _check_unsupported(source, data)
+    unknown = unknown_key(data, _model_schema(_WebConfigSchema))
+    if unknown:
+        raise WebConfigError(source, *unknown)
     try:
         schema = _WebConfigSchema.model_validate(data)
     except ValidationError as exc:
@@ -444,6 +430,13 @@ def parse_web_config(path: str | os.PathLike[str], text: bytes | None = None) ->
     users = _users(source, schema.basic_auth_users or {})
     http = schema.http_server_config
     headers = _headers(source, (http.headers if http else None) or {})
+    costs = sorted({int(h[4:6]) for h in users.values()})
+    if len(costs) > 1:
+        # Unknown users are checked against a decoy as costly as the costliest
+        # hash, but a user with a cheaper hash answers faster than that.
+        notes.append(f"basic_auth_users: bcrypt costs differ ({', '.join(map(str, costs))}); "
+                     "response times then tell which usernames exist: "
+                     "give every user the same cost")
     if users and tls is None:
         notes.append("basic auth without TLS: passwords cross the network in clear text")
     if not users and tls is None:
@@ -597,9 +590,9 @@ class WebSecurity:
         self._next_check = time.monotonic() + reload_interval
         self._reload_lock = threading.Lock()
         self._failed_fingerprint: bytes | None = None
-        # bcrypt is deliberately slow: one check at a time keeps a flood of bad
-        # passwords to one core, and cached successes never wait for the lock.
-        self._bcrypt_lock = threading.Lock()
+        # bcrypt is deliberately slow: a few checks at a time keep a flood of bad
+        # passwords to a core or two, and cached successes never wait for a turn.
+        self._gate = PasswordGate()
         self._cache_lock = threading.Lock()
         self._verified: LRUCache[bytes, bool] = LRUCache(maxsize=256)
         # Cache keys are keyed hashes: a memory dump then holds neither a password
@@ -674,11 +667,22 @@ class WebSecurity:
             return
         try:
             self._next_check = now + self._reload_interval
-            self._reload()
-        except Exception:  # a surprise in reloading must not fail the request that ran it
-            log.error("web config reload failed", exc_info=True)
+            self._reload_logged()
         finally:
             self._reload_lock.release()
+
+    def reload(self) -> None:
+        """Re-read the files now, whatever the reload interval (SIGHUP)."""
+        with self._reload_lock:
+            self._next_check = time.monotonic() + self._reload_interval
+            self._reload_logged()
+
+    def _reload_logged(self) -> None:
+        try:
+            self._reload()
+        except Exception as exc:  # a surprise in reloading must not fail the request that ran it
+            log.error("web config reload failed; the previous one stays in force",
+                      extra={"fields": {"error": type(exc).__name__}})
 
     def _reload(self) -> None:
         state = self._state
@@ -737,7 +741,9 @@ class WebSecurity:
                                                    bcrypt.gensalt(rounds=cost))
             return self._decoys[cost]
 
-    def _authenticate(self, config: WebConfig, authorization: str | None) -> bool:
+    def _authenticate(self, config: WebConfig, authorization: str | None,
+                      client: str) -> bool | None:
+        """True or False, or None when *client* already has a check running (answer 429)."""
         credentials = _basic_credentials(authorization)
         if credentials is None:
             return False
@@ -750,7 +756,9 @@ class WebSecurity:
             with self._cache_lock:
                 if self._verified.get(key):
                     return True
-        with self._bcrypt_lock:
+        with self._gate.turn(client) as admitted:
+            if not admitted:
+                return None
             try:
                 matches = bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed)
             except ValueError:
@@ -760,6 +768,51 @@ class WebSecurity:
                 self._verified[key] = True
             return True
         return False
+
+
+class PasswordGate:
+    """Turns at the bcrypt checks: *slots* at a time, first come first served per client.
+
+    bcrypt is slow on purpose, so checks are a resource a flood can exhaust.
+    Each client address holds at most one place (running or queued); a second
+    request from an address with a place gets no turn (the caller answers 429),
+    so a flood from one address costs one place, and a login from elsewhere
+    waits behind at most one check per other address. Successful checks are
+    cached by the caller and never come here again.
+    """
+
+    def __init__(self, slots: int = 2) -> None:
+        self._slots = slots
+        self._running = 0
+        self._queue: collections.deque[str] = collections.deque()
+        self._holders: set[str] = set()
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self, client: str) -> Iterator[bool]:
+        """Wait for a check slot for *client*; yields False at once if it already has one."""
+        with self._condition:
+            if client in self._holders:
+                admitted = False
+            else:
+                admitted = True
+                self._holders.add(client)
+                self._queue.append(client)
+                while self._queue[0] != client or self._running >= self._slots:
+                    self._condition.wait()
+                self._queue.popleft()
+                self._running += 1
+                self._condition.notify_all()
+        if not admitted:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._condition:
+                self._running -= 1
+                self._holders.discard(client)
+                self._condition.notify_all()
 
 
 def _log_notes(config: WebConfig) -> None:
@@ -804,12 +857,27 @@ class _Guard:
             return start_response(status, merged, exc_info)
 
         path = environ.get("PATH_INFO", "")
-        if (config.users and path not in security._open_paths
-                and not security._authenticate(config, environ.get("HTTP_AUTHORIZATION"))):
-            log.debug("basic auth failed", extra={"fields": {
-                "client": environ.get("REMOTE_ADDR", ""), "path": path}})
-            return _unauthorized(start_with_headers)
-        return self._app(environ, start_with_headers)
+        if not config.users or path in security._open_paths:
+            return self._app(environ, start_with_headers)
+        client = environ.get("REMOTE_ADDR", "")
+        verdict = security._authenticate(config, environ.get("HTTP_AUTHORIZATION"), client)
+        if verdict:
+            return self._app(environ, start_with_headers)
+        log.debug("basic auth failed", extra={"fields": {
+            "client": client, "path": path, "busy": verdict is None}})
+        if verdict is None:
+            return _too_many(start_with_headers)
+        return _unauthorized(start_with_headers)
+
+
+def _too_many(start_response: StartResponse) -> Iterator[bytes]:
+    body = b"429 Too Many Requests: a password check from this address is still running\n"
+    start_response("429 Too Many Requests", [
+        ("Retry-After", "1"),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ])
+    yield body
 
 
 def _unauthorized(start_response: StartResponse) -> Iterator[bytes]:

@@ -1,112 +1,153 @@
-"""The HTTP transport: a threading WSGI server bound to the listen address.
+"""The HTTP transport: Hypercorn serving the WSGI application on the listen address.
 
-One process, threads (prometheus_client's own server is built the same way);
-TLS and authentication are layered on by :mod:`exporter.webconfig`.
+Hypercorn reads and parses requests on one asyncio event loop and only hands a
+complete request to a bounded pool of worker threads, so a connection that
+sends half a header (or nothing) costs a socket, never a thread, and is closed
+when the header timeout passes. docs/security.md compares it with cheroot,
+waitress and uvicorn and lists every limit.
+
+TLS and authentication are layered on by :mod:`exporter.webconfig`; this module
+only takes the SSLContext it is given (whose ``wrap_bio`` may pick the current
+certificate for each connection).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import socket
 import ssl
 import sys
 import threading
-from socketserver import ThreadingMixIn
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config, Sockets
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
-    from wsgiref.types import WSGIApplication
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("exporter.http")
 
-
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that logs through :mod:`logging` at debug level instead of stderr."""
-
-    # Headers and body leave in separate writes; without TCP_NODELAY, Nagle's
-    # algorithm and delayed ACKs add tens of milliseconds to small responses.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("http request", extra={"fields": {"client": self.client_address[0],
-                                                    "line": format % args}})
+#: Listen backlog: a burst of connections (several Prometheus replicas, a load
+#: balancer's probes) must not overflow it; Go's net package uses somaxconn too.
+BACKLOG = socket.SOMAXCONN
+#: asyncio sets TCP_NODELAY on every accepted TCP socket: small responses are
+#: not held back by Nagle's algorithm.
+TCP_NODELAY = True
 
 
-# Errors that only mean the client went away, spoke something else than TLS,
-# or presented no acceptable certificate: not worth more than a debug line.
-_CLIENT_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
+@dataclass(frozen=True)
+class ServerLimits:
+    """The bounds the server holds every client to (``--web.*`` flags, docs/security.md)."""
 
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """A WSGI server that answers each request in its own daemon thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver listens with a backlog of 5: a burst of connections (several
-    # Prometheus replicas, a federation, a load balancer's probes) overflows it,
-    # and each client left out waits for SYN retransmissions (1 s, 3 s, 7 s...)
-    # or times out. Go's net package, like most servers, listens with somaxconn.
-    request_queue_size = socket.SOMAXCONN
-    ssl_context: ssl.SSLContext | None = None
-    #: Seconds a client has to complete the TLS handshake before it is dropped.
+    #: A connection that has not sent a whole request header within this many
+    #: seconds (after connecting, or after its previous response) is closed.
+    #: This is also the keep-alive idle timeout.
+    header_timeout: float = 10.0
+    #: Worker threads running the application; more requests wait in a queue.
+    max_threads: int = 8
+    #: On SIGTERM, how long requests in flight may take to finish.
+    shutdown_grace: float = 10.0
+    #: Seconds a client has to complete the TLS handshake.
     tls_handshake_timeout: float = 10.0
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        if self.ssl_context is not None:
-            # The handshake happens lazily in the request thread, so a slow or
-            # malicious client cannot block the accept loop.
-            try:
-                conn = self.ssl_context.wrap_socket(conn, server_side=True,
-                                                    do_handshake_on_connect=False)
-            except OSError:
-                conn.close()  # socketserver skips the request but would leak the socket
-                raise
-        return conn, addr
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            # Handshake explicitly, with a deadline, before any HTTP parsing: a
-            # client that never completes it would otherwise hold its thread
-            # forever, and a failure would surface as a traceback from deep in
-            # the request handler. process_request_thread closes the socket.
-            try:
-                request.settimeout(self.tls_handshake_timeout)
-                request.do_handshake()
-                request.settimeout(None)
-            except OSError as exc:  # ssl.SSLError, timeouts and resets included
-                log.debug("tls handshake failed", extra={"fields": {
-                    "client": client_address[0], "error": str(exc) or type(exc).__name__}})
-                return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver's default prints a traceback to stderr for every client
-        # that hangs up mid-request; keep those quiet and log anything else.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, _CLIENT_ERRORS):
-            log.debug("connection error", extra={"fields": {
-                "client": client_address[0], "error": str(exc) or type(exc).__name__}})
-            return
-        log.error("error while serving a request", exc_info=sys.exc_info(),
-                  extra={"fields": {"client": client_address[0]}})
+    #: Bytes of request line and headers; a larger header is answered 431/400.
+    max_header_bytes: int = 16 * 1024
+    #: Bytes of request body; the exporter only serves GET, so this is small.
+    max_body_bytes: int = 64 * 1024
+    #: Seconds one read of a started request (its body) may wait for data.
+    read_timeout: int = 30
 
 
-class _ThreadingWSGIServerV6(ThreadingWSGIServer):
-    address_family = socket.AF_INET6
+# An absolute-form request target (RFC 9112 3.2.2), which proxies send.
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>/[^?#]*)?")
 
-    def server_bind(self) -> None:
-        # Accept IPv4 too on '::' (dual stack), as Go's ':port' does.
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
+
+def _guard(app: WSGIApplication) -> WSGIApplication:
+    """*app*, with absolute-form targets routed and any surprise a one-line 500.
+
+    Whatever escapes the application is logged once with an error id (which
+    the client also gets) and never reaches the client as a traceback.
+    """
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        match = _ABSOLUTE_FORM.match(environ.get("PATH_INFO", ""))
+        if match:
+            environ["PATH_INFO"] = match.group("path") or "/"
+        try:
+            return list(app(environ, start_response))
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:12]
+            log.error("unexpected error while serving a request", extra={"fields": {
+                "error_id": error_id, "error": type(exc).__name__,
+                "client": environ.get("REMOTE_ADDR", ""), "path": environ.get("PATH_INFO", "")}})
+            body = f"500 Internal Server Error (error id {error_id})\n".encode()
+            start_response("500 Internal Server Error", [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body)))], sys.exc_info())
+            return [body]
+
+    return guarded
+
+
+class _ExporterConfig(Config):
+    """Hypercorn's settings, with the socket and SSLContext made by this module."""
+
+    def __init__(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None,
+                 limits: ServerLimits) -> None:
+        super().__init__()
+        self._sockets = sockets
+        self._ssl_context = ssl_context
+        self.keep_alive_timeout = limits.header_timeout
+        self.ssl_handshake_timeout = limits.tls_handshake_timeout
+        self.graceful_timeout = limits.shutdown_grace
+        self.h11_max_incomplete_size = limits.max_header_bytes
+        self.wsgi_max_body_size = limits.max_body_bytes
+        self.read_timeout = limits.read_timeout
+        self.backlog = BACKLOG
+        self.include_server_header = False  # no name or version for a scanner to match
+        self.alpn_protocols = ["http/1.1"]
+        self.accesslog = None
+        self.errorlog = logging.getLogger("exporter.http.server")
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return self._ssl_context is not None
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl_context
+
+    def create_sockets(self) -> Sockets:
+        if self._ssl_context is not None:
+            return Sockets(self._sockets, [], [])
+        return Sockets([], self._sockets, [])
+
+
+# Exceptions that only mean a client went away or spoke something else than
+# TLS: one debug line, not asyncio's default multi-line report.
+_CLIENT_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError, OSError)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    fields = {"error": str(exc) or type(exc).__name__ if exc else context.get("message", "")}
+    if isinstance(exc, _CLIENT_ERRORS):
+        log.debug("connection error", extra={"fields": fields})
+    else:
+        log.error("event loop error", extra={"fields": {
+            **fields, "type": type(exc).__name__ if exc else ""}})
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
     """Split a Go-style listen address (``:10097``, ``127.0.0.1:0``, ``[::1]:9000``)."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ValueError(f"must be host:port, e.g. :10097 or 127.0.0.1:10097, got {address!r}")
+        raise ValueError("must be host:port, e.g. :10097 or 127.0.0.1:10097")
     port = int(port_text)
     if port > 65535:
         raise ValueError(f"port {port} is out of range")
@@ -115,26 +156,92 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def create_server(address: str, app: WSGIApplication,
-                  ssl_context: ssl.SSLContext | None = None) -> ThreadingWSGIServer:
-    """Bind (but do not start) a threading WSGI server for *app* on *address*."""
+def _bind(address: str) -> socket.socket:
     host, port = parse_listen_address(address)
-    server_class: type[ThreadingWSGIServer] = ThreadingWSGIServer
-    if ":" in host:
-        server_class = _ThreadingWSGIServerV6
-    elif host == "":
-        # ':port' means every interface, as in Go; prefer dual-stack when available.
-        if socket.has_dualstack_ipv6():
-            server_class, host = _ThreadingWSGIServerV6, "::"
-        else:
-            host = "0.0.0.0"
-    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    assert isinstance(server, ThreadingWSGIServer)
-    server.ssl_context = ssl_context
-    return server
+    if host == "":
+        # ':port' means every interface, as in Go; dual-stack where available.
+        host = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)  # connections made before serving starts wait in the backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def serve_in_thread(server: ThreadingWSGIServer) -> threading.Thread:
+class HTTPServer:
+    """The exporter's listener: bound at construction, served by :meth:`serve_forever`."""
+
+    def __init__(self, address: str, app: WSGIApplication,
+                 ssl_context: ssl.SSLContext | None = None,
+                 limits: ServerLimits | None = None) -> None:
+        self.limits = limits or ServerLimits()
+        self.socket = _bind(address)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self.ssl_context = ssl_context
+        self._app = _guard(app)
+        self._config = _ExporterConfig([self.socket], ssl_context, self.limits)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._finished = threading.Event()
+
+    @property
+    def server_port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return self.server_address[1]
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown`; requests in flight get ``shutdown_grace`` to end."""
+        loop = asyncio.new_event_loop()
+        executor = ThreadPoolExecutor(max_workers=self.limits.max_threads,
+                                      thread_name_prefix="http-worker")
+        loop.set_default_executor(executor)
+        loop.set_exception_handler(_loop_exception)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            loop.close()
+            self._finished.set()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        self._started.set()
+        await serve(self._app, self._config,  # type: ignore[arg-type]
+                    shutdown_trigger=self._stop.wait, mode="wsgi")
+
+    def shutdown(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), and return."""
+        self._started.wait(timeout=5)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # the loop closed in between
+                return
+            self._finished.wait(timeout=self.limits.shutdown_grace + 5)
+
+    def server_close(self) -> None:
+        """Close the listening socket (serving closes it too)."""
+        self.socket.close()
+
+
+def create_server(address: str, app: WSGIApplication,
+                  ssl_context: ssl.SSLContext | None = None,
+                  limits: ServerLimits | None = None) -> HTTPServer:
+    """Bind (but do not start) the server for *app* on *address*."""
+    return HTTPServer(address, app, ssl_context, limits)
+
+
+def serve_in_thread(server: HTTPServer) -> threading.Thread:
     """Run *server* in a background thread (tests, benchmarks); stop it with ``shutdown()``."""
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()

@@ -178,20 +178,44 @@ def test_bad_file_value_names_the_file_and_setting(tmp_path: Path) -> None:
     ("accounts:\n  - name: 'bad name'\n    api_key: k\n    api_secret: s\n",
      "accounts[0] in {path}: name: must be 1-63 letters"),
     ("accounts:\n  - name: a\n    api_key: k\n    api_secret: s\n    colour: red\n",
-     "accounts[0] in {path}: colour: Extra inputs are not permitted"),
+     "--config.file: {path}: accounts[0].colour: unknown setting"),
+    ("accounts:\n  - naem: a\n    api_key: k\n    api_secret: s\n",
+     "--config.file: {path}: accounts[0].naem: unknown setting; did you mean accounts[0].name?"),
     ("accounts:\n  - {name: a, api_key: k, api_secret: s}\n  - {name: a, api_key: k2, "
      "api_secret: s}\n", "accounts: the name 'a' is used twice"),
     ("accounts:\n  - name: a\n    api_key: k\n    api_secret_file: /nonexistent/secret\n",
      "accounts[0] in {path}: api_secret_file"),
-    ("cache: {ttl: 5m\n", "--config.file: {path} line"),
+    ("cache: {ttl: 5m\n", "--config.file: {path}: invalid YAML at line 2"),
     ("- just\n- a list\n", "--config.file: {path}: must be a YAML mapping"),
-    ("caching: {ttl: 5m}\n", "--config.file: {path}: unknown setting 'caching'"),
+    ("caching: {ttl: 5m}\n", "--config.file: {path}: caching: unknown setting; did you mean cache?"),
+    # Typos below the top level, which used to start the exporter with defaults.
+    ("cache: {tll: 10m}\n", "--config.file: {path}: cache.tll: unknown setting; "
+     "did you mean cache.ttl?"),
+    ("log: {levle: debug}\n", "--config.file: {path}: log.levle: unknown setting; "
+     "did you mean log.level?"),
+    ("web:\n  config:\n    flie: w.yml\n", "--config.file: {path}: web.config.flie: "
+     "unknown setting; did you mean web.config.file?"),
+    ("cache: {ttl: 5m}\ncache: {ttl: 6m}\n", "--config.file: {path}: invalid YAML at line 2"),
+    ("base: &b {ttl: 5m}\ncache: *b\n", "--config.file: {path}: YAML aliases (*name) are not"),
+    ("a: " + "[" * 600 + "]" * 600 + "\n", "--config.file: {path}: nested deeper than 32 levels"),
+    ("x: " + "{a: " * 600 + "1" + "}" * 600 + "\n",
+     "--config.file: {path}: nested deeper than 32 levels"),
+    ("# " + "x" * 1024 * 1024 + "\n", "--config.file: {path}: larger than 1024 KiB"),
 ])
 def test_bad_config_files(tmp_path: Path, text: str, expected: str) -> None:
     config = tmp_path / "config.yml"
     config.write_text(text)
     message = _error({}, {}, config)
     assert expected.format(path=config) in message, message
+
+
+@pytest.mark.parametrize("flag", ["cache.ttl", "web.listen-address", "upstream.timeout"])
+def test_an_invalid_value_is_never_echoed_whole(flag: str) -> None:
+    # A secret pasted into the wrong flag must not reach the logs.
+    secret = "sk_live_0123456789abcdef"
+    message = _error({flag: secret})
+    assert message.startswith(f"--{flag}: ")
+    assert secret[:4] not in message, message
 
 
 def test_missing_credentials_say_how_to_give_them() -> None:

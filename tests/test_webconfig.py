@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import REPO_ROOT, require_tool, wait_for
 from exporter.webconfig import HEALTH_PATHS, WebConfigError, WebSecurity, parse_web_config
-from exporter.webserver import ThreadingWSGIServer, create_server, serve_in_thread
+from exporter.webserver import HTTPServer, ServerLimits, create_server, serve_in_thread
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))
 FAST = 0.05  # reload interval for the tests that rewrite files
@@ -171,8 +171,9 @@ def _app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
 
 
 @contextmanager
-def _serving(security: WebSecurity) -> Iterator[ThreadingWSGIServer]:
-    server = create_server("127.0.0.1:0", security.wrap(_app), security.ssl_context())
+def _serving(security: WebSecurity,
+             limits: ServerLimits | None = None) -> Iterator[HTTPServer]:
+    server = create_server("127.0.0.1:0", security.wrap(_app), security.ssl_context(), limits)
     thread = serve_in_thread(server)
     try:
         yield server
@@ -202,7 +203,7 @@ def _client_context(pki: PKI, identity: Identity | None = None, tmp: Path | None
     return context
 
 
-def _fetch(server: ThreadingWSGIServer, path: str = "/metrics", *,
+def _fetch(server: HTTPServer, path: str = "/metrics", *,
            tls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
            authorization: str | None = None) -> Reply:
     port = server.server_port
@@ -265,8 +266,7 @@ def test_tls_only_serves_the_configured_certificate(tls_dir: Path, pki: PKI,
 
 def test_a_client_that_never_handshakes_is_dropped(tls_dir: Path, pki: PKI) -> None:
     security = WebSecurity.from_file(str(_write(tls_dir, TLS)))
-    with _serving(security) as server:
-        server.tls_handshake_timeout = 0.2
+    with _serving(security, ServerLimits(tls_handshake_timeout=0.2)) as server:
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=DEADLINE) as raw:
             # recv returns b"" once the server gives up and closes.
             assert raw.recv(1024) == b""
@@ -541,6 +541,37 @@ def test_a_broken_rewrite_keeps_the_last_good_config(tmp_path: Path,
     _poll(lambda: _call(app, auth=("alice", "fixed")).startswith("200"), "the fixed config")
 
 
+def test_a_deep_rewrite_is_refused_once_and_the_old_config_stays(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path, _users(alice=_hash("pw")))
+    security = WebSecurity.from_file(str(path), reload_interval=FAST)
+    app = security.wrap(_app)
+    caplog.set_level(logging.DEBUG)
+    _write(tmp_path, "basic_auth_users: " + "{a: " * 600 + "1" + "}" * 600 + "\n")
+
+    def failures() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    _poll(lambda: _call(app, auth=("alice", "pw")).startswith("200") and bool(failures()),
+          "the reload error")
+    until = time.monotonic() + 10 * FAST
+    while time.monotonic() < until:
+        assert _call(app, auth=("alice", "pw")).startswith("200")
+        time.sleep(FAST / 5)
+    assert [r.__dict__["fields"]["error"] for r in failures()] == [
+        f"web config {path}: nested deeper than 32 levels at line 1"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_sighup_style_reload_applies_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, _users(alice=_hash("old")))
+    security = WebSecurity.from_file(str(path), reload_interval=3600)
+    _write(tmp_path, _users(alice=_hash("new")))
+    assert _call(security.wrap(_app), auth=("alice", "new")).startswith("401")
+    security.reload()
+    assert _call(security.wrap(_app), auth=("alice", "new")).startswith("200")
+
+
 def test_rotated_certificate_is_served_after_rewrite(tls_dir: Path, pki: PKI) -> None:
     security = WebSecurity.from_file(str(_write(tls_dir, TLS)), reload_interval=FAST)
     with _serving(security) as server:
@@ -586,10 +617,10 @@ def test_tls_cannot_be_switched_off_by_a_reload(tls_dir: Path, pki: PKI,
 
 
 INVALID = [
-    ("unknown: 1\n", "unknown", "unknown key"),
+    ("unknown: 1\n", "unknown", "unknown setting"),
     ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  certfile: x\n",
-     "tls_server_config.certfile", "unknown key"),
-    ("http_server_config:\n  http3: true\n", "http_server_config.http3", "unknown key"),
+     "tls_server_config.certfile", "unknown setting"),
+    ("http_server_config:\n  http3: true\n", "http_server_config.http3", "unknown setting"),
     ("tls_server_config:\n  key_file: tls.key\n", "tls_server_config.cert_file", "required"),
     ("tls_server_config:\n  cert_file: tls.crt\n", "tls_server_config.key_file", "required"),
     ("tls_server_config:\n  cert_file: missing.crt\n  key_file: tls.key\n",
@@ -635,6 +666,18 @@ INVALID = [
     ("basic_auth_users:\n  alice: x\nbasic_auth_users:\n  bob: y\n", "", "duplicate key"),
     ("tls_server_config: [\n", "", "invalid YAML"),
     ("- a\n- b\n", "", "must be a YAML mapping"),
+    # Typos at any depth name the key probably meant.
+    ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_verison: TLS13\n",
+     "tls_server_config.min_verison", "did you mean tls_server_config.min_version?"),
+    ("http_server_config:\n  heders: {}\n", "http_server_config.heders",
+     "did you mean http_server_config.headers?"),
+    ("basic_auth_user:\n  alice: x\n", "basic_auth_user", "did you mean basic_auth_users?"),
+    # Bounded: nesting, aliases, size; no RecursionError and no traceback.
+    ("x: " + "[" * 600 + "]" * 600 + "\n", "", "nested deeper than 32 levels"),
+    ("basic_auth_users: &u {}\nx: *u\n", "", "aliases"),
+    ("# " + "x" * 1024 * 1024 + "\n", "", "larger than 1024 KiB"),
+    (TLS + "  min_version: TLS13-and-then-a-secret\n", "tls_server_config.min_version",
+     "got 'TLS'… (23 characters)"),
 ]
 
 
