@@ -39,7 +39,6 @@ from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
 from exporter import webserver
-from exporter.webserver import ThreadingWSGIServer
 from tests.fake_upstream import FakeUpstream
 
 METRICS = "/metrics"
@@ -48,7 +47,7 @@ EXPORTER_ARGS = ("--limits.max-models", "5000", "--limits.max-users", "5000")
 READY_TIMEOUT = 180.0  # the first refresh of the largest account, on a slow machine
 MIB = 1024 * 1024
 # The floor copies the exporter's socket settings (listen backlog, TCP_NODELAY).
-EXPORTER_NODELAY = bool(webserver._QuietHandler.disable_nagle_algorithm)
+EXPORTER_NODELAY = webserver.TCP_NODELAY
 
 # Goals of the issue.
 SCRAPE_RATIO_GOAL = 1.5
@@ -97,7 +96,7 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
             run.exposition_bytes[variant] = len(body)
             routes[f"/{variant}"] = (body, {k: v for k, v in response_headers.items()
                                             if k in ("content-type", "content-encoding")})
-        with FloorProcess(routes, ThreadingWSGIServer.request_queue_size,
+        with FloorProcess(routes, webserver.BACKLOG,
                           EXPORTER_NODELAY) as floor:
             for variant, headers in REQUESTS.items():
                 run.latency[variant] = warm_latency(
@@ -307,7 +306,7 @@ def _report(sizes: Sizes, quick: bool, refresh: dict[int, dict[str, float]],
            f"per response: floor {lf.cpu_per_response * 1e6:.0f} us, exporter "
            f"{le.cpu_per_response * 1e6:.0f} us; "
            f"{sizes.loadgen_processes} load-generator processes; both servers listen with a "
-           f"backlog of {ThreadingWSGIServer.request_queue_size}, TCP_NODELAY "
+           f"backlog of {webserver.BACKLOG}, TCP_NODELAY "
            f"{'on' if EXPORTER_NODELAY else 'off'}"
            + (f"; exporter's first error: {le.first_error}" if le.first_error else "")
            + (f"; floor's first error: {lf.first_error}" if lf.first_error else "") + ".",

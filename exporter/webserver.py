@@ -68,6 +68,10 @@ class ServerLimits:
 _ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>/[^?#]*)?")
 
 
+# h11 parses any HTTP/x.y request line; only these versions are spoken.
+_PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2"})
+
+
 def _guard(app: WSGIApplication) -> WSGIApplication:
     """*app*, with absolute-form targets routed and any surprise a one-line 500.
 
@@ -76,6 +80,12 @@ def _guard(app: WSGIApplication) -> WSGIApplication:
     """
 
     def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("SERVER_PROTOCOL") not in _PROTOCOLS:
+            body = b"505 HTTP Version Not Supported\n"
+            start_response("505 HTTP Version Not Supported", [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body)))])
+            return [body]
         match = _ABSOLUTE_FORM.match(environ.get("PATH_INFO", ""))
         if match:
             environ["PATH_INFO"] = match.group("path") or "/"
@@ -215,7 +225,7 @@ class HTTPServer:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         self._started.set()
-        await serve(self._app, self._config,  # type: ignore[arg-type]
+        await serve(self._app, self._config,
                     shutdown_trigger=self._stop.wait, mode="wsgi")
 
     def shutdown(self) -> None:

@@ -66,14 +66,17 @@ def _check_structure(text: bytes) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise YAMLFileError(f"nested deeper than {MAX_DEPTH} levels "
-                                    f"at line {mark.line + 1}")
+                raise YAMLFileError(f"nested deeper than {MAX_DEPTH} levels"
+                                    + _at_line(event.start_mark))
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):
-            mark = event.start_mark
-            raise YAMLFileError(f"YAML aliases (*name) are not supported (line {mark.line + 1})")
+            raise YAMLFileError("YAML aliases (*name) are not supported"
+                                + _at_line(event.start_mark))
+
+
+def _at_line(mark: Any) -> str:
+    return f" at line {mark.line + 1}" if mark is not None else ""
 
 
 def load_mapping(text: bytes) -> dict[str, Any]:

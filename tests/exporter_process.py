@@ -169,8 +169,9 @@ class Processes:
     def __init__(self) -> None:
         self._started: list[ExporterProcess] = []
 
-    def start(self, *args: str, env: Mapping[str, str] | None = None) -> ExporterProcess:
-        process = ExporterProcess(args, clean_environment(env))
+    def start(self, *args: str, env: Mapping[str, str] | None = None,
+              command: Sequence[str] = (sys.executable, "-m", "exporter")) -> ExporterProcess:
+        process = ExporterProcess(args, clean_environment(env), command)
         self._started.append(process)
         return process
 

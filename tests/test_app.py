@@ -19,7 +19,9 @@ from exporter.service import UsageExporter
 
 def call(app: Callable[..., Any], path: str, method: str = "GET",
          headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": BytesIO(),
+    path, _, query = path.partition("?")
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+               "wsgi.input": BytesIO(),
                "SERVER_NAME": "test", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
     for key, value in (headers or {}).items():
         environ["HTTP_" + key.upper().replace("-", "_")] = value
@@ -98,3 +100,51 @@ def test_landing_page_shows_the_last_error_escaped() -> None:
 def test_first_scrape_waits_until_shortly_before_the_scrape_timeout(
         header: str | None, expected: float) -> None:
     assert first_scrape_wait(header) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("accept", [
+    "application/openmetrics-text; version=1.a",
+    "text/plain; version=x.y",
+    "application/openmetrics-text; version=2.0\r\n\tX-Injected: yes",
+    "application/openmetrics-text; version=1.0.0; escaping=<script>",
+    "application/openmetrics-text; version=99999999999999999999.0",
+    ";;;,,,=",
+    "\x00\xff",
+])
+def test_a_malformed_accept_falls_back_to_the_text_format(accept: str) -> None:
+    status, headers, body = call(create_app(demo_exporter()), "/metrics",
+                                 headers={"Accept": accept})
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert b'scenario_up{account="demo"} 1.0' in body
+
+
+def test_a_well_formed_accept_still_negotiates() -> None:
+    status, headers, _ = call(create_app(demo_exporter()), "/metrics", headers={
+        "Accept": "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.5"})
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+
+
+@pytest.mark.parametrize(("accept_encoding", "compressed"), [
+    ("gzip", True), ("deflate, gzip;q=0.5", True), ("gzip;q=0", False), ("gzip; q=0.000", False),
+    ("gzip;q=nope", False), ("identity", False), ("", False),
+])
+def test_gzip_honours_quality(accept_encoding: str, compressed: bool) -> None:
+    _, headers, body = call(create_app(demo_exporter()), "/metrics",
+                            headers={"Accept-Encoding": accept_encoding})
+    assert ("Content-Encoding" in headers) is compressed
+    assert (body[:2] == b"\x1f\x8b") is compressed
+
+
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
+def test_name_filter_keeps_only_the_named_samples(accept: str | None) -> None:
+    app = create_app(demo_exporter())
+    headers = {"Accept": accept} if accept else {}
+    environ_query = "name[]=scenario_up&name%5B%5D=scenario_exporter_build_info"
+    status, _, body = call(app, "/metrics?" + environ_query, headers=headers)
+    assert status == "200 OK"
+    lines = body.decode().splitlines()
+    samples = {line.split("{")[0] for line in lines if not line.startswith("#")}
+    assert samples == {"scenario_up", "scenario_exporter_build_info"}
+    assert "# TYPE scenario_up gauge" in lines
+    assert (lines[-1] == "# EOF") is bool(accept)

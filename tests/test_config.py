@@ -187,7 +187,8 @@ def test_bad_file_value_names_the_file_and_setting(tmp_path: Path) -> None:
      "accounts[0] in {path}: api_secret_file"),
     ("cache: {ttl: 5m\n", "--config.file: {path}: invalid YAML at line 2"),
     ("- just\n- a list\n", "--config.file: {path}: must be a YAML mapping"),
-    ("caching: {ttl: 5m}\n", "--config.file: {path}: caching: unknown setting; did you mean cache?"),
+    ("caching: {ttl: 5m}\n",
+     "--config.file: {path}: caching: unknown setting; did you mean cache?"),
     # Typos below the top level, which used to start the exporter with defaults.
     ("cache: {tll: 10m}\n", "--config.file: {path}: cache.tll: unknown setting; "
      "did you mean cache.ttl?"),
