@@ -121,7 +121,9 @@ class _ExporterConfig(Config):
         self.read_timeout = limits.read_timeout
         self.backlog = BACKLOG
         self.include_server_header = False  # no name or version for a scanner to match
-        self.alpn_protocols = ["http/1.1"]
+        # HTTP/2 (cleartext, for clients that ask): few streams per connection,
+        # so one connection cannot queue more than a few requests at once.
+        self.h2_max_concurrent_streams = 10
         self.accesslog = None
         self.errorlog = logging.getLogger("exporter.http.server")
 
