@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from conftest import REPO_ROOT, require_tool, wait_for
-from exporter.webconfig import HEALTH_PATHS, WebConfigError, WebSecurity, parse_web_config
+from exporter.webconfig import (
+    HEALTH_PATHS,
+    PasswordGate,
+    WebConfigError,
+    WebSecurity,
+    parse_web_config,
+)
 from exporter.webserver import HTTPServer, ServerLimits, create_server, serve_in_thread
 from pki import PKI, Identity, make_pki
 
@@ -329,6 +336,43 @@ def test_unknown_user_costs_a_bcrypt_check_like_a_known_one(
 
     assert _call(app, auth=("alice", "nope")).startswith("401")
     assert checkpw_calls[1] == alice.encode()
+
+
+def test_mixed_bcrypt_costs_are_noted(tmp_path: Path) -> None:
+    config = parse_web_config(_write(tmp_path, _users(a=_hash("x", cost=4), b=_hash("x", cost=5),
+                                                      c=_hash("x", cost=5))))
+    assert any("bcrypt costs differ (4, 5)" in note for note in config.notes)
+    same = parse_web_config(_write(tmp_path, _users(a=_hash("x"), b=_hash("y"))))
+    assert not any("costs differ" in note for note in same.notes)
+
+
+def test_password_gate_gives_one_place_per_client_in_arrival_order() -> None:
+    gate = PasswordGate(slots=1)
+    order: list[str] = []
+    release = threading.Event()
+
+    def check(client: str) -> None:
+        with gate.turn(client) as admitted:
+            order.append(client if admitted else f"{client} refused")
+            if client == "a" and admitted:
+                release.wait(DEADLINE)
+
+    first = threading.Thread(target=check, args=("a",))
+    first.start()
+    wait_for(lambda: order == ["a"], DEADLINE, "a's check to run")
+    # While a's check runs, a second request from a gets no place at all.
+    check("a")
+    assert order == ["a", "a refused"]
+    waiting = []
+    for client in ("b", "c"):
+        thread = threading.Thread(target=check, args=(client,))
+        thread.start()
+        waiting.append(thread)
+        wait_for(lambda c=client: c in gate._holders, DEADLINE, f"{client} to queue")
+    release.set()
+    for thread in (first, *waiting):
+        thread.join(DEADLINE)
+    assert order == ["a", "a refused", "b", "c"]
 
 
 def test_successes_are_cached_and_failures_are_not(tmp_path: Path,

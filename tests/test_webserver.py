@@ -1,0 +1,72 @@
+"""The HTTP server itself: what escapes the application, and how requests are routed."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from exporter.webserver import HTTPServer, create_server, serve_in_thread
+
+DEADLINE = 10.0
+
+
+@contextmanager
+def _serving(app: Callable[..., Iterable[bytes]]) -> Iterator[HTTPServer]:
+    server = create_server("127.0.0.1:0", app)
+    thread = serve_in_thread(server)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(DEADLINE)
+
+
+def _get(server: HTTPServer, target: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=DEADLINE)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _echo_path(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    body = f"{environ['PATH_INFO']}?{environ['QUERY_STRING']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_an_error_in_the_application_is_one_line_and_a_bare_500(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        raise KeyError("internal detail")
+
+    caplog.set_level(logging.DEBUG)
+    with _serving(broken) as server:
+        status, headers, body = _get(server, "/metrics")
+    assert status == 500
+    assert b"internal detail" not in body and b"KeyError" not in body
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    fields = errors[0].__dict__["fields"]
+    assert fields["error"] == "KeyError"
+    assert f"error id {fields['error_id']}".encode() in body
+
+
+@pytest.mark.parametrize(("target", "routed"), [
+    ("http://example.com/metrics?name[]=up", "/metrics?name[]=up"),
+    ("https://example.com", "/?"),
+    ("/metrics", "/metrics?"),
+])
+def test_absolute_form_targets_are_routed_by_their_path(target: str, routed: str) -> None:
+    with _serving(_echo_path) as server:
+        status, headers, body = _get(server, target)
+    assert (status, body.decode()) == (200, routed)
+    assert "server" not in {name.lower() for name in headers}
