@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import http.client
 import logging
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from exporter.webserver import HTTPServer, create_server, serve_in_thread
+from exporter.webserver import HTTPServer, ServerLimits, create_server, serve_in_thread
 
 DEADLINE = 10.0
 
 
 @contextmanager
-def _serving(app: Callable[..., Iterable[bytes]]) -> Iterator[HTTPServer]:
-    server = create_server("127.0.0.1:0", app)
+def serving(app: Callable[..., Iterable[bytes]], ssl_context: ssl.SSLContext | None = None,
+            limits: ServerLimits | None = None) -> Iterator[HTTPServer]:
+    """*app* served on an ephemeral loopback port for the length of the block."""
+    server = create_server("127.0.0.1:0", app, ssl_context, limits)
     thread = serve_in_thread(server)
     try:
         yield server
@@ -49,7 +52,7 @@ def test_an_error_in_the_application_is_one_line_and_a_bare_500(
         raise KeyError("internal detail")
 
     caplog.set_level(logging.DEBUG)
-    with _serving(broken) as server:
+    with serving(broken) as server:
         status, headers, body = _get(server, "/metrics")
     assert status == 500
     assert b"internal detail" not in body and b"KeyError" not in body
@@ -66,7 +69,7 @@ def test_an_error_in_the_application_is_one_line_and_a_bare_500(
     ("/metrics", "/metrics?"),
 ])
 def test_absolute_form_targets_are_routed_by_their_path(target: str, routed: str) -> None:
-    with _serving(_echo_path) as server:
+    with serving(_echo_path) as server:
         status, headers, body = _get(server, target)
     assert (status, body.decode()) == (200, routed)
     assert "server" not in {name.lower() for name in headers}
