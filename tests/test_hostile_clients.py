@@ -381,6 +381,10 @@ def test_sigterm_lets_a_scrape_waiting_for_first_data_finish(processes: Processe
         conn = http.client.HTTPConnection(LOOPBACK, proc.port, timeout=20)
         conn.request("GET", "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
         wait_for(lambda: fake.state.in_flight > 0, 10, "the first refresh to start")
+        # The event loop reads connections in the order their data arrives: once a
+        # later request is answered, the scrape has been read and is in flight.
+        assert _request(proc.port, _get("/-/healthy"))[0] == 200
+        assert fake.state.in_flight > 0
         proc.proc.send_signal(signal.SIGTERM)
         response = conn.getresponse()
         body = response.read()
