@@ -29,7 +29,6 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.webserver import parse_listen_address
 from exporter.yamlfile import MAX_BYTES, Schema, YAMLFileError, load_mapping, unknown_key
 
 DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
@@ -79,6 +78,19 @@ def format_duration(seconds: float) -> str:
     if seconds and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split a Go-style listen address (``:10097``, ``127.0.0.1:0``, ``[::1]:9000``)."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError("must be host:port, e.g. :10097 or 127.0.0.1:10097")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
 
 
 class AccountConfig(BaseModel):

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
 
+from exporter.config import parse_listen_address
+
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -153,19 +155,6 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     else:
         log.error("event loop error", extra={"fields": {
             **fields, "type": type(exc).__name__ if exc else ""}})
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """Split a Go-style listen address (``:10097``, ``127.0.0.1:0``, ``[::1]:9000``)."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError("must be host:port, e.g. :10097 or 127.0.0.1:10097")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, port
 
 
 def _bind(address: str) -> socket.socket:
