@@ -127,7 +127,10 @@ class _ExporterConfig(Config):
         # so one connection cannot queue more than a few requests at once.
         self.h2_max_concurrent_streams = 10
         self.accesslog = None
+        # Hypercorn's own info lines repeat ours ("Running on ..."); its warnings
+        # and errors still go through the exporter's log format.
         self.errorlog = logging.getLogger("exporter.http.server")
+        self.errorlog.setLevel(logging.WARNING)
 
     @property
     def ssl_enabled(self) -> bool:
