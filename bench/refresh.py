@@ -108,7 +108,7 @@ def memory(file: str) -> dict[str, Any]:
     # Everything a serving exporter imports, before the baseline is read.
     from exporter.app import create_app
     from exporter.service import UsageExporter
-    from exporter.webserver import create_server  # noqa: F401 - imported when serving
+    from exporter.web.server import create_server  # noqa: F401 - imported when serving
 
     gc.collect()
     baseline = read_proc_status()["VmRSS"]

@@ -38,7 +38,7 @@ from bench.procs import (
 from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
-from exporter import webserver
+from exporter.web import server as webserver
 from tests.fake_upstream import FakeUpstream
 
 METRICS = "/metrics"

@@ -160,7 +160,7 @@ def serve(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code."""
     from exporter.app import create_app
     from exporter.service import UsageExporter
-    from exporter.webserver import ServerLimits, create_server, serve_in_thread
+    from exporter.web.server import ServerLimits, create_server, serve_in_thread
 
     app: Any
     ssl_context = None
@@ -168,7 +168,8 @@ def serve(settings: Settings) -> int:
     exporter = UsageExporter(settings, transport=_transport(settings))
     app = create_app(exporter)
     if settings.web_config_file is not None:
-        from exporter.webconfig import HEALTH_PATHS, WebConfigError, WebSecurity
+        from exporter.web.schema import WebConfigError
+        from exporter.web.security import HEALTH_PATHS, WebSecurity
 
         open_paths = HEALTH_PATHS if settings.web_health_without_auth else frozenset()
         try:

@@ -616,7 +616,7 @@ def test_exporter_accepts_the_rendered_args_and_files(values: Path | None, tmp_p
     assert command == "serve"
     web_config = [a.partition("=")[2] for a in args if a.startswith("--web.config.file=")]
     if web_config and Path(web_config[0]).exists():
-        from exporter.webconfig import parse_web_config
+        from exporter.web.config import parse_web_config
 
         parsed = parse_web_config(web_config[0])
         assert (parsed.tls is not None) == bool(config["web"]["tls"]["enabled"])

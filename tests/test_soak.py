@@ -42,7 +42,7 @@ from exporter.demo import DemoAccount
 from exporter.logs import configure_logging
 from exporter.period import next_period_start, period_start
 from exporter.service import UsageExporter
-from exporter.webserver import create_server, serve_in_thread
+from exporter.web.server import create_server, serve_in_thread
 from fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.soak

@@ -28,14 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from test_webserver import serving
 
 from conftest import REPO_ROOT, require_tool, wait_for
-from exporter.webconfig import (
-    HEALTH_PATHS,
-    PasswordGate,
-    WebConfigError,
-    WebSecurity,
-    parse_web_config,
-)
-from exporter.webserver import HTTPServer, ServerLimits
+from exporter.web.auth import PasswordGate
+from exporter.web.config import parse_web_config
+from exporter.web.schema import WebConfigError
+from exporter.web.security import HEALTH_PATHS, WebSecurity
+from exporter.web.server import HTTPServer, ServerLimits
 from pki import PKI, Identity, make_pki
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter.webserver import HTTPServer, ServerLimits, create_server, serve_in_thread
+from exporter.web.server import HTTPServer, ServerLimits, create_server, serve_in_thread
 
 DEADLINE = 10.0
 

@@ -6,7 +6,7 @@ sends half a header (or nothing) costs a socket, never a thread, and is closed
 when the header timeout passes. docs/security.md compares it with cheroot,
 waitress and uvicorn and lists every limit.
 
-TLS and authentication are layered on by :mod:`exporter.webconfig`; this module
+TLS and authentication are layered on by :mod:`exporter.web.security`; this module
 only takes the SSLContext it is given (whose ``wrap_bio`` may pick the current
 certificate for each connection).
 """
