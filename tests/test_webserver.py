@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import http.client
 import logging
 import ssl
@@ -11,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from exporter.web.server import HTTPServer, ServerLimits, create_server, serve_in_thread
+from exporter.web.server import (
+    HTTPServer,
+    ServerLimits,
+    _loop_exception,
+    create_server,
+    serve_in_thread,
+)
 
 DEADLINE = 10.0
 
@@ -73,3 +81,20 @@ def test_absolute_form_targets_are_routed_by_their_path(target: str, routed: str
         status, headers, body = _get(server, target)
     assert (status, body.decode()) == (200, routed)
     assert "server" not in {name.lower() for name in headers}
+
+
+@pytest.mark.parametrize(("exception", "level"), [
+    (ConnectionResetError(errno.ECONNRESET, "reset"), logging.DEBUG),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), logging.DEBUG),
+    (OSError(errno.EMFILE, "Too many open files"), logging.WARNING),
+    (RuntimeError("surprise"), logging.ERROR),
+])
+def test_event_loop_errors_are_one_line_at_their_level(
+        caplog: pytest.LogCaptureFixture, exception: Exception, level: int) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.http")
+    loop = asyncio.new_event_loop()
+    try:
+        _loop_exception(loop, {"message": "x", "exception": exception})
+    finally:
+        loop.close()
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(level, None)]

@@ -14,6 +14,7 @@ certificate for each connection).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import socket
@@ -150,10 +151,17 @@ class _ExporterConfig(Config):
 _CLIENT_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError, OSError)
 
 
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     exc = context.get("exception")
     fields = {"error": str(exc) or type(exc).__name__ if exc else context.get("message", "")}
-    if isinstance(exc, _CLIENT_ERRORS):
+    if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+        # Out of file descriptors or memory: asyncio pauses accepting for a second.
+        log.warning("cannot accept connections: out of a system resource",
+                    extra={"fields": fields})
+    elif isinstance(exc, _CLIENT_ERRORS):
         log.debug("connection error", extra={"fields": fields})
     else:
         log.error("event loop error", extra={"fields": {
