@@ -7,6 +7,7 @@ import errno
 import http.client
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,3 +99,15 @@ def test_event_loop_errors_are_one_line_at_their_level(
     finally:
         loop.close()
     assert [(r.levelno, r.exc_info) for r in caplog.records] == [(level, None)]
+
+
+def test_a_request_longer_than_the_read_timeout_is_still_answered() -> None:
+    # A first scrape may wait for data longer than the read timeout, which only
+    # bounds reading a request (its body), not the time the application takes.
+    def slow(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        time.sleep(1.5)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with serving(slow, limits=ServerLimits(read_timeout=1)) as server:
+        assert _get(server, "/")[::2] == (200, b"ok")
