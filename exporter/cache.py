@@ -209,7 +209,7 @@ class AccountRefresher:
                        started_wall, fields, started)
         else:
             if outcome.decreases:
-                self._telemetry.decreases.labels(self.account.name).inc(outcome.decreases)
+                self._telemetry.count_decreases(self.account.name, outcome.decreases)
             interval = refresh_interval(self._ttl, self._cap.limit,
                                         *self._pieces.steady_calls(window))
             if interval > self._ttl and interval != self._view.refresh_interval:
@@ -227,7 +227,7 @@ class AccountRefresher:
                     self.account, self._view.version + 1, outcome.snapshot, outcome.folded,
                     up=True, attempted=True, last_attempt=started_wall,
                     last_success=started_wall, last_error=None, refresh_interval=interval)
-                self._fresh_until = started + fresh_for
+                self._fresh_until = self._clock() + fresh_for
                 self._in_flight = False
             log.info("refresh", extra={"fields": {
                 **fields, "status": "ok", "requests": result.requests,
@@ -240,7 +240,7 @@ class AccountRefresher:
 
     def _fail(self, reason: str, message: str, retry_after: float | None, started_wall: float,
               fields: dict[str, object], started: float) -> None:
-        self._telemetry.refresh_failures.labels(self.account.name, reason).inc()
+        self._telemetry.count_failure(self.account.name, reason)
         with self._lock:
             self._failures += 1
             delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (self._failures - 1))

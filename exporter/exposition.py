@@ -74,14 +74,17 @@ class ExpositionRenderer:
     def __init__(self, views: Callable[[], Sequence[AccountView]],
                  telemetry_registry: CollectorRegistry, options: CollectorOptions,
                  wall: Callable[[], float] = wall_clock,
-                 monotonic: Callable[[], float] = time.perf_counter) -> None:
+                 monotonic: Callable[[], float] = time.perf_counter,
+                 telemetry_generation: Callable[[], int] | None = None) -> None:
         self._views = views
         self._telemetry = telemetry_registry
+        self._generation = telemetry_generation
         self._options = options
         self._wall = wall
         self._monotonic = monotonic
         self._cache: dict[str, _Rendered] = {}
         self._own: dict[str, tuple[list[Metric], bytes]] = {}
+        self._own_at: dict[str, tuple[int, bytes]] = {}  # telemetry generation, text
         self._lock = threading.Lock()
         self._build_info = build_info()
 
@@ -95,8 +98,15 @@ class ExpositionRenderer:
 
         scrape = GaugeMetricFamily("scenario_exporter_scrape_duration_seconds",
                                    "Time spent producing this response.")
-        own = self._own_series(encoder, content_type, openmetrics,
-                               [self._build_info, *self._telemetry.collect()])
+        generation = self._generation() if self._generation is not None else None
+        at = self._own_at.get(content_type)
+        if at is not None and at[0] == generation:
+            own = at[1]  # no sample has changed since this text was encoded
+        else:
+            own = self._own_series(encoder, content_type, openmetrics,
+                                   [self._build_info, *self._telemetry.collect()])
+            if generation is not None:
+                self._own_at[content_type] = (generation, own)
         scrape.add_metric([], self._monotonic() - started)
         live = own + encoder(_Families([scrape]))
         if not gzip:

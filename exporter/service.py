@@ -50,7 +50,7 @@ class UsageExporter:
             self.views, self.registry,
             CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
                              user_identity=settings.user_identity),
-            wall=wall)
+            wall=wall, telemetry_generation=lambda: self.telemetry.generation)
         self._clock = clock
 
     def views(self) -> list[AccountView]:

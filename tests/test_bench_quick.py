@@ -45,3 +45,25 @@ def test_quick_benchmark_reports_every_figure() -> None:
         assert len(row) == 6, row  # figure, floor, measured, ratio, goal, result
         assert row[2], f"{figure!r} has no measured value"
         assert row[5] in VERDICTS, row
+
+
+ACCOUNT_FIGURES = (
+    "steady RSS, 100 accounts x 50 models",
+    "warm scrape, text format",
+    "warm scrape, OpenMetrics + gzip",
+    "refresh CPU per account",
+    "upstream calls per account per TTL",
+)
+
+
+@pytest.mark.e2e
+def test_quick_many_accounts_benchmark_reports_every_figure() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.accounts", "--quick"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in done.stdout.splitlines() if line.startswith("| ")]
+    for figure in ACCOUNT_FIGURES:
+        (row,) = [row for row in rows if row[0].startswith(figure)]
+        assert len(row) == 6 and row[2], row
+        assert row[5] in VERDICTS | {"measured"}, row

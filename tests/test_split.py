@@ -390,3 +390,24 @@ def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
                          transport=gateway(demo(), None), spawn=lambda work: None)
     assert fine.cap_notice() is None
     assert "cannot be met" not in landing_page(fine, clock.wall()).decode()
+
+
+def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
+    """Many accounts make many exporter series: a warm scrape reuses their text."""
+    settings = build_settings({}, {"SCENARIO_API_KEY": "key-123", "SCENARIO_API_SECRET": "s3cr3t"})
+    exporter = UsageExporter(settings, transport=gateway(demo(), None),
+                             spawn=lambda work: work())
+    exporter.start()
+    name = 'scenario_exporter_upstream_requests_total{account="default",code="200"}'
+
+    def requests_200() -> str:
+        text = exporter.renderer.render(None, gzip=False)[0].decode()
+        return next(line for line in text.splitlines() if line.startswith(name))
+
+    assert requests_200() == f"{name} 1.0" == requests_200()
+    exporter.telemetry.record_request("default", "200", 0.1, 10)
+    assert requests_200() == f"{name} 2.0"
+    exporter.telemetry.count_failure("default", "timeout")
+    text = exporter.renderer.render(None, gzip=False)[0].decode()
+    assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
+        in text
