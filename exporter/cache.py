@@ -158,6 +158,11 @@ class AccountRefresher:
         """The data currently served, without triggering anything."""
         return self._view
 
+    @property
+    def days_per_piece(self) -> int | None:
+        """The split learnt for this account (None: one call for the whole period)."""
+        return self._pieces.days
+
     def get(self, wait: float = 0.0) -> AccountView:
         """The view to serve for a scrape; starts a background refresh when one is due.
 
