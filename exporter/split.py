@@ -116,8 +116,9 @@ class PieceFetcher:
               permit: RequestPermit | None = None) -> FetchResult:
         """Sum *window* for *account*, piece by piece, refining the split on a 413.
 
-        Pieces fetched before a failure are kept (closed ones for later
-        refreshes), and so is what was learnt about the split.
+        Closed pieces fetched before a failure are kept for later refreshes,
+        and so is a finer split learnt from a 413; a coarser split on trial is
+        kept only when the whole fetch worked.
         """
         full, days, pieces = self._plan(window)
         if full:
@@ -145,7 +146,7 @@ class PieceFetcher:
                     log.info("splitting the period", extra={"fields": {
                         "account": account.name, "too_large": describe_window(piece),
                         "days_per_piece": finer}})
-                    days = finer
+                    days = self.days = finer
                     pieces[index:] = PeriodWindow(piece.start, window.end).day_pieces(days)
                     continue
                 requests += result.requests
@@ -154,9 +155,9 @@ class PieceFetcher:
                 if (window.end - piece.end).total_seconds() >= SETTLE_SECONDS:
                     self._closed[piece] = result.snapshot
                 index += 1
+            self.days = days  # a coarser split on trial is learnt once it has worked
         finally:
-            self.days = days
-            grid = set(window.day_pieces(days))
+            grid = set(window.day_pieces(self.days))
             self._closed = {p: s for p, s in self._closed.items() if p in grid}
         total = parts[0]
         try:

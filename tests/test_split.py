@@ -411,3 +411,24 @@ def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
     text = exporter.renderer.render(None, gzip=False)[0].decode()
     assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
         in text
+
+
+def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
+    healthy = client_for(demo(), 10)
+    broken = [False]
+
+    def fetch(acct: AccountConfig, window: PeriodWindow,
+              permit: Callable[[], bool] | None) -> FetchResult:
+        if broken[0]:
+            raise UpstreamError("server_error", "HTTP 500")
+        return healthy.fetch_window(acct, window, permit)
+
+    pieces = PieceFetcher(fetch)
+    pieces.fetch(ACCOUNT, at(12.5))
+    assert pieces.days == 8
+    broken[0] = True
+    with pytest.raises(UpstreamError):
+        pieces.fetch(ACCOUNT, at(13.6))  # a recheck: 16 days on trial, never answered
+    assert pieces.days == 8
+    broken[0] = False
+    assert pieces.planned_calls(at(13.7)) == 1  # the closed piece [0, 8) is still kept
