@@ -72,6 +72,25 @@ def spawn_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="refresh", daemon=True).start()
 
 
+def limit_concurrency(spawn: Spawn, limit: int) -> Spawn:
+    """*spawn*, but at most *limit* of the works it starts run at the same time.
+
+    Many accounts start their first refreshes together: without a bound, as
+    many calls would reach upstream at once (and as many responses be parsed
+    on two cores). The others wait for a slot in their own thread; scrapes are
+    answered meanwhile.
+    """
+    slots = threading.BoundedSemaphore(limit)
+
+    def spawn_limited(work: Callable[[], None]) -> None:
+        def limited() -> None:
+            with slots:
+                work()
+        spawn(limited)
+
+    return spawn_limited
+
+
 @dataclass(frozen=True)
 class AccountView:
     """What a scrape sees of one account; immutable, so it can be read without locks."""
@@ -177,6 +196,16 @@ class AccountRefresher:
         """Wait, at most *wait* seconds, until the first refresh has been attempted."""
         if not self._first_done.is_set() and wait > 0:
             self._first_done.wait(wait)
+
+    def due(self, now: float) -> bool:
+        """Whether a refresh may be due at *now*; a hint read without the lock.
+
+        A scrape of many accounts asks this of each first, and takes the lock of
+        only those that may be due (:meth:`maybe_refresh` decides).
+        """
+        fresh_until = self._fresh_until
+        return not self._in_flight and now >= self._not_before and \
+            (fresh_until is None or now >= fresh_until)
 
     def maybe_refresh(self) -> bool:
         """Start a refresh if the data is past its TTL and upstream may be called now."""

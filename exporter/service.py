@@ -12,7 +12,14 @@ from collections.abc import Callable
 import httpx
 from prometheus_client import CollectorRegistry
 
-from exporter.cache import AccountRefresher, AccountView, Spawn, refresh_interval, spawn_thread
+from exporter.cache import (
+    AccountRefresher,
+    AccountView,
+    Spawn,
+    limit_concurrency,
+    refresh_interval,
+    spawn_thread,
+)
 from exporter.client import UsageClient
 from exporter.collector import CollectorOptions
 from exporter.config import Settings, format_duration
@@ -21,6 +28,10 @@ from exporter.period import monotonic_clock, wall_clock
 from exporter.telemetry import Telemetry
 
 log = logging.getLogger("exporter")
+
+# Refreshes of different accounts running at once: enough to keep two cores and
+# the network busy, few enough not to hit upstream with every account together.
+MAX_CONCURRENT_REFRESHES = 4
 
 
 class UsageExporter:
@@ -36,6 +47,7 @@ class UsageExporter:
         self.client = UsageClient(settings.api_url, settings.upstream_timeout,
                                   transport=transport, record=self.telemetry.record_request,
                                   monotonic=clock, wall=wall, ca_file=settings.upstream_ca_file)
+        limited = limit_concurrency(spawn, MAX_CONCURRENT_REFRESHES)
         self.refreshers = [
             AccountRefresher(
                 account, self.client.fetch_window, self.telemetry,
@@ -43,7 +55,7 @@ class UsageExporter:
                 anchor_day=settings.period_anchor_day,
                 max_requests_per_hour=settings.max_requests_per_hour,
                 max_models=settings.max_models, max_users=settings.max_users,
-                clock=clock, wall=wall, spawn=spawn)
+                clock=clock, wall=wall, spawn=limited)
             for account in settings.accounts
         ]
         self.renderer = ExpositionRenderer(
@@ -94,11 +106,14 @@ class UsageExporter:
 
     def prepare_scrape(self, wait: float) -> None:
         """Trigger due refreshes; wait (at most *wait* seconds in all) for first data."""
-        deadline = self._clock() + wait
+        now = self._clock()
+        deadline = now + wait
         for refresher in self.refreshers:
-            refresher.maybe_refresh()
+            if refresher.due(now):
+                refresher.maybe_refresh()
         for refresher in self.refreshers:
-            refresher.wait_first_attempt(max(0.0, deadline - self._clock()))
+            if not refresher.view.attempted:
+                refresher.wait_first_attempt(max(0.0, deadline - self._clock()))
 
     def ready(self) -> bool:
         """True once every account has had its first refresh attempt."""

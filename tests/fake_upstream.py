@@ -162,6 +162,9 @@ def _drift(body: dict[str, Any]) -> dict[str, Any]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: the first refreshes of many
+    # accounts would wait for SYN retransmissions, which no real gateway does.
+    request_queue_size = 128
     state: FakeState
 
 

@@ -10,7 +10,10 @@ loses a little of them, a cut on midnight loses nothing.
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,13 +23,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from test_cache import ACCOUNT, FakeClock, MaxRandom, recording_transport
 
+from conftest import wait_for
 from exporter.app import landing_page
 from exporter.cache import HOUR, AccountRefresher, refresh_interval
 from exporter.client import FetchResult, UpstreamError, UsageClient
 from exporter.config import AccountConfig, ConfigError, build_settings
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import PeriodWindow
-from exporter.service import UsageExporter
+from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
 from exporter.snapshot import UsageSnapshot, merge
 from exporter.split import RECHECK_SECONDS, SETTLE_SECONDS, PieceFetcher, fetch_in_pieces
 from exporter.telemetry import Telemetry
@@ -432,3 +436,38 @@ def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
     assert pieces.days == 8
     broken[0] = False
     assert pieces.planned_calls(at(13.7)) == 1  # the closed piece [0, 8) is still kept
+
+
+def test_at_most_a_few_accounts_refresh_at_once() -> None:
+    """Many accounts start together: their first calls reach upstream a few at a time."""
+    gate, lock = threading.Event(), threading.Lock()
+    running, most = [0], [0]
+    inner = gateway(demo(), None)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            assert gate.wait(10)
+            return inner.handle_request(request)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    config = {"accounts": [{"name": f"a{i}", "api_key": "key-123", "api_secret": "s3cr3t"}
+                           for i in range(12)]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yml"
+        path.write_text(json.dumps(config))
+        settings = build_settings({}, {}, path)
+    exporter = UsageExporter(settings, transport=httpx.MockTransport(handle))
+    try:
+        exporter.start()
+        wait_for(lambda: running[0] == MAX_CONCURRENT_REFRESHES, 10, "the first refreshes")
+        gate.set()
+        wait_for(exporter.ready, 10, "every account's first refresh")
+    finally:
+        exporter.close()
+    assert most[0] == MAX_CONCURRENT_REFRESHES < 12
+    assert all(view.up for view in exporter.views())
