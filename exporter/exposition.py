@@ -31,23 +31,42 @@ _EOF = b"# EOF\n"
 _STORED_BLOCK_MAX = 0xFFFF  # RFC 1951 3.2.4: LEN is 16 bits
 
 
-def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
-    """Close a sync-flushed gzip stream of *size* bytes (CRC-32 *crc*) with *tail*.
+def stored_blocks(data: bytes, final: bool) -> bytes:
+    """*data* as uncompressed deflate blocks; the last one marked final when *final*.
 
     A sync flush leaves the deflate stream on a byte boundary, where stored
     blocks (RFC 1951 3.2.4) can follow: a header byte (BFINAL on the last),
-    LEN, its one's complement, the bytes. The gzip trailer (RFC 1952) is the
-    CRC-32 and length modulo 2^32 of everything.
+    LEN, its one's complement, the bytes.
     """
-    parts = [prefix]
-    chunks = [tail[i:i + _STORED_BLOCK_MAX]
-              for i in range(0, len(tail), _STORED_BLOCK_MAX)] or [b""]
+    chunks = [data[i:i + _STORED_BLOCK_MAX]
+              for i in range(0, len(data), _STORED_BLOCK_MAX)] or [b""]
+    parts = []
     for index, chunk in enumerate(chunks):
-        final = 1 if index == len(chunks) - 1 else 0
-        parts.append(struct.pack("<BHH", final, len(chunk), len(chunk) ^ 0xFFFF))
+        last = 1 if final and index == len(chunks) - 1 else 0
+        parts.append(struct.pack("<BHH", last, len(chunk), len(chunk) ^ 0xFFFF))
         parts.append(chunk)
-    parts.append(struct.pack("<II", zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF))
     return b"".join(parts)
+
+
+def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
+    """Close a sync-flushed gzip stream of *size* bytes (CRC-32 *crc*) with *tail*.
+
+    The tail goes in stored blocks; the gzip trailer (RFC 1952) is the CRC-32
+    and length modulo 2^32 of everything.
+    """
+    return b"".join((prefix, stored_blocks(tail, final=True),
+                     struct.pack("<II", zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF)))
+
+
+@dataclass(frozen=True)
+class _StoredOwn:
+    """The exporter's series after a business rendering, as open stored blocks."""
+
+    business: object  # the _Rendered they follow
+    own: bytes
+    prefix: bytes  # the business's open gzip stream, then the stored blocks of own
+    crc: int
+    size: int
 
 
 class _Families:
@@ -85,6 +104,7 @@ class ExpositionRenderer:
         self._cache: dict[str, _Rendered] = {}
         self._own: dict[str, tuple[list[Metric], bytes]] = {}
         self._own_at: dict[str, tuple[int, bytes]] = {}  # telemetry generation, text
+        self._stored: dict[str, _StoredOwn] = {}
         self._lock = threading.Lock()
         self._build_info = build_info()
 
@@ -108,11 +128,18 @@ class ExpositionRenderer:
             if generation is not None:
                 self._own_at[content_type] = (generation, own)
         scrape.add_metric([], self._monotonic() - started)
-        live = own + encoder(_Families([scrape]))
+        live = encoder(_Families([scrape]))
         if not gzip:
-            return business.body + live, content_type
-        return finish_gzip(business.gzip_prefix, business.crc, len(business.body),
-                           live), content_type
+            return business.body + own + live, content_type
+        # The exporter's series change once per refresh at most: their stored
+        # blocks and CRC are kept, and a scrape closes the stream with its own tail.
+        stored = self._stored.get(content_type)
+        if stored is None or stored.business is not business or stored.own is not own:
+            stored = _StoredOwn(business, own,
+                                business.gzip_prefix + stored_blocks(own, final=False),
+                                zlib.crc32(own, business.crc), len(business.body) + len(own))
+            self._stored[content_type] = stored
+        return finish_gzip(stored.prefix, stored.crc, stored.size, live), content_type
 
     def _own_series(self, encoder: Callable[..., bytes], content_type: str, openmetrics: bool,
                     families: list[Metric]) -> bytes:

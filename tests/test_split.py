@@ -10,6 +10,7 @@ loses a little of them, a cut on midnight loses nothing.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import tempfile
@@ -404,13 +405,14 @@ def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
     exporter.start()
     name = 'scenario_exporter_upstream_requests_total{account="default",code="200"}'
 
-    def requests_200() -> str:
-        text = exporter.renderer.render(None, gzip=False)[0].decode()
+    def requests_200(packed: bool = False) -> str:
+        body = exporter.renderer.render(None, gzip=packed)[0]
+        text = (gzip.decompress(body) if packed else body).decode()
         return next(line for line in text.splitlines() if line.startswith(name))
 
-    assert requests_200() == f"{name} 1.0" == requests_200()
+    assert requests_200() == f"{name} 1.0" == requests_200() == requests_200(packed=True)
     exporter.telemetry.record_request("default", "200", 0.1, 10)
-    assert requests_200() == f"{name} 2.0"
+    assert requests_200(packed=True) == f"{name} 2.0" == requests_200()
     exporter.telemetry.count_failure("default", "timeout")
     text = exporter.renderer.render(None, gzip=False)[0].decode()
     assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
