@@ -59,14 +59,14 @@ def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class _StoredOwn:
-    """The exporter's series after a business rendering, as open stored blocks."""
+class _WithOwn:
+    """A business rendering followed by the exporter's series, in both encodings."""
 
     business: object  # the _Rendered they follow
     own: bytes
+    text: bytes  # business, then own
     prefix: bytes  # the business's open gzip stream, then the stored blocks of own
-    crc: int
-    size: int
+    crc: int  # of text
 
 
 class _Families:
@@ -104,7 +104,7 @@ class ExpositionRenderer:
         self._cache: dict[str, _Rendered] = {}
         self._own: dict[str, tuple[list[Metric], bytes]] = {}
         self._own_at: dict[str, tuple[int, bytes]] = {}  # telemetry generation, text
-        self._stored: dict[str, _StoredOwn] = {}
+        self._with_own: dict[str, _WithOwn] = {}
         self._lock = threading.Lock()
         self._build_info = build_info()
 
@@ -129,17 +129,18 @@ class ExpositionRenderer:
                 self._own_at[content_type] = (generation, own)
         scrape.add_metric([], self._monotonic() - started)
         live = encoder(_Families([scrape]))
+        # The exporter's series change once per refresh at most: joined to the
+        # business text, and as stored blocks after its gzip stream with their CRC,
+        # they are kept; a scrape adds only its own tail.
+        joined = self._with_own.get(content_type)
+        if joined is None or joined.business is not business or joined.own is not own:
+            joined = _WithOwn(business, own, business.body + own,
+                              business.gzip_prefix + stored_blocks(own, final=False),
+                              zlib.crc32(own, business.crc))
+            self._with_own[content_type] = joined
         if not gzip:
-            return business.body + own + live, content_type
-        # The exporter's series change once per refresh at most: their stored
-        # blocks and CRC are kept, and a scrape closes the stream with its own tail.
-        stored = self._stored.get(content_type)
-        if stored is None or stored.business is not business or stored.own is not own:
-            stored = _StoredOwn(business, own,
-                                business.gzip_prefix + stored_blocks(own, final=False),
-                                zlib.crc32(own, business.crc), len(business.body) + len(own))
-            self._stored[content_type] = stored
-        return finish_gzip(stored.prefix, stored.crc, stored.size, live), content_type
+            return joined.text + live, content_type
+        return finish_gzip(joined.prefix, joined.crc, len(joined.text), live), content_type
 
     def _own_series(self, encoder: Callable[..., bytes], content_type: str, openmetrics: bool,
                     families: list[Metric]) -> bytes:
