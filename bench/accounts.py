@@ -213,7 +213,7 @@ def report(sizes: Sizes, quick: bool, scrapes: dict[str, float], calls: dict[str
         _table(("figure", "floor (same run)", "measured", "ratio or fit", "goal", "result"),
                rows), "",
         f"- RSS after the warm scrapes {scrapes['rss_mib']:.0f} MiB (peak "
-        f"{scrapes['hwm_mib']:.0f} MiB, first refreshes of every account at once); after "
+        f"{scrapes['hwm_mib']:.0f} MiB, the first refreshes of every account); after "
         f"{sizes.ttls} TTLs of refreshes {calls['rss_mib']:.0f} MiB.",
         f"- refresh CPU: {cpu['refreshes']:.0f} refreshes of a real UsageExporter over "
         "httpx's MockTransport (client, pydantic, sums, ledger, cache), in this process."])
