@@ -14,11 +14,11 @@ the whole exactly, and a :class:`PieceFetcher` remembers, per account:
 * **the sums of closed pieces**: a piece wholly in the past, fetched at least
   :data:`SETTLE_SECONDS` after its end, is not fetched again at every
   refresh: upstream's daily buckets of past days do not change but for late
-  events, which the settling delay covers. Once a day every piece is fetched
-  again (with the coarser split), which bounds any later revision's delay to
-  a day; the ledger keeps counters monotonic meanwhile. So a refresh of a split
-  account costs one call (the open piece) most of the time, and the number of
-  pieces once a day.
+  events, which the settling delay covers, and for revisions (a refund). Every
+  piece is fetched again once an hour (:data:`REFETCH_SECONDS`), so a revision
+  of a past day shows within the hour, and replicas disagree at most that long.
+  So a refresh of a split account costs one call (the open piece) most of the
+  time, and the number of pieces once an hour.
 
 An account that needs no split costs exactly one call per refresh, as before.
 """
@@ -44,8 +44,10 @@ log = logging.getLogger("exporter.split")
 
 WindowFetch = Callable[[AccountConfig, PeriodWindow, "RequestPermit | None"], FetchResult]
 
-# Fewer pieces are tried, and closed pieces fetched again, this often.
+# Fewer pieces are tried this often,
 RECHECK_SECONDS = 86400.0
+# and every closed piece is fetched again this often (a revision of a past day).
+REFETCH_SECONDS = 3600.0
 # A closed piece fetched this long after its end is kept until the next recheck:
 # upstream may still be adding late events to the last minutes of a day.
 SETTLE_SECONDS = 3600.0
@@ -77,21 +79,24 @@ class PieceFetcher:
         self.days: int | None = None  # days per piece; None: the whole window in one call
         self._period_start: datetime | None = None
         self._closed: dict[PeriodWindow, UsageSnapshot] = {}
-        self._checked_at: datetime | None = None  # window end of the last full fetch
+        self._checked_at: datetime | None = None  # window end of the last coarser try
+        self._refetched_at: datetime | None = None  # window end of the last full fetch
 
-    def _recheck_due(self, window: PeriodWindow) -> bool:
-        return self._checked_at is None or \
-            window.end - self._checked_at >= timedelta(seconds=RECHECK_SECONDS)
+    @staticmethod
+    def _due(last: datetime | None, window: PeriodWindow, every: float) -> bool:
+        return last is None or window.end - last >= timedelta(seconds=every)
 
     def _plan(self, window: PeriodWindow) -> tuple[bool, int | None, list[PeriodWindow]]:
-        """Whether this is a full fetch, its days per piece, and its pieces."""
+        """Whether every piece is fetched, the days per piece, and the pieces."""
         if window.start != self._period_start:
             self._period_start = window.start
             self._closed = {}
-        full = self._recheck_due(window)
+        full = self._due(self._refetched_at, window, REFETCH_SECONDS)
         days = self.days
-        if full and days is not None and days < window.days:
+        if days is not None and days < window.days and \
+                self._due(self._checked_at, window, RECHECK_SECONDS):
             days *= 2  # try fewer pieces
+            full = True
         return full, days, window.day_pieces(days)
 
     def planned_calls(self, window: PeriodWindow) -> int:
@@ -106,7 +111,8 @@ class PieceFetcher:
         return sum(1 for piece in pieces if full or piece not in self._closed)
 
     def steady_calls(self, window: PeriodWindow) -> tuple[int, int]:
-        """Calls of a refresh between rechecks, and the most of a recheck, for *window*."""
+        """Calls of a refresh between full fetches, and the most of a full fetch (once
+        an hour, and then the one that tries fewer pieces), for *window*."""
         pieces = window.day_pieces(self.days)
         steady = 1 + sum(1 for p in pieces[:-1] if p not in self._closed)
         coarser = self.days is not None and self.days < window.days
@@ -122,6 +128,8 @@ class PieceFetcher:
         """
         full, days, pieces = self._plan(window)
         if full:
+            self._refetched_at = window.end
+        if days != self.days:
             self._checked_at = window.end
         parts: list[UsageSnapshot] = []
         requests = body_bytes = 0
@@ -147,6 +155,7 @@ class PieceFetcher:
                         "account": account.name, "too_large": describe_window(piece),
                         "days_per_piece": finer}})
                     days = self.days = finer
+                    self._checked_at = window.end  # just learnt: no coarser try for a day
                     pieces[index:] = PeriodWindow(piece.start, window.end).day_pieces(days)
                     continue
                 requests += result.requests

@@ -33,7 +33,13 @@ from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import PeriodWindow
 from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
 from exporter.snapshot import UsageSnapshot, merge
-from exporter.split import RECHECK_SECONDS, SETTLE_SECONDS, PieceFetcher, fetch_in_pieces
+from exporter.split import (
+    RECHECK_SECONDS,
+    REFETCH_SECONDS,
+    SETTLE_SECONDS,
+    PieceFetcher,
+    fetch_in_pieces,
+)
 from exporter.telemetry import Telemetry
 from fake_upstream import FakeUpstream
 
@@ -132,19 +138,20 @@ def test_the_split_and_the_closed_pieces_are_remembered() -> None:
     whole = client_for(account, None).fetch_window(ACCOUNT, at(20.51)).snapshot
     assert_same_totals(later.snapshot, whole, 3)
 
-    # A piece that has just closed is fetched again until it has settled.
+    # A piece that has just closed is fetched again until it has settled, and
+    # every piece is fetched again once an hour.
     pieces = PieceFetcher(client_for(account, 10, seen).fetch_window)
-    pieces.fetch(ACCOUNT, at(23.9))
-    seen.clear()
-    just_after = 24 + SETTLE_SECONDS / DAY / 2
-    pieces.fetch(ACCOUNT, at(just_after))
-    assert [w.start for w in seen] == [START + timedelta(days=16), START + timedelta(days=24)]
-    seen.clear()
-    pieces.fetch(ACCOUNT, at(24 + 2 * SETTLE_SECONDS / DAY))
-    assert len(seen) == 2  # settled now, and kept
-    seen.clear()
-    pieces.fetch(ACCOUNT, at(24.2))
-    assert [w.start for w in seen] == [START + timedelta(days=24)]
+    pieces.fetch(ACCOUNT, at(23.99))
+    calls = []
+    for moment in (24.02, 24.035, 24.045, 24.05):
+        seen.clear()
+        pieces.fetch(ACCOUNT, at(moment))
+        calls.append([(w.start - START).days for w in seen])
+    assert SETTLE_SECONDS == REFETCH_SECONDS == 3600
+    assert calls == [[16, 24],  # [16, 24) closed 29 minutes ago: not settled
+                     [0, 8, 16, 24],  # an hour since every piece was fetched
+                     [16, 24],  # [16, 24) fetched 50 minutes after its end: not kept
+                     [24]]  # fetched 65 minutes after its end: kept
 
 
 def test_fewer_pieces_are_tried_once_a_day_which_refetches_closed_days() -> None:
@@ -158,10 +165,11 @@ def test_fewer_pieces_are_tried_once_a_day_which_refetches_closed_days() -> None
         before = len(seen)
         pieces.fetch(ACCOUNT, at(20.5 + step / 144))
         calls_per_fetch.append(len(seen) - before)
-    # once: 16 days (413), then 8 + 8 + 5.5 days; else only the open piece
-    assert calls_per_fetch.count(1) == len(calls_per_fetch) - 1
-    assert max(calls_per_fetch) == 4 and pieces.days == 8
-    assert RECHECK_SECONDS == DAY
+    # Once a day: 16 days (413), then 8 + 8 + 5.5 days; every hour: 8 + 8 + 5.x
+    # days; else only the open piece.
+    assert calls_per_fetch.count(4) == 1 and calls_per_fetch.count(3) == 23
+    assert calls_per_fetch.count(1) == len(calls_per_fetch) - 24
+    assert pieces.days == 8 and RECHECK_SECONDS == DAY
 
     # When the account has shrunk, the recheck finds that fewer pieces work.
     small = PieceFetcher(client_for(account, 20, seen).fetch_window)
@@ -305,7 +313,10 @@ def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> N
         finally:
             exporter.close()
     assert per_refresh[0] == 5  # learning the split
-    assert max(per_refresh[1:]) <= 5 and per_refresh[1:].count(1) >= len(per_refresh) - 3
+    # then 1 call (the open piece), and 3 once an hour (every piece)
+    later = per_refresh[1:]
+    assert max(later) == 3 and 22 <= later.count(3) <= 24
+    assert later.count(1) == len(later) - later.count(3)
     assert all(sum(1 for t in calls_at if s <= t < s + HOUR) <= 60 for s in calls_at)
     assert exporter.registry.get_sample_value(
         "scenario_exporter_refresh_failures_total",
@@ -437,7 +448,7 @@ def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
         pieces.fetch(ACCOUNT, at(13.6))  # a recheck: 16 days on trial, never answered
     assert pieces.days == 8
     broken[0] = False
-    assert pieces.planned_calls(at(13.7)) == 1  # the closed piece [0, 8) is still kept
+    assert pieces.planned_calls(at(13.62)) == 1  # the closed piece [0, 8) is still kept
 
 
 def test_at_most_a_few_accounts_refresh_at_once() -> None:
