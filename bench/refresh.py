@@ -63,7 +63,7 @@ def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 def _refresh(client: UsageClient, ledger: PeriodLedger, account: AccountConfig,
              window: PeriodWindow) -> LedgerResult:
     """What a refresh does with the body: client (validation, sums), then the ledger."""
-    return ledger.apply(client.fetch_period_usage(account, window).snapshot)
+    return ledger.apply(client.fetch_window(account, window).snapshot)
 
 
 def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:

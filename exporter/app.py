@@ -135,6 +135,8 @@ def landing_page(exporter: UsageExporter, now: float) -> bytes:
                 view.account.name, status, _when(view.last_success, now), age,
                 view.last_error or "")) + "</tr>")
     demo = " (demo data)" if exporter.settings.demo else ""
+    notice = exporter.cap_notice()
+    cap_line = f"<p>{html.escape(notice)}</p>\n" if notice else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Scenario Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
@@ -147,7 +149,8 @@ def landing_page(exporter: UsageExporter, now: float) -> bytes:
 <table><tr><th>Account</th><th>Upstream</th><th>Last refresh</th><th>Data age</th>
 <th>Last error</th></tr>
 {"".join(rows)}
-</table></body></html>
+</table>
+{cap_line}</body></html>
 """
     return page.encode()
 

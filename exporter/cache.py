@@ -8,7 +8,11 @@ the refresh, and only up to the time the caller can afford.
 
 Whatever the number of scrapers and replicas' scrape rates, an account sees at
 most one request in flight, none during a back-off, and never more than the
-hourly cap.
+hourly cap. The cap counts calls, and a refresh that needs k calls (an account
+whose period is fetched in pieces, see :mod:`exporter.split`) starts only when
+the cap has room for all k: it runs whole or waits. Refreshes are paced so that
+the hourly budget lasts the hour (:func:`refresh_interval`), and the accounts'
+refreshes are spread over the TTL rather than fired together.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from cachetools import TTLCache
-
-from exporter.client import FetchResult, UpstreamError
+from exporter.client import UpstreamError
 from exporter.config import AccountConfig
 from exporter.ledger import PeriodLedger
 from exporter.memory import release_free_memory
@@ -35,6 +37,7 @@ from exporter.period import (
     wall_clock,
 )
 from exporter.snapshot import UsageSnapshot
+from exporter.split import PieceFetcher, WindowFetch
 from exporter.telemetry import Telemetry
 
 log = logging.getLogger("exporter.cache")
@@ -45,13 +48,47 @@ BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 1800.0
 HOUR = 3600.0
 
-Fetch = Callable[[AccountConfig, PeriodWindow, Callable[[], bool]], FetchResult]
 Spawn = Callable[[Callable[[], None]], None]
+
+
+def refresh_interval(ttl: float, cap: int, steady_calls: int = 1, recheck_calls: int = 1,
+                     ) -> float:
+    """How often an account can be refreshed: the TTL, or longer when the cap says so.
+
+    A refresh costs *steady_calls* calls, and once a day a recheck costs
+    *recheck_calls* (see :mod:`exporter.split`): within any hour, at most one
+    recheck and as many steady refreshes as the rest of the cap allows. Spread
+    evenly, the budget lasts the whole hour, instead of being spent in the first
+    minutes and leaving the data to age until the hour ends.
+    """
+    budget = cap - max(0, recheck_calls - steady_calls)
+    if budget < steady_calls:
+        return HOUR  # the cap cannot hold a recheck: refreshes wait for room
+    return max(ttl, HOUR * steady_calls / budget)
 
 
 def spawn_thread(work: Callable[[], None]) -> None:
     """Run *work* in a daemon thread (the default way refreshes run)."""
     threading.Thread(target=work, name="refresh", daemon=True).start()
+
+
+def limit_concurrency(spawn: Spawn, limit: int) -> Spawn:
+    """*spawn*, but at most *limit* of the works it starts run at the same time.
+
+    Many accounts start their first refreshes together: without a bound, as
+    many calls would reach upstream at once (and as many responses be parsed
+    on two cores). The others wait for a slot in their own thread; scrapes are
+    answered meanwhile.
+    """
+    slots = threading.BoundedSemaphore(limit)
+
+    def spawn_limited(work: Callable[[], None]) -> None:
+        def limited() -> None:
+            with slots:
+                work()
+        spawn(limited)
+
+    return spawn_limited
 
 
 @dataclass(frozen=True)
@@ -67,6 +104,7 @@ class AccountView:
     last_attempt: float | None = None  # wall-clock seconds
     last_success: float | None = None
     last_error: str | None = None
+    refresh_interval: float | None = None  # seconds between refreshes, once known
 
 
 class RequestCap:
@@ -92,17 +130,21 @@ class RequestCap:
             self._sent.append(now)
             return True
 
-    def has_room(self) -> bool:
-        """Whether a request would be allowed now (without taking it)."""
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def has_room(self, calls: int = 1) -> bool:
+        """Whether *calls* requests would be allowed now (without taking them)."""
         with self._lock:
             self._expire(self._clock())
-            return len(self._sent) < self._limit
+            return len(self._sent) + calls <= self._limit
 
 
 class AccountRefresher:
     """Keeps one account's served data fresh enough, never overloading upstream."""
 
-    def __init__(self, account: AccountConfig, fetch: Fetch, telemetry: Telemetry, *,
+    def __init__(self, account: AccountConfig, fetch: WindowFetch, telemetry: Telemetry, *,
                  ttl: float, period: PeriodKind = "month", anchor_day: int = 1,
                  max_requests_per_hour: int = 60, max_models: int = 500,
                  max_users: int = 1000,
@@ -111,7 +153,8 @@ class AccountRefresher:
                  spawn: Spawn = spawn_thread,
                  rng: random.Random | None = None) -> None:
         self.account = account
-        self._fetch = fetch
+        self._pieces = PieceFetcher(fetch)
+        self._ttl = ttl
         self._telemetry = telemetry
         self._period: PeriodKind = period
         self._anchor_day = anchor_day
@@ -119,7 +162,7 @@ class AccountRefresher:
         self._wall = wall
         self._spawn = spawn
         self._rng = rng or random.Random()
-        self._fresh: TTLCache[str, bool] = TTLCache(maxsize=1, ttl=ttl, timer=clock)
+        self._fresh_until: float | None = None  # clock time; None: never fetched
         self._cap = RequestCap(max_requests_per_hour, clock)
         self._ledger = PeriodLedger(max_models, max_users)
         self._lock = threading.Lock()
@@ -133,6 +176,11 @@ class AccountRefresher:
     def view(self) -> AccountView:
         """The data currently served, without triggering anything."""
         return self._view
+
+    @property
+    def days_per_piece(self) -> int | None:
+        """The split learnt for this account (None: one call for the whole period)."""
+        return self._pieces.days
 
     def get(self, wait: float = 0.0) -> AccountView:
         """The view to serve for a scrape; starts a background refresh when one is due.
@@ -149,29 +197,43 @@ class AccountRefresher:
         if not self._first_done.is_set() and wait > 0:
             self._first_done.wait(wait)
 
+    def due(self, now: float) -> bool:
+        """Whether a refresh may be due at *now*; a hint read without the lock.
+
+        A scrape of many accounts asks this of each first, and takes the lock of
+        only those that may be due (:meth:`maybe_refresh` decides).
+        """
+        fresh_until = self._fresh_until
+        return not self._in_flight and now >= self._not_before and \
+            (fresh_until is None or now >= fresh_until)
+
     def maybe_refresh(self) -> bool:
         """Start a refresh if the data is past its TTL and upstream may be called now."""
         with self._lock:
-            if self._in_flight or "usage" in self._fresh:
+            if self._in_flight:
                 return False
             now = self._clock()
+            if self._fresh_until is not None and now < self._fresh_until:
+                return False
             if now < self._not_before:
                 return False
-            if not self._cap.has_room():
+            started_wall = self._wall()
+            window = current_window(datetime.fromtimestamp(started_wall, timezone.utc),
+                                    self._period, self._anchor_day)
+            # The refresh runs whole or not at all: room for every call it plans.
+            needed = min(self._pieces.planned_calls(window), self._cap.limit)
+            if not self._cap.has_room(needed):
                 return False
             self._in_flight = True
-        self._spawn(self._refresh)
+        self._spawn(lambda: self._refresh(window, started_wall))
         return True
 
-    def _refresh(self) -> None:
-        started_wall = self._wall()
+    def _refresh(self, window: PeriodWindow, started_wall: float) -> None:
         started = self._clock()
-        window = current_window(datetime.fromtimestamp(started_wall, timezone.utc),
-                                self._period, self._anchor_day)
         fields: dict[str, object] = {"account": self.account.name,
                   "window": f"{window.start.isoformat()}/{window.end.isoformat()}"}
         try:
-            result = self._fetch(self.account, window, self._cap.try_acquire)
+            result = self._pieces.fetch(self.account, window, self._cap.try_acquire)
             outcome = self._ledger.apply(result.snapshot)
         except UpstreamError as exc:
             self._fail(exc.reason, str(exc), exc.retry_after, started_wall, fields, started)
@@ -181,19 +243,29 @@ class AccountRefresher:
                        started_wall, fields, started)
         else:
             if outcome.decreases:
-                self._telemetry.decreases.labels(self.account.name).inc(outcome.decreases)
+                self._telemetry.count_decreases(self.account.name, outcome.decreases)
+            interval = refresh_interval(self._ttl, self._cap.limit,
+                                        *self._pieces.steady_calls(window))
+            if interval > self._ttl and interval != self._view.refresh_interval:
+                log.warning("the TTL cannot be met with the hourly cap", extra={"fields": {
+                    "account": self.account.name, "refresh_interval_seconds": interval,
+                    "days_per_piece": self._pieces.days}})
+            # The first data of every account arrives at start-up, together: a random
+            # share of the first interval spreads the accounts' later refreshes over it.
+            fresh_for = interval if self._view.last_success else \
+                interval * self._rng.uniform(0.5, 1.0)
             with self._lock:
                 self._failures = 0
                 self._not_before = 0.0
                 self._view = AccountView(
                     self.account, self._view.version + 1, outcome.snapshot, outcome.folded,
                     up=True, attempted=True, last_attempt=started_wall,
-                    last_success=started_wall, last_error=None)
-                self._fresh["usage"] = True
+                    last_success=started_wall, last_error=None, refresh_interval=interval)
+                self._fresh_until = self._clock() + fresh_for
                 self._in_flight = False
             log.info("refresh", extra={"fields": {
                 **fields, "status": "ok", "requests": result.requests,
-                "bytes": result.body_bytes,
+                "days_per_piece": self._pieces.days, "bytes": result.body_bytes,
                 "duration_seconds": round(self._clock() - started, 3)}})
         finally:
             self._first_done.set()
@@ -202,7 +274,7 @@ class AccountRefresher:
 
     def _fail(self, reason: str, message: str, retry_after: float | None, started_wall: float,
               fields: dict[str, object], started: float) -> None:
-        self._telemetry.refresh_failures.labels(self.account.name, reason).inc()
+        self._telemetry.count_failure(self.account.name, reason)
         with self._lock:
             self._failures += 1
             delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (self._failures - 1))
@@ -214,7 +286,8 @@ class AccountRefresher:
             self._view = AccountView(
                 self.account, previous.version + 1, previous.snapshot, previous.folded,
                 up=False, attempted=True, last_attempt=started_wall,
-                last_success=previous.last_success, last_error=message)
+                last_success=previous.last_success, last_error=message,
+                refresh_interval=previous.refresh_interval)
             self._in_flight = False
         log.warning("refresh failed", extra={"fields": {
             **fields, "status": "error", "reason": reason, "error": message,

@@ -14,6 +14,7 @@ import httpx
 from exporter.client import UpstreamError, UsageClient
 from exporter.config import Settings, mask
 from exporter.period import current_window
+from exporter.split import fetch_in_pieces
 
 TOP_MODELS = 5
 
@@ -31,7 +32,7 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                       f"{settings.period} from {window.start:%Y-%m-%d %H:%M} UTC "
                       f"to {window.end:%Y-%m-%d %H:%M} UTC\n")
             try:
-                result = client.fetch_period_usage(account, window)
+                result = fetch_in_pieces(client.fetch_window, account, window)
             except UpstreamError as exc:
                 failed += 1
                 out.write(f"  FAILED ({exc.reason}): {exc}\n")

@@ -1,9 +1,9 @@
-"""The upstream client: one ``GET /v1/usages`` per refresh, summed into a snapshot.
+"""The upstream client: one ``GET /v1/usages`` for one window, parsed and summed.
 
-It asks only for the sections that are exported, drops zero points (which
-keeps responses far below the API gateway's 6 MB limit), and when a response is
-too large all the same, splits the window in two and adds the halves: every
-exported value is a sum, so halves add up.
+It asks only for the sections that are exported and drops zero points (which
+keeps responses far below the API gateway's 6 MB limit). A response too large
+all the same is raised as :class:`ResponseTooLarge`: cutting the period into
+pieces, and remembering how, is :mod:`exporter.split`'s concern.
 
 Failures are raised as :class:`UpstreamError`, which carries the ``reason``
 label of the failure counter and, for 429, the server's ``Retry-After``.
@@ -29,15 +29,13 @@ from exporter import __version__
 from exporter.config import AccountConfig
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow, monotonic_clock, wall_clock
-from exporter.snapshot import InvalidResponse, UsageSnapshot, merge, summarize
+from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
 
 log = logging.getLogger("exporter.upstream")
 
 SECTIONS = "usages,consumption,model-usages,asset-usages,nsfw-usages"
 USER_AGENT = f"scenario-exporter/{__version__}"
-# Below an hour, a window that is still too large will not get small enough by
-# halving: give up instead of fanning out.
-MIN_SPLIT_SECONDS = 3600.0
+T = TypeVar("T")
 _TOO_LARGE_WORDS = ("payload", "body size", "response size", "too large", "too big")
 
 
@@ -50,8 +48,13 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
 
 
-class ResponseTooLarge(Exception):
-    """The response for this window exceeds what the API can send: ask for less."""
+class ResponseTooLarge(UpstreamError):
+    """The response for *window* exceeds what the API gateway can send (HTTP 413)."""
+
+    def __init__(self, window: PeriodWindow) -> None:
+        super().__init__("too_large", "the response is too large for the API gateway "
+                                      f"({describe_window(window)})")
+        self.window = window
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,6 @@ class FetchResult:
 
 RequestRecorder = Callable[[str, str, float, "int | None"], None]
 RequestPermit = Callable[[], bool]
-T = TypeVar("T")
 
 
 def _isoformat(moment: datetime) -> str:
@@ -90,7 +92,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 class UsageClient:
-    """Reads period-to-date usage of an account from Scenario's API."""
+    """Reads usage of an account over a window from Scenario's API.
+
+    *api_url* is the default base URL; an account's own ``api_url`` wins.
+    """
 
     def __init__(self, api_url: str, timeout: float, *,
                  transport: httpx.BaseTransport | None = None,
@@ -102,8 +107,9 @@ class UsageClient:
         verify = httpx.create_ssl_context()
         if ca_file is not None:
             verify.load_verify_locations(cafile=ca_file)
-        self._http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout,
-                                  transport=transport, follow_redirects=False, verify=verify,
+        self._api_url = api_url.rstrip("/")
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
+                                  verify=verify,
                                   headers={"User-Agent": USER_AGENT,
                                            "Accept": "application/json"})
         self._record = record or (lambda account, code, seconds, size: None)
@@ -113,39 +119,25 @@ class UsageClient:
     def close(self) -> None:
         self._http.close()
 
-    def fetch_period_usage(self, account: AccountConfig, window: PeriodWindow,
-                           permit: RequestPermit | None = None) -> FetchResult:
-        """Sum *window* for *account*, splitting it when upstream says it is too large.
+    def fetch_window(self, account: AccountConfig, window: PeriodWindow,
+                     permit: RequestPermit | None = None) -> FetchResult:
+        """Sum *window* for *account* with one call (see :meth:`fetch_response`)."""
+        def read(body: bytes) -> UsageSnapshot:
+            parsed = UsageResponse.model_validate_json(body)
+            return summarize(parsed, window)  # the parsed response is freed on return
 
-        *permit* is asked before every HTTP call (the hourly cap); a refusal
-        fails the refresh with reason ``request_cap``.
+        snapshot, size = self._call(account, window, permit, read)
+        return FetchResult(snapshot, 1, size)
+
+    def fetch_response(self, account: AccountConfig, window: PeriodWindow,
+                       permit: RequestPermit | None = None) -> tuple[UsageResponse, int]:
+        """One ``GET /usages`` for *window*: the parsed response and the body's size.
+
+        *permit* is asked first (the hourly cap); a refusal raises reason
+        ``request_cap``. Every failure is an :class:`UpstreamError`; a response
+        too large for the gateway is a :class:`ResponseTooLarge`.
         """
-        try:
-            return self._fetch(account, window, permit)
-        except ResponseTooLarge:
-            raise UpstreamError("too_large", "the response is too large for the API even for "
-                                             "a one-hour window") from None
-
-    def _fetch(self, account: AccountConfig, window: PeriodWindow,
-               permit: RequestPermit | None) -> FetchResult:
-        try:
-            snapshot, size = self._get(account, window, permit)
-            return FetchResult(snapshot, 1, size)
-        except ResponseTooLarge:
-            if window.seconds <= MIN_SPLIT_SECONDS:
-                raise
-            first, second = window.split()
-            log.info("splitting window", extra={"fields": {
-                "account": account.name, "window": _describe(window),
-                "halves": f"{_describe(first)} + {_describe(second)}"}})
-            a = self._fetch(account, first, permit)
-            b = self._fetch(account, second, permit)
-            try:
-                merged = merge(a.snapshot, b.snapshot)
-            except InvalidResponse as exc:
-                raise UpstreamError("invalid_response", _validation_summary(exc)) from None
-            return FetchResult(merged, 1 + a.requests + b.requests,
-                               a.body_bytes + b.body_bytes)
+        return self._call(account, window, permit, UsageResponse.model_validate_json)
 
     def _params(self, account: AccountConfig, window: PeriodWindow) -> dict[str, str]:
         params = {
@@ -158,22 +150,9 @@ class UsageClient:
             params["projectIds"] = ",".join(account.project_ids)
         return params
 
-    def fetch_response(self, account: AccountConfig, window: PeriodWindow,
-                       permit: RequestPermit | None = None) -> tuple[UsageResponse, int]:
-        """One call for *window*: the parsed response (no summing) and its body size.
-
-        Raises :class:`UpstreamError`, or :class:`ResponseTooLarge` when the
-        caller must ask for a shorter window.
-        """
-        return self._request(account, window, permit, lambda parsed: parsed)
-
-    def _get(self, account: AccountConfig, window: PeriodWindow,
-             permit: RequestPermit | None) -> tuple[UsageSnapshot, int]:
-        return self._request(account, window, permit, lambda parsed: summarize(parsed, window))
-
-    def _request(self, account: AccountConfig, window: PeriodWindow,
-                 permit: RequestPermit | None,
-                 convert: Callable[[UsageResponse], T]) -> tuple[T, int]:
+    def _call(self, account: AccountConfig, window: PeriodWindow,
+              permit: RequestPermit | None, read: Callable[[bytes], T]) -> tuple[T, int]:
+        """One call: the cap, HTTP, status mapping, and *read* of a 200 body."""
         if permit is not None and not permit():
             raise UpstreamError("request_cap", "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
@@ -182,9 +161,10 @@ class UsageClient:
         except ValueError as exc:  # a key or secret file gone or emptied since start-up
             raise UpstreamError("auth", f"cannot read the credentials: {exc}") from None
         token = base64.b64encode(credentials.encode()).decode()
+        url = (account.api_url or self._api_url) + "/usages"
         started = self._monotonic()
         try:
-            response = self._http.get("usages", params=self._params(account, window),
+            response = self._http.get(url, params=self._params(account, window),
                                       headers={"Authorization": f"Basic {token}"})
         except httpx.TimeoutException:
             self._record(account.name, "timeout", self._monotonic() - started, None)
@@ -198,23 +178,21 @@ class UsageClient:
         body = response.content
         status = response.status_code
         log.debug("upstream response", extra={"fields": {
-            "account": account.name, "window": _describe(window), "status": status,
+            "account": account.name, "window": describe_window(window), "status": status,
             "bytes": len(body), "duration_seconds": round(seconds, 3)}})
         if status == 200:
             try:
                 with _gc_paused():
-                    parsed = UsageResponse.model_validate_json(body)
-                    converted = convert(parsed)
-                    del parsed  # freed by reference counting, before the GC is back
+                    result = read(body)
             except (ValidationError, InvalidResponse) as exc:
                 self._record(account.name, "invalid_response", seconds, len(body))
                 raise UpstreamError("invalid_response", _validation_summary(exc)) from None
             self._record(account.name, "200", seconds, len(body))
-            return converted, len(body)
+            return result, len(body)
 
         self._record(account.name, str(status), seconds, len(body))
         if status == 413 or (status >= 500 and _speaks_of_size(body)):
-            raise ResponseTooLarge()
+            raise ResponseTooLarge(window)
         if status in (401, 403):
             raise UpstreamError("auth", f"upstream refused the credentials (HTTP {status}); "
                                         "check the API key and secret")
@@ -261,7 +239,8 @@ def _speaks_of_size(body: bytes) -> bool:
     return any(word in text for word in _TOO_LARGE_WORDS)
 
 
-def _describe(window: PeriodWindow) -> str:
+def describe_window(window: PeriodWindow) -> str:
+    """``start/end`` in the ISO 8601 form sent upstream, for logs and errors."""
     return f"{_isoformat(window.start)}/{_isoformat(window.end)}"
 
 

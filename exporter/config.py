@@ -71,6 +71,20 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+def check_api_url(value: str) -> str:
+    """An http(s) base URL of the API, without its trailing slash.
+
+    Credentials in the URL are refused: URLs are logged, credentials never.
+    """
+    match = re.match(r"^https?://([^/\s]+)", value)
+    if not match:
+        raise ValueError("must be an http(s) URL such as " + DEFAULT_API_URL)
+    if "@" in match.group(1):
+        raise ValueError("must not hold credentials (user:password@); "
+                         "they belong in api_key and api_secret")
+    return value.rstrip("/")
+
+
 def format_duration(seconds: float) -> str:
     """Render seconds the way they are written in flags (``300`` -> ``5m``)."""
     if seconds and seconds % 3600 == 0:
@@ -107,6 +121,13 @@ class AccountConfig(BaseModel):
     api_secret_file: Path | None = None
     project_ids: tuple[str, ...] = ()
     budget_creative_units: float | None = Field(default=None, ge=0)
+    # This account's API base URL (a regional endpoint, a forward proxy); None: --scenario.api-url.
+    api_url: str | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_api_url(value)
 
     @field_validator("name")
     @classmethod
@@ -161,7 +182,8 @@ class AccountConfig(BaseModel):
                 f"api_secret={'**********' if self.api_secret else None}, "
                 f"api_secret_file={str(self.api_secret_file) if self.api_secret_file else None!r},"
                 f" project_ids={self.project_ids!r}, "
-                f"budget_creative_units={self.budget_creative_units!r})")
+                f"budget_creative_units={self.budget_creative_units!r}, "
+                f"api_url={self.api_url!r})")
 
     __str__ = __repr__
 
@@ -255,9 +277,7 @@ class Settings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL such as " + DEFAULT_API_URL)
-        return value.rstrip("/")
+        return check_api_url(value)
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> Settings:

@@ -19,7 +19,7 @@ import base64
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -114,6 +114,10 @@ class DemoAccount:
     # Points per row follow the window length, as upstream does; a fixed value
     # makes large bodies on purpose (benchmarks).
     granularity: str | None = None
+    # Round the API-key share of usages, assets and NSFW counts once per UTC day
+    # of the window, as an upstream that keeps daily rollups would: windows cut
+    # inside a day then add up to less than the whole (tests of splitting).
+    api_key_rounding_per_day: bool = False
     _models: list[DemoModel] = field(init=False, repr=False)
     _users: list[DemoUser] = field(init=False, repr=False)
     _usages: dict[str, _Series] = field(init=False, repr=False)
@@ -184,12 +188,13 @@ class DemoAccount:
                                   "nsfw-usages"))
         granularity = self.granularity or _granularity_for(end - start)
         buckets = _buckets(start, end, GRANULARITY_SECONDS[granularity])
+        api = _api_key_part(_seconds(start) if self.api_key_rounding_per_day else None)
         body: dict[str, Any] = {}
         if "usages" in wanted:
             body["usages"] = [
                 {"usageName": name, "granularity": granularity,
                  "points": [{"time": t, "value": _text(s.total(b) - s.total(a)),
-                             "apiKey": _text(s.api(b) - s.api(a))}
+                             "apiKey": _text(api(s, a, b))}
                             for t, a, b in buckets if s.total(b) != s.total(a)]}
                 for name, s in self._usages.items()]
         if "model-usages" in wanted:
@@ -199,10 +204,10 @@ class DemoAccount:
                                              if m.jobs.total(b) != m.jobs.total(a)]}
                 for m in self._models]
         if "asset-usages" in wanted:
-            body["assetUsages"] = [_count_row("kind", k, s, buckets)
+            body["assetUsages"] = [_count_row("kind", k, s, buckets, api)
                                    for k, s in self._assets.items()]
         if "nsfw-usages" in wanted:
-            body["nsfwUsages"] = [_count_row("label", k, s, buckets)
+            body["nsfwUsages"] = [_count_row("label", k, s, buckets, api)
                                   for k, s in self._nsfw.items()]
         if "consumption" in wanted:
             body["consumption"] = self._consumption(_seconds(start), _seconds(end))
@@ -278,10 +283,39 @@ def _buckets(start: datetime, end: datetime, size: int) -> list[tuple[str, float
     return out
 
 
-def _count_row(key: str, name: str, s: _Series,
-               buckets: list[tuple[str, float, float]]) -> dict[str, Any]:
+_ApiKeyPart = Callable[[_Series, float, float], int]
+
+
+def _api_key_part(window_start: float | None) -> _ApiKeyPart:
+    """The API-key part of a series over a bucket ``[a, b)``.
+
+    Without *window_start*: from the cumulative API-key count, exact however
+    the window is cut. With it: rounded down once per UTC day of the window
+    (the day's part that lies in the window), so that the buckets of one day add
+    up to that day's rounded value, and two windows cut inside a day round twice.
+    """
+    if window_start is None:
+        return lambda s, a, b: s.api(b) - s.api(a)
+    start = window_start
+
+    def per_day(s: _Series, a: float, b: float) -> int:
+        total = 0
+        day = math.floor(a / DAY) * DAY
+        while day < b:
+            origin = s.total(max(day, start))
+            low = math.floor((s.total(max(a, day)) - origin) * s.api_share)
+            high = math.floor((s.total(min(b, day + DAY)) - origin) * s.api_share)
+            total += high - low
+            day += DAY
+        return total
+
+    return per_day
+
+
+def _count_row(key: str, name: str, s: _Series, buckets: list[tuple[str, float, float]],
+               api: _ApiKeyPart) -> dict[str, Any]:
     return {key: name, "points": [{"time": t, "count": s.total(b) - s.total(a),
-                                   "countApiKey": s.api(b) - s.api(a)}
+                                   "countApiKey": api(s, a, b)}
                                   for t, a, b in buckets if s.total(b) != s.total(a)]}
 
 

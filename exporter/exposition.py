@@ -31,23 +31,42 @@ _EOF = b"# EOF\n"
 _STORED_BLOCK_MAX = 0xFFFF  # RFC 1951 3.2.4: LEN is 16 bits
 
 
-def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
-    """Close a sync-flushed gzip stream of *size* bytes (CRC-32 *crc*) with *tail*.
+def stored_blocks(data: bytes, final: bool) -> bytes:
+    """*data* as uncompressed deflate blocks; the last one marked final when *final*.
 
     A sync flush leaves the deflate stream on a byte boundary, where stored
     blocks (RFC 1951 3.2.4) can follow: a header byte (BFINAL on the last),
-    LEN, its one's complement, the bytes. The gzip trailer (RFC 1952) is the
-    CRC-32 and length modulo 2^32 of everything.
+    LEN, its one's complement, the bytes.
     """
-    parts = [prefix]
-    chunks = [tail[i:i + _STORED_BLOCK_MAX]
-              for i in range(0, len(tail), _STORED_BLOCK_MAX)] or [b""]
+    chunks = [data[i:i + _STORED_BLOCK_MAX]
+              for i in range(0, len(data), _STORED_BLOCK_MAX)] or [b""]
+    parts = []
     for index, chunk in enumerate(chunks):
-        final = 1 if index == len(chunks) - 1 else 0
-        parts.append(struct.pack("<BHH", final, len(chunk), len(chunk) ^ 0xFFFF))
+        last = 1 if final and index == len(chunks) - 1 else 0
+        parts.append(struct.pack("<BHH", last, len(chunk), len(chunk) ^ 0xFFFF))
         parts.append(chunk)
-    parts.append(struct.pack("<II", zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF))
     return b"".join(parts)
+
+
+def finish_gzip(prefix: bytes, crc: int, size: int, tail: bytes) -> bytes:
+    """Close a sync-flushed gzip stream of *size* bytes (CRC-32 *crc*) with *tail*.
+
+    The tail goes in stored blocks; the gzip trailer (RFC 1952) is the CRC-32
+    and length modulo 2^32 of everything.
+    """
+    return b"".join((prefix, stored_blocks(tail, final=True),
+                     struct.pack("<II", zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF)))
+
+
+@dataclass(frozen=True)
+class _WithOwn:
+    """A business rendering followed by the exporter's series, in both encodings."""
+
+    business: object  # the _Rendered they follow
+    own: bytes
+    text: bytes  # business, then own
+    prefix: bytes  # the business's open gzip stream, then the stored blocks of own
+    crc: int  # of text
 
 
 class _Families:
@@ -74,14 +93,18 @@ class ExpositionRenderer:
     def __init__(self, views: Callable[[], Sequence[AccountView]],
                  telemetry_registry: CollectorRegistry, options: CollectorOptions,
                  wall: Callable[[], float] = wall_clock,
-                 monotonic: Callable[[], float] = time.perf_counter) -> None:
+                 monotonic: Callable[[], float] = time.perf_counter,
+                 telemetry_generation: Callable[[], int] | None = None) -> None:
         self._views = views
         self._telemetry = telemetry_registry
+        self._generation = telemetry_generation
         self._options = options
         self._wall = wall
         self._monotonic = monotonic
         self._cache: dict[str, _Rendered] = {}
         self._own: dict[str, tuple[list[Metric], bytes]] = {}
+        self._own_at: dict[str, tuple[int, bytes]] = {}  # telemetry generation, text
+        self._with_own: dict[str, _WithOwn] = {}
         self._lock = threading.Lock()
         self._build_info = build_info()
 
@@ -95,14 +118,29 @@ class ExpositionRenderer:
 
         scrape = GaugeMetricFamily("scenario_exporter_scrape_duration_seconds",
                                    "Time spent producing this response.")
-        own = self._own_series(encoder, content_type, openmetrics,
-                               [self._build_info, *self._telemetry.collect()])
+        generation = self._generation() if self._generation is not None else None
+        at = self._own_at.get(content_type)
+        if at is not None and at[0] == generation:
+            own = at[1]  # no sample has changed since this text was encoded
+        else:
+            own = self._own_series(encoder, content_type, openmetrics,
+                                   [self._build_info, *self._telemetry.collect()])
+            if generation is not None:
+                self._own_at[content_type] = (generation, own)
         scrape.add_metric([], self._monotonic() - started)
-        live = own + encoder(_Families([scrape]))
+        live = encoder(_Families([scrape]))
+        # The exporter's series change once per refresh at most: joined to the
+        # business text, and as stored blocks after its gzip stream with their CRC,
+        # they are kept; a scrape adds only its own tail.
+        joined = self._with_own.get(content_type)
+        if joined is None or joined.business is not business or joined.own is not own:
+            joined = _WithOwn(business, own, business.body + own,
+                              business.gzip_prefix + stored_blocks(own, final=False),
+                              zlib.crc32(own, business.crc))
+            self._with_own[content_type] = joined
         if not gzip:
-            return business.body + live, content_type
-        return finish_gzip(business.gzip_prefix, business.crc, len(business.body),
-                           live), content_type
+            return joined.text + live, content_type
+        return finish_gzip(joined.prefix, joined.crc, len(joined.text), live), content_type
 
     def _own_series(self, encoder: Callable[..., bytes], content_type: str, openmetrics: bool,
                     families: list[Metric]) -> bytes:

@@ -8,12 +8,14 @@ resets, whose ``_created`` is the period start.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 PeriodKind = Literal["month", "day"]
+DAY_SECONDS = 86400.0
 
 
 def wall_clock() -> float:
@@ -37,17 +39,39 @@ class PeriodWindow:
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
 
-    def split(self) -> tuple[PeriodWindow, PeriodWindow]:
-        """Two halves that add up to this window, cut on a whole hour when one fits.
+    @property
+    def days(self) -> int:
+        """How many UTC days this window touches, a partial day counting as one."""
+        first = self.start.replace(hour=0, minute=0, second=0, microsecond=0)
+        return max(1, math.ceil((self.end - first).total_seconds() / DAY_SECONDS))
 
-        Upstream buckets start on whole hours or coarser, so an hour-aligned cut
-        keeps each half's buckets inside it wherever the window allows.
+    def day_pieces(self, days: int | None) -> list[PeriodWindow]:
+        """Cut this window on UTC midnights into pieces of *days* whole days.
+
+        The cuts fall every *days* days counted from the UTC midnight on or
+        before the start, so that pieces of 2*days days are unions of pieces of
+        *days* days, and the pieces of one period keep the same bounds from one
+        refresh to the next. The last piece ends where the window ends (often
+        "now"). ``None`` means no cut: the window itself.
+
+        Upstream sums its points in buckets of a day or less that start on UTC
+        midnight (for windows longer than three days, one bucket per day): a cut
+        inside a day would give each side its own partial bucket, and fields
+        that upstream rounds per bucket would no longer add up to the whole.
         """
-        middle = self.start + (self.end - self.start) / 2
-        aligned = middle.replace(minute=0, second=0, microsecond=0)
-        if self.start < aligned < self.end:
-            middle = aligned
-        return PeriodWindow(self.start, middle), PeriodWindow(middle, self.end)
+        if days is None:
+            return [self]
+        if days < 1:
+            raise ValueError("a piece is at least one day")
+        step = timedelta(days=days)
+        cut = self.start.replace(hour=0, minute=0, second=0, microsecond=0) + step
+        pieces = []
+        start = self.start
+        while cut < self.end:
+            pieces.append(PeriodWindow(start, cut))
+            start, cut = cut, cut + step
+        pieces.append(PeriodWindow(start, self.end))
+        return pieces
 
 
 def _as_utc(now: datetime) -> datetime:

@@ -8,6 +8,7 @@ created at start-up so that ``rate()`` sees their first increase.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -65,6 +66,11 @@ class Telemetry:
             "Downward revisions by upstream within a period: each id whose value went down, "
             "or that vanished, counts once.",
             ["account"], registry=registry)
+        # Bumped after every change of a sample above: a scrape that finds it
+        # unchanged reuses the text it encoded (collecting 100 accounts' children
+        # from prometheus_client costs more than the rest of a warm scrape).
+        self._generation = 0
+        self._lock = threading.Lock()
         for account in accounts:
             self.upstream_duration.labels(account)
             self.response_bytes.labels(account)
@@ -79,3 +85,23 @@ class Telemetry:
         self.upstream_duration.labels(account).observe(seconds)
         if body_bytes is not None:
             self.response_bytes.labels(account).set(body_bytes)
+        self._changed()
+
+    def count_failure(self, account: str, reason: str) -> None:
+        """Count one failed refresh of *account*."""
+        self.refresh_failures.labels(account, reason).inc()
+        self._changed()
+
+    def count_decreases(self, account: str, decreases: int) -> None:
+        """Count downward revisions by upstream."""
+        self.decreases.labels(account).inc(decreases)
+        self._changed()
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a sample has changed (read it before collecting)."""
+        return self._generation

@@ -45,7 +45,9 @@ class FakeState:
     mode: str = "ok"
     retry_after: str = "30"
     slow_seconds: float = 5.0
-    # "oversized": windows longer than this are refused as too large (413).
+    # Windows longer than this are refused as too large (413), in mode "oversized"
+    # only, or in every mode when too_large_above is set (the gateway limit of a
+    # large account: a few days of its usage exceed 6 MB).
     max_window_seconds: float = 86400.0
     # Demo seconds per real second since `origin`: activity that a test can see
     # grow smoothly in a minute (integer job counts step too slowly at 1).
@@ -53,6 +55,7 @@ class FakeState:
     origin: float = field(default_factory=time.time)
     # Downward revisions: CU taken off a model's cost (a refund), by model id.
     refunds: dict[str, float] = field(default_factory=dict)
+    too_large_above: float | None = None
     requests: list[Request] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -102,7 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
             start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
         except (KeyError, ValueError):
             return self._send(400, b'{"message":"startDate and endDate are required"}')
-        if mode == "oversized" and (end - start).total_seconds() > state.max_window_seconds:
+        length = (end - start).total_seconds()
+        if (mode == "oversized" and length > state.max_window_seconds) or \
+                (state.too_large_above is not None and length > state.too_large_above):
             return self._send(413, b'{"message":"Response payload size exceeded"}')
         if mode == "gateway-too-large" and \
                 (end - start).total_seconds() > state.max_window_seconds:
@@ -157,6 +162,9 @@ def _drift(body: dict[str, Any]) -> dict[str, Any]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: the first refreshes of many
+    # accounts would wait for SYN retransmissions, which no real gateway does.
+    request_queue_size = 128
     state: FakeState
 
 
@@ -212,9 +220,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=MODES, default="ok")
     parser.add_argument("--models", type=int, default=36)
     parser.add_argument("--users", type=int, default=18)
+    parser.add_argument("--too-large-above-days", type=float, default=None,
+                        help="answer 413 for windows longer than this many days")
     args = parser.parse_args()
     fake = FakeUpstream(DemoAccount(models=args.models, users=args.users), port=args.port)
     fake.set_mode(args.mode)
+    if args.too_large_above_days is not None:
+        fake.state.too_large_above = args.too_large_above_days * 86400
     print(f"serving {fake.url} (key test-key, secret test-secret-value)", flush=True)
     fake.start()
     threading.Event().wait()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,7 +24,7 @@ from conftest import wait_for
 from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
 from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
 from exporter.config import AccountConfig
-from exporter.demo import DemoAccount, demo_transport, parse_iso
+from exporter.demo import DemoAccount, demo_transport
 from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
 from exporter.snapshot import UsageSnapshot
@@ -59,7 +59,7 @@ class MaxRandom(random.Random):
 
 
 def make_refresher(fetch: Callable[..., FetchResult], clock: FakeClock, *, ttl: float = 300,
-                   cap: int = 60, spawn: Callable[[Callable[[], None]], None] | None = None,
+                   cap: int = 3600, spawn: Callable[[Callable[[], None]], None] | None = None,
                    telemetry: Telemetry | None = None) -> AccountRefresher:
     return AccountRefresher(
         ACCOUNT, fetch, telemetry or Telemetry(CollectorRegistry(), ["acme"]), ttl=ttl,
@@ -264,7 +264,7 @@ def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
     seen: list[httpx.Request] = []
     transport = recording_transport(lambda r: httpx.Response(200, json={}), seen)
     client = UsageClient("https://api.example/v1/", 5, transport=transport)
-    client.fetch_period_usage(ACCOUNT, WINDOW)
+    client.fetch_window(ACCOUNT, WINDOW)
     (request,) = seen
     assert request.url.path == "/v1/usages"
     params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
@@ -297,7 +297,7 @@ def test_upstream_failures_become_labelled_errors(status: int, body: bytes,
                          transport=httpx.MockTransport(
                              lambda r: httpx.Response(status, content=body, headers=headers)))
     with pytest.raises(UpstreamError) as caught:
-        client.fetch_period_usage(ACCOUNT, WINDOW)
+        client.fetch_window(ACCOUNT, WINDOW)
     assert caught.value.reason == reason
     assert caught.value.retry_after == retry_after
     assert "s3cr3t" not in str(caught.value)
@@ -317,7 +317,7 @@ def test_timeouts_and_connection_errors() -> None:
         client = UsageClient("https://api.example/v1", 5,
                              transport=httpx.MockTransport(handler))
         with pytest.raises(UpstreamError) as caught:
-            client.fetch_period_usage(ACCOUNT, WINDOW)
+            client.fetch_window(ACCOUNT, WINDOW)
         assert caught.value.reason == reason
 
 
@@ -337,14 +337,14 @@ def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
     client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
         lambda r: httpx.Response(200, content=next(bodies))))
     assert gc.isenabled()
-    client.fetch_period_usage(ACCOUNT, WINDOW)
+    client.fetch_window(ACCOUNT, WINDOW)
     assert during == [False] and gc.isenabled()
     with pytest.raises(UpstreamError):  # fails in validation: the GC is back all the same
-        client.fetch_period_usage(ACCOUNT, WINDOW)
+        client.fetch_window(ACCOUNT, WINDOW)
     assert gc.isenabled()
     gc.disable()  # someone else's pause is left as it was
     try:
-        client.fetch_period_usage(ACCOUNT, WINDOW)
+        client.fetch_window(ACCOUNT, WINDOW)
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -382,86 +382,11 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after(None, 0) is None
 
 
-def _demo_handler(account: DemoAccount, too_large: Callable[[float], httpx.Response | None],
-                  ) -> Callable[[httpx.Request], httpx.Response]:
-    inner = demo_transport(account, "key-123", "s3cr3t")
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        start = parse_iso(request.url.params["startDate"])
-        end = parse_iso(request.url.params["endDate"])
-        refusal = too_large((end - start).total_seconds())
-        if refusal is not None:
-            return refusal
-        return inner.handle_request(request)
-    return handle
-
-
-@pytest.mark.parametrize("refusal", [
-    httpx.Response(413, json={"message": "Request Entity Too Large"}),
-    httpx.Response(502, json={"message": "Response payload size exceeded maximum allowed"}),
-])
-def test_a_too_large_response_is_split_and_the_halves_add_up(refusal: httpx.Response) -> None:
-    account = DemoAccount(models=12, users=5)
-    whole = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
-        _demo_handler(account, lambda seconds: None))).fetch_period_usage(ACCOUNT, WINDOW)
-    seen: list[httpx.Request] = []
-    split_client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
-        _demo_handler(account, lambda s: refusal if s > 5 * 86400 else None), seen))
-    split = split_client.fetch_period_usage(ACCOUNT, WINDOW)
-
-    assert split.requests == len(seen) > 3
-    truth = account.model_totals(WINDOW.start, WINDOW.end)
-    for model_id, totals in split.snapshot.models.items():
-        assert totals[0] == truth[model_id]["cost"]
-        assert totals[4] == truth[model_id]["jobs"]
-    assert split.snapshot.models == whole.snapshot.models
-    assert split.snapshot.assets == whole.snapshot.assets
-    assert split.snapshot.usages == whole.snapshot.usages
-    assert split.snapshot.window == WINDOW
-    # every window asked for is either the whole or tiles it without gaps
-    served = sorted((parse_iso(r.url.params["startDate"]), parse_iso(r.url.params["endDate"]))
-                    for r in seen if (parse_iso(r.url.params["endDate"]) -
-                                      parse_iso(r.url.params["startDate"])).total_seconds()
-                    <= 5 * 86400)
-    assert served[0][0] == WINDOW.start and served[-1][1] == WINDOW.end.replace(
-        microsecond=250000)
-    assert all(a[1] == b[0] for a, b in zip(served, served[1:], strict=False))
-
-
-def test_a_server_error_that_is_not_about_size_is_not_split() -> None:
-    seen: list[httpx.Request] = []
-    client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
-        lambda r: httpx.Response(502, json={"message": "Bad Gateway"}), seen))
-    with pytest.raises(UpstreamError) as caught:
-        client.fetch_period_usage(ACCOUNT, WINDOW)
-    assert caught.value.reason == "server_error" and len(seen) == 1
-
-
-def test_splitting_stops_at_one_hour() -> None:
-    seen: list[httpx.Request] = []
-    client = UsageClient("https://api.example/v1", 5, transport=recording_transport(
-        lambda r: httpx.Response(413, json={}), seen))
-    window = PeriodWindow(WINDOW.end - timedelta(hours=3), WINDOW.end)
-    with pytest.raises(UpstreamError) as caught:
-        client.fetch_period_usage(ACCOUNT, window)
-    assert caught.value.reason == "too_large"
-    assert len(seen) < 16
-
-
-def test_splitting_respects_the_hourly_cap() -> None:
-    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
-        lambda r: httpx.Response(413, json={})))
-    budget = iter([True, True, True, False])
-    with pytest.raises(UpstreamError) as caught:
-        client.fetch_period_usage(ACCOUNT, WINDOW, permit=lambda: next(budget))
-    assert caught.value.reason == "request_cap"
-
-
 def test_demo_transport_refuses_wrong_credentials() -> None:
     client = UsageClient("https://api.example/v1", 5, transport=demo_transport(
         DemoAccount(), "key-123", "other-secret"))
     with pytest.raises(UpstreamError) as caught:
-        client.fetch_period_usage(ACCOUNT, WINDOW)
+        client.fetch_window(ACCOUNT, WINDOW)
     assert caught.value.reason == "auth"
     body = DemoAccount().response(WINDOW.start, WINDOW.end)
     assert json.dumps(body)  # serialisable

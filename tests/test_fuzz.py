@@ -60,6 +60,7 @@ from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow
 from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
+from exporter.split import fetch_in_pieces
 from exporter.telemetry import Telemetry
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
@@ -413,12 +414,12 @@ def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: b
             assert not (body.tolerated and isinstance(error, ValidationError)), error
             assert not (body.tolerated and not body.huge), error
             with pytest.raises(UpstreamError) as failed:
-                upstream.client.fetch_period_usage(ACCOUNT, window)
+                upstream.client.fetch_window(ACCOUNT, window)
             assert failed.value.reason == "invalid_response"
             assert upstream.codes[-1] == "invalid_response"
             continue  # a failed refresh leaves the served data as it was
         outcomes["accepted"] += 1
-        fetched = upstream.client.fetch_period_usage(ACCOUNT, window)
+        fetched = upstream.client.fetch_window(ACCOUNT, window)
         assert fetched.snapshot == snapshot and upstream.codes[-1] == "200"
 
         result = ledger.apply(snapshot)
@@ -550,7 +551,8 @@ def test_split_halves_that_overflow_together_are_an_invalid_response() -> None:
                          record=lambda account, code, seconds, size: codes.append(code))
     try:
         with pytest.raises(UpstreamError) as failed:
-            client.fetch_period_usage(ACCOUNT, PeriodWindow(PERIOD_START, FIRST_END))
+            fetch_in_pieces(client.fetch_window, ACCOUNT,
+                            PeriodWindow(PERIOD_START, FIRST_END))
     finally:
         client.close()
     assert failed.value.reason == "invalid_response"

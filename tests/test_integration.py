@@ -71,8 +71,10 @@ def fake() -> Iterator[FakeUpstream]:
 def start(processes: Processes, fake: FakeUpstream, *args: str,
           env: Mapping[str, str] | None = None) -> ExporterProcess:
     """The exporter on a free loopback port, reading *fake* with the right credentials."""
+    # The hourly cap paces refreshes (one a minute at the default 60): allow one a second.
     return processes.start(
-        "--web.listen-address", "127.0.0.1:0", "--scenario.api-url", fake.url, *args,
+        "--web.listen-address", "127.0.0.1:0", "--scenario.api-url", fake.url,
+        "--upstream.max-requests-per-hour", "3600", *args,
         env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET, **(env or {})})
 
 

@@ -59,15 +59,34 @@ def test_current_window_uses_the_frozen_clock() -> None:
     assert window == PeriodWindow(utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59))
 
 
-def test_split_cuts_on_a_whole_hour_and_adds_up() -> None:
-    window = PeriodWindow(utc(2026, 11, 1), utc(2026, 11, 28, 12, 34, 56))
-    first, second = window.split()
-    assert first.start == window.start and second.end == window.end
-    assert first.end == second.start
-    assert first.end.minute == 0 and first.end.second == 0
-    short = PeriodWindow(utc(2026, 11, 1, 10, 10), utc(2026, 11, 1, 10, 40))
-    a, b = short.split()
-    assert a.end == utc(2026, 11, 1, 10, 25) == b.start  # no whole hour inside: midpoint
+def test_day_pieces_cut_on_utc_midnights_and_tile_the_window() -> None:
+    window = PeriodWindow(utc(2026, 11, 1), utc(2026, 11, 20, 12, 30))
+    assert window.days == 20
+    pieces = window.day_pieces(8)
+    assert [(p.start, p.end) for p in pieces] == [
+        (utc(2026, 11, 1), utc(2026, 11, 9)), (utc(2026, 11, 9), utc(2026, 11, 17)),
+        (utc(2026, 11, 17), utc(2026, 11, 20, 12, 30))]
+    for days in (1, 2, 4, 16, 32):
+        cut = window.day_pieces(days)
+        assert cut[0].start == window.start and cut[-1].end == window.end
+        assert all(a.end == b.start for a, b in zip(cut, cut[1:], strict=False))
+        assert all(p.end.time() == datetime.min.time() for p in cut[:-1])
+        assert len(cut) == -(-20 // days)
+    # Pieces of 2n days are unions of pieces of n days: the cuts of 8 are cuts of 4.
+    assert {p.end for p in window.day_pieces(8)} <= {p.end for p in window.day_pieces(4)}
+    assert window.day_pieces(None) == [window]
+
+
+def test_day_pieces_of_a_window_ending_on_midnight_and_of_a_partial_first_day() -> None:
+    whole_days = PeriodWindow(utc(2026, 11, 1), utc(2026, 11, 5))
+    assert whole_days.days == 4
+    assert [p.end for p in whole_days.day_pieces(2)] == [utc(2026, 11, 3), utc(2026, 11, 5)]
+    late_start = PeriodWindow(utc(2026, 11, 1, 18), utc(2026, 11, 3, 6))
+    assert late_start.days == 3
+    assert [p.start for p in late_start.day_pieces(1)] == [
+        utc(2026, 11, 1, 18), utc(2026, 11, 2), utc(2026, 11, 3)]
+    with pytest.raises(ValueError):
+        late_start.day_pieces(0)
 
 
 def test_counter_reset_and_created_change_at_the_month_boundary() -> None:

@@ -69,9 +69,11 @@ def test_rotated_key_and_secret_files_apply_without_a_restart(processes: Process
     _write(secret_file, "secret-one")
     with FakeUpstream(DemoAccount(models=4, users=2), "key-one", "secret-one") as fake:
         exporter = processes.start(
-            "--cache.ttl", "1s", env={"SCENARIO_API_KEY_FILE": str(key_file),
-                                      "SCENARIO_API_SECRET_FILE": str(secret_file),
-                                      "SCENARIO_EXPORTER_SCENARIO_API_URL": fake.url})
+            # a refresh every second: the hourly cap paces refreshes (60: one a minute)
+            "--cache.ttl", "1s", "--upstream.max-requests-per-hour", "3600",
+            env={"SCENARIO_API_KEY_FILE": str(key_file),
+                 "SCENARIO_API_SECRET_FILE": str(secret_file),
+                 "SCENARIO_EXPORTER_SCENARIO_API_URL": fake.url})
         wait_for(lambda: _serving(exporter), DEADLINE, "data with the first key")
 
         # The pair is rotated: upstream accepts only the new one, the files hold it.
@@ -180,7 +182,7 @@ def test_a_credential_file_gone_fails_the_refresh_as_auth(tmp_path: Path) -> Non
     key_file.unlink()
     window = current_window(datetime.now(timezone.utc), "month", 1)
     with pytest.raises(UpstreamError) as failed:
-        client.fetch_period_usage(account, window)
+        client.fetch_window(account, window)
     assert failed.value.reason == "auth"
     assert str(key_file) in str(failed.value) and "secret-one" not in str(failed.value)
     assert not calls, "no request without credentials"
