@@ -1,8 +1,9 @@
 """Past periods from upstream, as politely as the live exporter asks.
 
 One request per account and period; when the gateway says the answer is too
-large, the period is cut on a UTC midnight and each piece asked for (down to a
-single day). Failures that may pass (429, 5xx, timeouts) are retried with the
+large, the period is cut on UTC midnights as the live exporter cuts it
+(:func:`exporter.split.finer_split`) and each piece asked for, down to a single
+day. Failures that may pass (429, 5xx, timeouts) are retried with the
 exporter's back-off and ``Retry-After``; the exporter's hourly cap applies, and
 a batch job waits for room under it instead of failing.
 """
@@ -12,35 +13,19 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
 
 from exporter.cache import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
 from exporter.client import RequestPermit, ResponseTooLarge, UpstreamError, UsageClient
 from exporter.config import AccountConfig
 from exporter.history import PeriodUsage, join_pieces, split_into_buckets
 from exporter.period import PeriodWindow
+from exporter.split import finer_split
 
 log = logging.getLogger("exporter.backfill")
 
 MAX_ATTEMPTS = 5  # per period, for failures that may pass (429, 5xx, timeouts)
 RETRIABLE = frozenset({"rate_limited", "server_error", "timeout", "connection_error"})
 CAP_POLL_SECONDS = 30.0
-
-
-def split_on_utc_days(window: PeriodWindow) -> tuple[PeriodWindow, PeriodWindow] | None:
-    """Two pieces cut on the UTC midnight nearest the middle; None for a day or less.
-
-    Upstream's buckets are days for long windows: a cut inside one would give
-    both pieces a partial bucket, which upstream rounds on its own. The live
-    exporter's day-aligned splitting of its period-to-date window may take this
-    one's place.
-    """
-    middle = window.start + (window.end - window.start) / 2
-    floor = middle.replace(hour=0, minute=0, second=0, microsecond=0)
-    for cut in sorted((floor, floor + timedelta(days=1)), key=lambda c: abs(c - middle)):
-        if window.start < cut < window.end:
-            return PeriodWindow(window.start, cut), PeriodWindow(cut, window.end)
-    return None
 
 
 class PeriodFetcher:
@@ -81,14 +66,16 @@ class PeriodFetcher:
         try:
             response, _ = self._client.fetch_response(account, window, self._permit(account))
         except ResponseTooLarge:
-            halves = split_on_utc_days(window)
-            if halves is None:
+            # The live exporter's cuts: pieces of whole UTC days, each as large as fits.
+            days = finer_split(None, window)
+            if days is None:
                 raise UpstreamError("too_large", f"upstream says the answer for one day "
                                                  f"({describe(window)}) is too large") from None
+            pieces = window.day_pieces(days)
             log.info("splitting period", extra={"fields": {
                 "account": account.name, "window": describe(window),
-                "pieces": f"{describe(halves[0])} + {describe(halves[1])}"}})
-            return [*self._pieces(account, halves[0]), *self._pieces(account, halves[1])]
+                "pieces": " + ".join(describe(piece) for piece in pieces)}})
+            return [usage for piece in pieces for usage in self._pieces(account, piece)]
         return [split_into_buckets(response, window)]
 
     def _permit(self, account: AccountConfig) -> RequestPermit:

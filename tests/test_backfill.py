@@ -22,7 +22,6 @@ from exporter_process import clean_environment
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
-from exporter.backfill_upstream import split_on_utc_days
 from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import ConfigError, Settings, build_settings
@@ -279,16 +278,6 @@ def test_bad_dates_are_refused(tmp_path: Path, start: date, end: date, message: 
         plan_periods(two_accounts(tmp_path), BackfillOptions(start, end, "-"), NOW)
 
 
-def test_split_on_utc_days() -> None:
-    # 31 days: the middle is noon of the 16th; a tie goes to the earlier midnight.
-    assert split_on_utc_days(AUGUST) == (PeriodWindow(AUGUST.start, utc(2026, 8, 16)),
-                                        PeriodWindow(utc(2026, 8, 16), AUGUST.end))
-    two = PeriodWindow(utc(2026, 8, 1), utc(2026, 8, 3))
-    assert split_on_utc_days(two) == (PeriodWindow(two.start, utc(2026, 8, 2)),
-                                     PeriodWindow(utc(2026, 8, 2), two.end))
-    assert split_on_utc_days(PeriodWindow(utc(2026, 8, 1), utc(2026, 8, 2))) is None
-
-
 # -- politeness ----------------------------------------------------------------------
 
 
@@ -307,6 +296,9 @@ def test_too_large_splits_on_days_and_stays_exact(tmp_path: Path) -> None:
     assert backfill(two_accounts(tmp_path), upstream, output, start=date(2026, 10, 1)) == 0
     fetched = [w for w in upstream.windows if w[1] - w[0] <= timedelta(days=10)]
     assert all(a.hour == 0 and b.hour == 0 for a, b in fetched)
+    # The live exporter's cuts: 16-day pieces from the period start, then 8-day ones.
+    cuts = [utc(2026, 10, day) for day in (1, 9, 17, 25)] + [utc(2026, 11, 1)]
+    assert fetched == list(zip(cuts[:-1], cuts[1:], strict=True)) * 2
     october = (utc(2026, 10, 1), utc(2026, 11, 1))
     series = parse(output.read_text(encoding="utf-8"))
     for model_id, truth in upstream.account.model_totals(*october).items():
