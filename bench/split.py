@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from bench.run import _table
-from exporter.cache import HOUR, AccountRefresher
 from exporter.client import UsageClient
 from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import current_window
+from exporter.scheduler import HOUR, AccountRefresher
 from exporter.telemetry import Telemetry
 
 DAY = 86400.0

@@ -36,7 +36,7 @@ import httpx
 
 from exporter.backfill_output import PartStore, merge_parts
 from exporter.backfill_upstream import PeriodFetcher, describe
-from exporter.client import UpstreamError, UsageClient
+from exporter.client import UsageClient
 from exporter.collector import COUNTERS, CollectorOptions
 from exporter.config import AccountConfig, ConfigError, Settings, parse_duration
 from exporter.history import SeriesWriter, render
@@ -47,7 +47,7 @@ from exporter.period import (
     period_start,
     wall_clock,
 )
-from exporter.snapshot import InvalidResponse
+from exporter.usage import InvalidResponse, UpstreamError
 
 log = logging.getLogger("exporter.backfill")
 

@@ -14,12 +14,13 @@ import logging
 import random
 from collections.abc import Callable
 
-from exporter.cache import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
-from exporter.client import RequestPermit, ResponseTooLarge, UpstreamError, UsageClient
+from exporter.client import RequestPermit, UsageClient
 from exporter.config import AccountConfig
 from exporter.history import PeriodUsage, join_pieces, split_into_buckets
 from exporter.period import PeriodWindow
+from exporter.scheduler import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
 from exporter.split import finer_split
+from exporter.usage import ResponseTooLarge, UpstreamError
 
 log = logging.getLogger("exporter.backfill")
 

@@ -11,10 +11,11 @@ from typing import TextIO
 
 import httpx
 
-from exporter.client import UpstreamError, UsageClient
+from exporter.client import UsageClient
 from exporter.config import Settings, mask
 from exporter.period import current_window
 from exporter.split import fetch_in_pieces
+from exporter.usage import UpstreamError
 
 TOP_MODELS = 5
 
@@ -38,9 +39,9 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 out.write(f"  FAILED ({exc.reason}): {exc}\n")
                 continue
             snap = result.snapshot
-            cost = sum(t[0] for t in snap.models.values())
-            discount = sum(t[2] for t in snap.models.values())
-            jobs = sum(t[4] for t in snap.models.values())
+            cost = sum(t.cost for t in snap.models.values())
+            discount = sum(t.discount for t in snap.models.values())
+            jobs = sum(t.jobs for t in snap.models.values())
             out.write(f"  OK: {result.requests} request(s), {result.body_bytes} bytes\n")
             out.write(f"  period-to-date spend: {cost:,.2f} CU "
                       f"(discounts {discount:,.2f} CU, {jobs:,.0f} jobs)\n")
@@ -48,15 +49,15 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 share = 100 * cost / account.budget_creative_units
                 out.write(f"  budget: {account.budget_creative_units:,.0f} CU, "
                           f"{share:.1f}% used\n")
-            top = sorted(snap.models.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_MODELS]
+            top = sorted(snap.models.items(), key=lambda kv: (-kv[1].cost, kv[0]))[:TOP_MODELS]
             if top:
                 out.write(f"  top {len(top)} models by spend:\n")
                 for model_id, totals in top:
                     name = snap.model_names.get(model_id, "")
                     label = f"{name} ({model_id})" if name else model_id
-                    out.write(f"    {totals[0]:>14,.2f} CU  {label}\n")
+                    out.write(f"    {totals.cost:>14,.2f} CU  {label}\n")
             if snap.assets:
-                kinds = ", ".join(f"{kind} {totals[0]:,.0f}"
+                kinds = ", ".join(f"{kind} {totals.assets:,.0f}"
                                   for kind, totals in sorted(snap.assets.items()))
                 out.write(f"  assets created: {kinds}\n")
     finally:

@@ -17,8 +17,7 @@ import email.utils
 import gc
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,8 +27,21 @@ from pydantic import ValidationError
 from exporter import __version__
 from exporter.config import AccountConfig
 from exporter.models import UsageResponse
-from exporter.period import PeriodWindow, monotonic_clock, wall_clock
-from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
+from exporter.period import (
+    PeriodWindow,
+    describe_window,
+    isoformat_utc,
+    monotonic_clock,
+    wall_clock,
+)
+from exporter.snapshot import summarize
+from exporter.usage import (
+    FetchResult,
+    InvalidResponse,
+    ResponseTooLarge,
+    UpstreamError,
+    UsageSnapshot,
+)
 
 log = logging.getLogger("exporter.upstream")
 
@@ -39,40 +51,8 @@ T = TypeVar("T")
 _TOO_LARGE_WORDS = ("payload", "body size", "response size", "too large", "too big")
 
 
-class UpstreamError(Exception):
-    """A refresh that failed; ``reason`` is the failure-counter label."""
-
-    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class ResponseTooLarge(UpstreamError):
-    """The response for *window* exceeds what the API gateway can send (HTTP 413)."""
-
-    def __init__(self, window: PeriodWindow) -> None:
-        super().__init__("too_large", "the response is too large for the API gateway "
-                                      f"({describe_window(window)})")
-        self.window = window
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """A summed window, how many HTTP calls it took and the bytes they carried."""
-
-    snapshot: UsageSnapshot
-    requests: int
-    body_bytes: int
-
-
 RequestRecorder = Callable[[str, str, float, "int | None"], None]
 RequestPermit = Callable[[], bool]
-
-
-def _isoformat(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -143,8 +123,8 @@ class UsageClient:
         params = {
             "type": SECTIONS,
             "dropZeroPoints": "true",
-            "startDate": _isoformat(window.start),
-            "endDate": _isoformat(window.end),
+            "startDate": isoformat_utc(window.start),
+            "endDate": isoformat_utc(window.end),
         }
         if account.project_ids:
             params["projectIds"] = ",".join(account.project_ids)
@@ -237,11 +217,6 @@ def _gc_paused() -> Iterator[None]:
 def _speaks_of_size(body: bytes) -> bool:
     text = body[:2000].decode("utf-8", "replace").lower()
     return any(word in text for word in _TOO_LARGE_WORDS)
-
-
-def describe_window(window: PeriodWindow) -> str:
-    """``start/end`` in the ISO 8601 form sent upstream, for logs and errors."""
-    return f"{_isoformat(window.start)}/{_isoformat(window.end)}"
 
 
 def _validation_summary(exc: Exception) -> str:

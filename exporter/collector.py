@@ -20,9 +20,8 @@ from prometheus_client.core import (
 )
 
 from exporter import __version__
-from exporter.cache import AccountView
 from exporter.period import PeriodKind, next_period_start
-from exporter.snapshot import Totals, UsageSnapshot
+from exporter.usage import AccountView, Totals, UsageSnapshot
 
 FOLDED_SECTIONS = ("models", "users")
 
@@ -42,44 +41,46 @@ class _CounterSpec:
     documentation: str
     section: str
     label: str
-    index: int
+    field: str
 
 
-# name (without _total), help, snapshot section, id label, position in the totals
+# name (without _total), help, snapshot section, id label, field of the totals
 COUNTERS: tuple[_CounterSpec, ...] = (
     _CounterSpec("scenario_model_cost_creative_units",
-                 "Creative Units spent per model in the current period.", "models", "model_id", 0),
+                 "Creative Units spent per model in the current period.", "models", "model_id",
+                 "cost"),
     _CounterSpec("scenario_model_cost_by_api_key_creative_units",
                  "Creative Units spent per model through API keys in the current period.",
-                 "models", "model_id", 1),
+                 "models", "model_id", "cost_api_key"),
     _CounterSpec("scenario_model_discount_creative_units",
                  "Creative Units discounted per model in the current period (magnitude).",
-                 "models", "model_id", 2),
+                 "models", "model_id", "discount"),
     _CounterSpec("scenario_model_discount_by_api_key_creative_units",
                  "Creative Units discounted per model on API-key usage in the current period "
-                 "(magnitude).", "models", "model_id", 3),
+                 "(magnitude).", "models", "model_id", "discount_api_key"),
     _CounterSpec("scenario_model_jobs", "Jobs run per model in the current period.",
-                 "models", "model_id", 4),
+                 "models", "model_id", "jobs"),
     _CounterSpec("scenario_assets_created", "Assets created per kind in the current period.",
-                 "assets", "kind", 0),
+                 "assets", "kind", "assets"),
     _CounterSpec("scenario_assets_created_by_api_key",
                  "Assets created per kind through API keys in the current period.",
-                 "assets", "kind", 1),
+                 "assets", "kind", "assets_api_key"),
     _CounterSpec("scenario_nsfw_assets", "NSFW-flagged assets per label in the current period.",
-                 "nsfw", "label", 0),
+                 "nsfw", "label", "assets"),
     _CounterSpec("scenario_nsfw_assets_by_api_key",
                  "NSFW-flagged assets per label created through API keys in the current period.",
-                 "nsfw", "label", 1),
+                 "nsfw", "label", "assets_api_key"),
     _CounterSpec("scenario_usage", "Usage per usage name in the current period, in its unit.",
-                 "usages", "usage_name", 0),
+                 "usages", "usage_name", "value"),
     _CounterSpec("scenario_usage_by_api_key",
                  "Usage per usage name through API keys in the current period.",
-                 "usages", "usage_name", 1),
+                 "usages", "usage_name", "api_key"),
     _CounterSpec("scenario_user_consumption_creative_units",
-                 "Creative Units consumed per user in the current period.", "users", "user_id", 0),
+                 "Creative Units consumed per user in the current period.", "users", "user_id",
+                 "consumption"),
     _CounterSpec("scenario_user_discount_creative_units",
                  "Creative Units discounted per user in the current period (magnitude).",
-                 "users", "user_id", 1),
+                 "users", "user_id", "discount"),
 )
 
 
@@ -164,7 +165,8 @@ def _add_counter_samples(family: CounterMetricFamily, account: str, snapshot: Us
     created = snapshot.window.start.timestamp() if with_created else None
     for key in sorted(totals):
         # Counters are never negative, whatever upstream sends (a negative cost).
-        family.add_metric([account, key], max(totals[key][spec.index], 0.0), created=created)
+        value = getattr(totals[key], spec.field)
+        family.add_metric([account, key], max(value, 0.0), created=created)
 
 
 def _bool_label(value: bool | None) -> str:

@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, build_info, collect_accounts, is_withdrawn
 from exporter.period import wall_clock
+from exporter.usage import AccountView
 
 _EOF = b"# EOF\n"
 _STORED_BLOCK_MAX = 0xFFFF  # RFC 1951 3.2.4: LEN is 16 bits

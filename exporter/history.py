@@ -31,14 +31,14 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import AccountConfig, parse_duration
 from exporter.demo import parse_iso
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow
-from exporter.snapshot import UsageSnapshot, merge, summarize
+from exporter.snapshot import merge, summarize
+from exporter.usage import AccountView, UsageSnapshot
 
 DAY_SECONDS = 86400.0
 # The last sample of a period, stamped before the next period starts.

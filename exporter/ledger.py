@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from exporter.snapshot import Totals, UsageSnapshot
+from exporter.usage import SECTIONS, AnyTotals, Totals, UsageSnapshot, add_totals
 
 OTHER_ID = "__other__"
 
@@ -63,10 +64,10 @@ class PeriodLedger:
             self._sections = {}
         folded: dict[str, int] = {}
         decreases = 0
-        served: dict[str, dict[str, Totals]] = {}
-        for name in ("models", "assets", "nsfw", "usages", "users"):
+        served: dict[str, dict[str, Any]] = {}  # each section keeps its kind of totals
+        for name in SECTIONS:
             section = self._sections.setdefault(name, _Section())
-            totals: Mapping[str, Totals] = getattr(snapshot, name)
+            totals = getattr(snapshot, name)
             cap = self._caps.get(name)
             if cap is not None:
                 totals, folded[name] = _fold(totals, section.kept, cap)
@@ -82,31 +83,28 @@ class PeriodLedger:
         return LedgerResult(result, folded, decreases)
 
 
-def _fold(totals: Mapping[str, Totals], kept: set[str],
-          cap: int) -> tuple[dict[str, Totals], int]:
+def _fold(totals: Mapping[str, AnyTotals], kept: set[str],
+          cap: int) -> tuple[dict[str, AnyTotals], int]:
     """Keep at most *cap* ids (sticky in *kept*), add the others into ``__other__``."""
     if OTHER_ID not in kept and len(kept.union(totals)) <= cap:
         kept.update(totals)
         return dict(totals), 0
-    # Newcomers take the free places by descending first field (spend), then id.
+    # Newcomers take the free places by descending first field (spend, count), then id.
     newcomers = sorted((k for k in totals if k not in kept and k != OTHER_ID),
                        key=lambda k: (-totals[k][0], k))
     free = cap - len(kept - {OTHER_ID})
     kept.update(newcomers[:max(free, 0)])
-    result: dict[str, Totals] = {}
-    other: list[float] | None = None
+    result: dict[str, AnyTotals] = {}
+    other: AnyTotals | None = None
     folded = 0
     for key, values in totals.items():
         if key in kept and key != OTHER_ID:
             result[key] = values
             continue
         folded += 1
-        if other is None:
-            other = list(values)
-        else:
-            other = [a + b for a, b in zip(other, values, strict=True)]
+        other = values if other is None else add_totals(other, values)
     if other is not None:
-        result[OTHER_ID] = tuple(other)
+        result[OTHER_ID] = other
     kept.add(OTHER_ID)
     return result, folded
 

@@ -112,3 +112,14 @@ def current_window(now: datetime, period: PeriodKind = "month",
     now = _as_utc(now)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     return PeriodWindow(period_start(now, period, anchor_day), now)
+
+
+def isoformat_utc(moment: datetime) -> str:
+    """*moment* in UTC, to the millisecond, as upstream takes it (``...T00:00:00.000Z``)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
+
+
+def describe_window(window: PeriodWindow) -> str:
+    """``start/end`` in the ISO 8601 form sent upstream, for logs and errors."""
+    return f"{isoformat_utc(window.start)}/{isoformat_utc(window.end)}"

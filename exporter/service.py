@@ -12,20 +12,20 @@ from collections.abc import Callable
 import httpx
 from prometheus_client import CollectorRegistry
 
-from exporter.cache import (
-    AccountRefresher,
-    AccountView,
-    Spawn,
-    limit_concurrency,
-    refresh_interval,
-    spawn_thread,
-)
 from exporter.client import UsageClient
 from exporter.collector import CollectorOptions
 from exporter.config import Settings, format_duration
 from exporter.exposition import ExpositionRenderer
 from exporter.period import monotonic_clock, wall_clock
+from exporter.scheduler import (
+    AccountRefresher,
+    Spawn,
+    limit_concurrency,
+    refresh_interval,
+    spawn_thread,
+)
 from exporter.telemetry import Telemetry
+from exporter.usage import AccountView
 
 log = logging.getLogger("exporter")
 

@@ -8,48 +8,23 @@ nothing but these totals.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 
 from exporter.models import CountPoint, UsageResponse, as_float, identifier
 from exporter.period import PeriodWindow
-
-
-class InvalidResponse(ValueError):
-    """The upstream answer cannot be turned into valid totals."""
-
-
-# Totals are tuples of floats indexed by these positions: compact (thousands of
-# users) and cheap to add.
-MODEL_FIELDS = ("cost", "cost_api_key", "discount", "discount_api_key", "jobs")
-COUNT_FIELDS = ("count", "count_api_key")
-USAGE_FIELDS = ("value", "api_key")
-USER_FIELDS = ("consumption", "discount")
-
-Totals = tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class UserIdentity:
-    """What ``entities.users`` says about one user id."""
-
-    is_api_key: bool | None = None
-    name: str | None = None
-    email: str | None = None
-
-
-@dataclass(frozen=True)
-class UsageSnapshot:
-    """Sums of one account's upstream data over one window."""
-
-    window: PeriodWindow
-    models: Mapping[str, Totals] = field(default_factory=dict)
-    assets: Mapping[str, Totals] = field(default_factory=dict)
-    nsfw: Mapping[str, Totals] = field(default_factory=dict)
-    usages: Mapping[str, Totals] = field(default_factory=dict)
-    users: Mapping[str, Totals] = field(default_factory=dict)
-    model_names: Mapping[str, str] = field(default_factory=dict)
-    user_identities: Mapping[str, UserIdentity] = field(default_factory=dict)
+from exporter.usage import (
+    SECTIONS,
+    AnyTotals,
+    CountTotals,
+    InvalidResponse,
+    ModelTotals,
+    Totals,
+    UsageSnapshot,
+    UsageTotals,
+    UserIdentity,
+    UserTotals,
+    add_totals,
+)
 
 
 def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width: int) -> None:
@@ -60,8 +35,9 @@ def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width:
         row[index] += value
 
 
-def _freeze(sums: dict[str, list[float]], section: str) -> dict[str, Totals]:
-    frozen = {key: tuple(row) for key, row in sums.items()}
+def _freeze(sums: dict[str, list[float]], section: str,
+            kind: Callable[[Iterable[float]], AnyTotals]) -> dict[str, AnyTotals]:
+    frozen = {key: kind(row) for key, row in sums.items()}
     _check_finite(frozen, section)
     return frozen
 
@@ -129,11 +105,11 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     }
     return UsageSnapshot(
         window=window,
-        models=_freeze(models, "modelUsages"),
-        assets=_freeze(assets, "assetUsages"),
-        nsfw=_freeze(nsfw, "nsfwUsages"),
-        usages=_freeze(usages, "usages"),
-        users=_freeze(users, "consumption"),
+        models=_freeze(models, "modelUsages", ModelTotals._make),
+        assets=_freeze(assets, "assetUsages", CountTotals._make),
+        nsfw=_freeze(nsfw, "nsfwUsages", CountTotals._make),
+        usages=_freeze(usages, "usages", UsageTotals._make),
+        users=_freeze(users, "consumption", UserTotals._make),
         model_names=model_names,
         user_identities=identities,
     )
@@ -147,13 +123,11 @@ def _count_sums(points: Iterable[CountPoint]) -> tuple[float, float]:
     return count, count_api
 
 
-def _merge_sections(a: Mapping[str, Totals], b: Mapping[str, Totals]) -> dict[str, Totals]:
+def _merge_sections(a: Mapping[str, AnyTotals],
+                    b: Mapping[str, AnyTotals]) -> dict[str, AnyTotals]:
     merged = dict(a)
     for key, values in b.items():
-        if key in merged:
-            merged[key] = tuple(x + y for x, y in zip(merged[key], values, strict=True))
-        else:
-            merged[key] = values
+        merged[key] = add_totals(merged[key], values) if key in merged else values
     return merged
 
 
@@ -163,7 +137,7 @@ def merge(first: UsageSnapshot, second: UsageSnapshot) -> UsageSnapshot:
     Raises :class:`InvalidResponse` when the sums are no longer finite.
     """
     sections = {name: _merge_sections(getattr(first, name), getattr(second, name))
-                for name in ("models", "assets", "nsfw", "usages", "users")}
+                for name in SECTIONS}
     for name, totals in sections.items():
         _check_finite(totals, name)
     return UsageSnapshot(

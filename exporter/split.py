@@ -29,16 +29,17 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from exporter.client import (
+from exporter.client import RequestPermit
+from exporter.config import AccountConfig
+from exporter.period import PeriodWindow, describe_window
+from exporter.snapshot import merge
+from exporter.usage import (
     FetchResult,
-    RequestPermit,
+    InvalidResponse,
     ResponseTooLarge,
     UpstreamError,
-    describe_window,
+    UsageSnapshot,
 )
-from exporter.config import AccountConfig
-from exporter.period import PeriodWindow
-from exporter.snapshot import InvalidResponse, UsageSnapshot, merge
 
 log = logging.getLogger("exporter.split")
 

@@ -22,7 +22,6 @@ from exporter_process import clean_environment
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
-from exporter.cache import AccountView
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import ConfigError, Settings, build_settings
 from exporter.demo import DemoAccount, demo_transport, parse_iso
@@ -31,6 +30,7 @@ from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow, period_start
 from exporter.snapshot import summarize
+from exporter.usage import AccountView
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back
@@ -133,9 +133,9 @@ def test_each_bucket_gives_the_period_to_date_sums_upstream_has_for_it() -> None
         end = AUGUST.start + timedelta(days=day)
         assert snapshot.window == PeriodWindow(AUGUST.start, end)
         truth = account.model_totals(AUGUST.start, end)
-        assert {m: t[0] for m, t in snapshot.models.items()} == \
+        assert {m: t.cost for m, t in snapshot.models.items()} == \
             {m: t["cost"] for m, t in truth.items()}
-        assert {m: t[4] for m, t in snapshot.models.items()} == \
+        assert {m: t.jobs for m, t in snapshot.models.items()} == \
             {m: t["jobs"] for m, t in truth.items()}
         # Consumption per user is a whole-window figure upstream: the last sample only.
         assert bool(snapshot.users) == (day == 31)

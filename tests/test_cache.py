@@ -21,14 +21,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import wait_for
-from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
-from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
+from exporter.client import UsageClient, parse_retry_after
 from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport
 from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
-from exporter.snapshot import UsageSnapshot
+from exporter.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher
 from exporter.telemetry import Telemetry
+from exporter.usage import FetchResult, ModelTotals, UpstreamError, UsageSnapshot
 
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
                         project_ids=("proj_a", "proj_b"))
@@ -81,7 +81,8 @@ class CountingFetch:
             raise UpstreamError("request_cap", "cap")
         if self.error is not None:
             raise self.error
-        return FetchResult(UsageSnapshot(window, models={"m": (float(self.calls),) * 5}), 1, 1)
+        totals = ModelTotals(*(float(self.calls),) * 5)
+        return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 1)
 
 
 def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
@@ -94,7 +95,7 @@ def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
     clock.advance(51)
     view = refresher.get()
     assert fetch.calls == 2 and view.snapshot is not None
-    assert view.snapshot.models["m"][0] == 2.0
+    assert view.snapshot.models["m"].cost == 2.0
 
 
 def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
@@ -105,21 +106,22 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
         calls.append(1)
         if len(calls) > 1:
             assert release.wait(10)
-        return FetchResult(UsageSnapshot(window, models={"m": (float(len(calls)),) * 5}), 1, 1)
+        totals = ModelTotals(*(float(len(calls)),) * 5)
+        return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 1)
 
     refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=_thread_spawn)
     first = refresher.get(wait=5)
-    assert first.snapshot is not None and first.snapshot.models["m"][0] == 1.0
+    assert first.snapshot is not None and first.snapshot.models["m"].cost == 1.0
     clock.advance(61)
     started = time.monotonic()
     stale = refresher.get(wait=5)  # the refresh is blocked upstream
     assert time.monotonic() - started < 1.0
-    assert stale.snapshot is not None and stale.snapshot.models["m"][0] == 1.0
+    assert stale.snapshot is not None and stale.snapshot.models["m"].cost == 1.0
     assert stale.up
     release.set()
     wait_for(lambda: refresher.view.version == first.version + 1, 5, "the refresh")
     assert refresher.view.snapshot is not None
-    assert refresher.view.snapshot.models["m"][0] == 2.0
+    assert refresher.view.snapshot.models["m"].cost == 2.0
     assert len(calls) == 2
 
 
@@ -147,7 +149,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
     def fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
         calls.append(1)
         gate.wait(5)
-        return FetchResult(UsageSnapshot(window, models={"m": (1.0,) * 5}), 1, 1)
+        return FetchResult(UsageSnapshot(window, models={"m": ModelTotals(*(1.0,) * 5)}), 1, 1)
 
     refresher = make_refresher(fetch, clock, spawn=_thread_spawn)
     barrier = threading.Barrier(32)
@@ -351,7 +353,7 @@ def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
 
 
 def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    import exporter.cache
+    import exporter.scheduler
 
     clock, fetch = FakeClock(), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
@@ -361,7 +363,7 @@ def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -
         published.append(refresher.view.version)
         return True
 
-    monkeypatch.setattr(exporter.cache, "release_free_memory", release)
+    monkeypatch.setattr(exporter.scheduler, "release_free_memory", release)
     refresher.get()
     assert published == [1]  # after the new data is served
     fetch.error = UpstreamError("server_error", "boom")

@@ -20,15 +20,14 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
-from exporter.cache import AccountView
 from exporter.collector import AccountsCollector, CollectorOptions, collect_accounts
 from exporter.config import AccountConfig
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodKind, PeriodWindow
-from exporter.snapshot import UsageSnapshot
 from exporter.telemetry import Telemetry
+from exporter.usage import AccountView, UsageSnapshot
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=timezone.utc)

@@ -50,8 +50,7 @@ from pydantic.alias_generators import to_camel
 
 from conftest import IN_CI, require_tool
 from exporter import models
-from exporter.cache import AccountView
-from exporter.client import UpstreamError, UsageClient
+from exporter.client import UsageClient
 from exporter.collector import COUNTERS, CollectorOptions
 from exporter.config import AccountConfig
 from exporter.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
@@ -59,9 +58,10 @@ from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow
-from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
+from exporter.snapshot import summarize
 from exporter.split import fetch_in_pieces
 from exporter.telemetry import Telemetry
+from exporter.usage import AccountView, InvalidResponse, Totals, UpstreamError, UsageSnapshot
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -356,8 +356,8 @@ def _check_exposition(families: list[Any], snapshot: UsageSnapshot, folded: Mapp
     counters: dict[tuple[str, str], float] = {}
     created = snapshot.window.start.timestamp()
     for spec in COUNTERS:
-        totals: Mapping[str, tuple[float, ...]] = getattr(snapshot, spec.section)
-        expected = {key: max(values[spec.index], 0.0) for key, values in totals.items()}
+        totals: Mapping[str, Totals] = getattr(snapshot, spec.section)
+        expected = {key: max(getattr(values, spec.field), 0.0) for key, values in totals.items()}
         samples = _samples(families, spec.name + "_total", "fuzz")
         exported = {s.labels[spec.label]: s.value for s in samples}
         assert len(exported) == len(samples), f"duplicate series in {spec.name}"

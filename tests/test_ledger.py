@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from exporter.ledger import OTHER_ID, PeriodLedger
 from exporter.period import PeriodWindow
-from exporter.snapshot import UsageSnapshot
+from exporter.usage import ModelTotals, UsageSnapshot, UserTotals
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -18,8 +18,8 @@ def snap(models: dict[str, float], users: dict[str, float] | None = None,
          start: datetime = START, hours: int = 1) -> UsageSnapshot:
     window = PeriodWindow(start, start + timedelta(hours=hours))
     return UsageSnapshot(window,
-                         models={k: (v, v / 2, 0.0, 0.0, v) for k, v in models.items()},
-                         users={k: (v, 0.0) for k, v in (users or {}).items()},
+                         models={k: ModelTotals(v, v / 2, 0.0, 0.0, v) for k, v in models.items()},
+                         users={k: UserTotals(v, 0.0) for k, v in (users or {}).items()},
                          model_names={k: k.upper() for k in models})
 
 
@@ -37,7 +37,7 @@ def test_a_downward_revision_is_served_as_upstream_says_and_counted_once() -> No
     # The next refreshes see the revised value as it is: no more counts.
     assert ledger.apply(snap({"a": 90.0, "b": 6.0}, hours=3)).decreases == 0
     again = ledger.apply(snap({"a": 120.0, "b": 6.0}, hours=4))
-    assert again.snapshot.models["a"][0] == 120.0 and again.decreases == 0
+    assert again.snapshot.models["a"].cost == 120.0 and again.decreases == 0
 
 
 def test_summation_noise_is_not_a_revision() -> None:
@@ -45,7 +45,7 @@ def test_summation_noise_is_not_a_revision() -> None:
     ledger.apply(snap({"a": 0.1 + 0.2}))
     result = ledger.apply(snap({"a": 0.3}, hours=2))  # 0.30000000000000004 before
     assert result.decreases == 0
-    assert result.snapshot.models["a"][0] == 0.3
+    assert result.snapshot.models["a"].cost == 0.3
 
 
 def test_an_id_that_vanishes_is_counted_once_not_at_every_refresh() -> None:
@@ -76,8 +76,8 @@ def test_caps_fold_the_smallest_and_keep_sums_exact() -> None:
     result = ledger.apply(snap(raw, users={"u1": 7.0, "u2": 9.0}))
     models = result.snapshot.models
     assert set(models) == {"a", "b", OTHER_ID}
-    assert models[OTHER_ID][0] == 5.5
-    assert sum(v[0] for v in models.values()) == sum(raw.values())
+    assert models[OTHER_ID].cost == 5.5
+    assert sum(v.cost for v in models.values()) == sum(raw.values())
     assert result.folded == {"models": 2, "users": 1}
     assert set(result.snapshot.users) == {"u2", OTHER_ID}
     assert set(result.snapshot.model_names) == {"a", "b"}  # no info for folded ids
@@ -90,7 +90,7 @@ def test_caps_are_sticky_within_the_period() -> None:
     ledger.apply(snap({"a": 50.0, "b": 40.0, "c": 3.0}))
     result = ledger.apply(snap({"a": 51.0, "b": 41.0, "c": 300.0, "e": 1.0}, hours=2))
     assert set(result.snapshot.models) == {"a", "b", OTHER_ID}
-    assert result.snapshot.models[OTHER_ID][0] == 301.0
+    assert result.snapshot.models[OTHER_ID].cost == 301.0
     assert result.decreases == 0
     # next period: the ranking is made afresh
     fresh = ledger.apply(snap({"a": 1.0, "b": 2.0, "c": 300.0}, start=START + timedelta(days=31)))
@@ -117,7 +117,7 @@ def test_growing_upstream_totals_give_exact_monotone_counters(increments: list[d
         for key, add in step.items():
             truth[key] = truth.get(key, 0.0) + add
         result = ledger.apply(snap(dict(truth), hours=hour))
-        models = {k: v[0] for k, v in result.snapshot.models.items()}
+        models = {k: v.cost for k, v in result.snapshot.models.items()}
         assert result.decreases == 0
         assert sum(models.values()) == sum(truth.values())
         assert len([k for k in models if k != OTHER_ID]) <= cap

@@ -21,12 +21,12 @@ def stream() -> io.StringIO:
 
 def test_logfmt_lines_quote_what_needs_quoting(stream: io.StringIO) -> None:
     configure_logging("info", "logfmt", stream=stream)
-    logging.getLogger("exporter.cache").info("refresh", extra={"fields": {
+    logging.getLogger("exporter.scheduler").info("refresh", extra={"fields": {
         "account": "studio", "window": "2026-11-01/2026-11-02", "status": "ok",
         "bytes": 1234, "duration_seconds": 0.25, "error": 'said "no"'}})
     line = stream.getvalue().strip()
     assert "\n" not in line
-    assert " level=info logger=exporter.cache msg=refresh account=studio " in line
+    assert " level=info logger=exporter.scheduler msg=refresh account=studio " in line
     assert "bytes=1234 duration_seconds=0.25" in line
     assert 'error="said \\"no\\""' in line
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from exporter.models import UNKNOWN_ID, UsageResponse
 from exporter.period import PeriodWindow
-from exporter.snapshot import InvalidResponse, summarize
+from exporter.snapshot import summarize
+from exporter.usage import InvalidResponse
 
 DATA = Path(__file__).parent / "data"
 WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
@@ -104,7 +105,7 @@ def test_numbers_as_strings_with_spaces_exponents_and_signs() -> None:
         "modelUsages": [{"modelId": 123, "points": [{"cost": "-0", "jobs": "3"}]}]}
     snap = summarize(parse(body), WINDOW)
     assert snap.usages["u"] == (22.5, 10.75)
-    assert snap.models["123"][4] == 3.0  # numeric ids become text
+    assert snap.models["123"].jobs == 3.0  # numeric ids become text
 
 
 @pytest.mark.parametrize("bad", ["twelve", "", "12abc", "NaN", "Infinity", True, [1], {"v": 1}])

@@ -8,12 +8,11 @@ import pytest
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 
-from exporter.cache import AccountRefresher
-from exporter.client import FetchResult
 from exporter.config import AccountConfig
 from exporter.period import PeriodWindow, current_window, next_period_start, period_start
-from exporter.snapshot import UsageSnapshot
+from exporter.scheduler import AccountRefresher
 from exporter.telemetry import Telemetry
+from exporter.usage import FetchResult, ModelTotals, UsageSnapshot
 
 
 def utc(*args: int) -> datetime:
@@ -98,7 +97,8 @@ def test_counter_reset_and_created_change_at_the_month_boundary() -> None:
         windows.append(window)
         # spend proportional to the hours elapsed since the period start
         hours = window.seconds / 3600
-        return FetchResult(UsageSnapshot(window, models={"m": (hours, 0, 0, 0, hours)}), 1, 10)
+        totals = ModelTotals(hours, 0, 0, 0, hours)
+        return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 10)
 
     from exporter.collector import CollectorOptions, collect_accounts
 

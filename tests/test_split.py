@@ -26,13 +26,13 @@ from test_cache import ACCOUNT, FakeClock, MaxRandom, recording_transport
 
 from conftest import wait_for
 from exporter.app import landing_page
-from exporter.cache import HOUR, AccountRefresher, refresh_interval
-from exporter.client import FetchResult, UpstreamError, UsageClient
+from exporter.client import UsageClient
 from exporter.config import AccountConfig, ConfigError, build_settings
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import PeriodWindow
+from exporter.scheduler import HOUR, AccountRefresher, refresh_interval
 from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
-from exporter.snapshot import UsageSnapshot, merge
+from exporter.snapshot import merge
 from exporter.split import (
     RECHECK_SECONDS,
     REFETCH_SECONDS,
@@ -41,6 +41,7 @@ from exporter.split import (
     fetch_in_pieces,
 )
 from exporter.telemetry import Telemetry
+from exporter.usage import FetchResult, UpstreamError, UsageSnapshot
 from fake_upstream import FakeUpstream
 
 DAY = 86400.0
@@ -95,7 +96,7 @@ def test_pieces_cut_on_midnight_add_up_exactly(limit_days: int) -> None:
     assert split.requests == len(seen) and len(served) > 1
     assert_same_totals(split.snapshot, whole.snapshot, len(served))
     truth = account.model_totals(WINDOW.start, WINDOW.end)
-    assert {m: t[0] for m, t in split.snapshot.models.items()} == \
+    assert {m: t.cost for m, t in split.snapshot.models.items()} == \
         {m: t["cost"] for m, t in truth.items()}
     # Every piece asked for starts and ends on a UTC midnight, but the last one ends
     # at the end of the window; together they tile it.
@@ -114,8 +115,12 @@ def test_a_cut_inside_a_day_would_lose_the_fields_rounded_per_day() -> None:
     whole = client.fetch_window(ACCOUNT, WINDOW).snapshot
     joined = merge(halves[0].snapshot, halves[1].snapshot)
     assert account.model_totals(WINDOW.start, WINDOW.end)  # the same deterministic account
-    assert sum(t[1] for t in joined.assets.values()) < sum(t[1] for t in whole.assets.values())
-    assert sum(t[0] for t in joined.assets.values()) == sum(t[0] for t in whole.assets.values())
+
+    def assets(snapshot: UsageSnapshot, field: str) -> float:
+        return sum(getattr(t, field) for t in snapshot.assets.values())
+
+    assert assets(joined, "assets_api_key") < assets(whole, "assets_api_key")
+    assert assets(joined, "assets") == assets(whole, "assets")
 
 
 def at(days: float) -> PeriodWindow:

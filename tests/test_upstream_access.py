@@ -18,10 +18,11 @@ import pytest
 from exporter_process import ExporterProcess, Processes
 
 from conftest import wait_for
-from exporter.client import UpstreamError, UsageClient
+from exporter.client import UsageClient
 from exporter.config import ConfigError, build_settings
 from exporter.demo import DemoAccount
 from exporter.period import current_window
+from exporter.usage import UpstreamError
 from fake_upstream import FakeUpstream
 from pki import Identity, _ca, _issue
 

@@ -21,11 +21,9 @@ import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
 
-from exporter.client import UpstreamError
 from exporter.config import AccountConfig
 from exporter.ledger import PeriodLedger
 from exporter.memory import release_free_memory
@@ -36,11 +34,11 @@ from exporter.period import (
     monotonic_clock,
     wall_clock,
 )
-from exporter.snapshot import UsageSnapshot
 from exporter.split import PieceFetcher, WindowFetch
 from exporter.telemetry import Telemetry
+from exporter.usage import AccountView, UpstreamError
 
-log = logging.getLogger("exporter.cache")
+log = logging.getLogger("exporter.scheduler")
 
 # Back-off after a failed refresh: 10 s, 20 s, 40 s ... capped at 30 min, each
 # multiplied by a random factor in [0.5, 1] so that replicas spread out.
@@ -89,22 +87,6 @@ def limit_concurrency(spawn: Spawn, limit: int) -> Spawn:
         spawn(limited)
 
     return spawn_limited
-
-
-@dataclass(frozen=True)
-class AccountView:
-    """What a scrape sees of one account; immutable, so it can be read without locks."""
-
-    account: AccountConfig
-    version: int = 0
-    snapshot: UsageSnapshot | None = None
-    folded: Mapping[str, int] = field(default_factory=dict)
-    up: bool = False
-    attempted: bool = False
-    last_attempt: float | None = None  # wall-clock seconds
-    last_success: float | None = None
-    last_error: str | None = None
-    refresh_interval: float | None = None  # seconds between refreshes, once known
 
 
 class RequestCap:
