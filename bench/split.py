@@ -25,7 +25,7 @@ from exporter.client import UsageClient
 from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import current_window
-from exporter.scheduler import HOUR, AccountRefresher
+from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry
 
 DAY = 86400.0
@@ -54,8 +54,8 @@ def replay(limit_days: float, ttl: float, cap: int, days: int) -> dict[str, floa
                          transport=gateway(limit_days, calls, clock))
     registry = CollectorRegistry()
     refresher = AccountRefresher(
-        ACCOUNT, client.fetch_window, Telemetry(registry, ["large"]), ttl=ttl,
-        max_requests_per_hour=cap, clock=lambda: clock[0],
+        ACCOUNT, client.fetch_window, Telemetry(registry, ["large"]),
+        RefreshPolicy(ttl=ttl, max_requests_per_hour=cap), clock=lambda: clock[0],
         wall=lambda: MONTH_START + clock[0], spawn=lambda work: work())
     per_refresh: list[int] = []
     pieces: list[int] = []

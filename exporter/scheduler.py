@@ -22,6 +22,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from exporter.config import AccountConfig
@@ -123,30 +124,40 @@ class RequestCap:
             return len(self._sent) + calls <= self._limit
 
 
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """How often one account may be refreshed, and how much of it is served."""
+
+    ttl: float = 300.0
+    period: PeriodKind = "month"
+    anchor_day: int = 1
+    max_requests_per_hour: int = 60
+    max_models: int = 500
+    max_users: int = 1000
+
+
 class AccountRefresher:
     """Keeps one account's served data fresh enough, never overloading upstream."""
 
-    def __init__(self, account: AccountConfig, fetch: WindowFetch, telemetry: Telemetry, *,
-                 ttl: float, period: PeriodKind = "month", anchor_day: int = 1,
-                 max_requests_per_hour: int = 60, max_models: int = 500,
-                 max_users: int = 1000,
+    def __init__(self, account: AccountConfig, fetch: WindowFetch, telemetry: Telemetry,
+                 policy: RefreshPolicy, *,
                  clock: Callable[[], float] = monotonic_clock,
                  wall: Callable[[], float] = wall_clock,
                  spawn: Spawn = spawn_thread,
                  rng: random.Random | None = None) -> None:
         self.account = account
         self._pieces = PieceFetcher(fetch)
-        self._ttl = ttl
+        self._ttl = policy.ttl
         self._telemetry = telemetry
-        self._period: PeriodKind = period
-        self._anchor_day = anchor_day
+        self._period: PeriodKind = policy.period
+        self._anchor_day = policy.anchor_day
         self._clock = clock
         self._wall = wall
         self._spawn = spawn
         self._rng = rng or random.Random()
         self._fresh_until: float | None = None  # clock time; None: never fetched
-        self._cap = RequestCap(max_requests_per_hour, clock)
-        self._ledger = PeriodLedger(max_models, max_users)
+        self._cap = RequestCap(policy.max_requests_per_hour, clock)
+        self._ledger = PeriodLedger(policy.max_models, policy.max_users)
         self._lock = threading.Lock()
         self._in_flight = False
         self._first_done = threading.Event()

@@ -19,6 +19,7 @@ from exporter.exposition import ExpositionRenderer
 from exporter.period import monotonic_clock, wall_clock
 from exporter.scheduler import (
     AccountRefresher,
+    RefreshPolicy,
     Spawn,
     limit_concurrency,
     refresh_interval,
@@ -48,13 +49,14 @@ class UsageExporter:
                                   transport=transport, record=self.telemetry.record_request,
                                   monotonic=clock, wall=wall, ca_file=settings.upstream_ca_file)
         limited = limit_concurrency(spawn, MAX_CONCURRENT_REFRESHES)
+        policy = RefreshPolicy(
+            ttl=settings.cache_ttl, period=settings.period,
+            anchor_day=settings.period_anchor_day,
+            max_requests_per_hour=settings.max_requests_per_hour,
+            max_models=settings.max_models, max_users=settings.max_users)
         self.refreshers = [
             AccountRefresher(
-                account, self.client.fetch_window, self.telemetry,
-                ttl=settings.cache_ttl, period=settings.period,
-                anchor_day=settings.period_anchor_day,
-                max_requests_per_hour=settings.max_requests_per_hour,
-                max_models=settings.max_models, max_users=settings.max_users,
+                account, self.client.fetch_window, self.telemetry, policy,
                 clock=clock, wall=wall, spawn=limited)
             for account in settings.accounts
         ]

@@ -26,7 +26,7 @@ from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport
 from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
-from exporter.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher
+from exporter.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry
 from exporter.usage import FetchResult, ModelTotals, UpstreamError, UsageSnapshot
 
@@ -62,8 +62,8 @@ def make_refresher(fetch: Callable[..., FetchResult], clock: FakeClock, *, ttl: 
                    cap: int = 3600, spawn: Callable[[Callable[[], None]], None] | None = None,
                    telemetry: Telemetry | None = None) -> AccountRefresher:
     return AccountRefresher(
-        ACCOUNT, fetch, telemetry or Telemetry(CollectorRegistry(), ["acme"]), ttl=ttl,
-        max_requests_per_hour=cap, clock=clock.monotonic, wall=clock.wall,
+        ACCOUNT, fetch, telemetry or Telemetry(CollectorRegistry(), ["acme"]),
+        RefreshPolicy(ttl=ttl, max_requests_per_hour=cap), clock=clock.monotonic, wall=clock.wall,
         spawn=spawn or (lambda work: work()), rng=MaxRandom())
 
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import AccountConfig
 from exporter.period import PeriodWindow, current_window, next_period_start, period_start
-from exporter.scheduler import AccountRefresher
+from exporter.scheduler import AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry
 from exporter.usage import FetchResult, ModelTotals, UsageSnapshot
 
@@ -105,7 +105,7 @@ def test_counter_reset_and_created_change_at_the_month_boundary() -> None:
     account = AccountConfig(name="a", api_key="k", api_secret="s")
     with freeze_time("2026-12-31 22:00:00") as frozen:
         refresher = AccountRefresher(account, fetch, Telemetry(CollectorRegistry(), ["a"]),
-                                     ttl=60, spawn=lambda work: work())
+                                     RefreshPolicy(ttl=60), spawn=lambda work: work())
 
         def cost_and_created() -> tuple[float, float]:
             refresher.get()

@@ -30,7 +30,7 @@ from exporter.client import UsageClient
 from exporter.config import AccountConfig, ConfigError, build_settings
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import PeriodWindow
-from exporter.scheduler import HOUR, AccountRefresher, refresh_interval
+from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval
 from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
 from exporter.snapshot import merge
 from exporter.split import (
@@ -207,8 +207,8 @@ def test_a_gateway_that_refuses_even_one_day_fails_with_too_large(
               permit: Callable[[], bool] | None) -> FetchResult:
         return client_for(account, limit[0]).fetch_window(acct, window, permit)
 
-    refresher = AccountRefresher(ACCOUNT, fetch, telemetry, ttl=60, max_requests_per_hour=3600,
-                                 max_models=500, max_users=1000, clock=clock.monotonic,
+    policy = RefreshPolicy(ttl=60, max_requests_per_hour=3600, max_models=500, max_users=1000)
+    refresher = AccountRefresher(ACCOUNT, fetch, telemetry, policy, clock=clock.monotonic,
                                  wall=clock.wall, spawn=lambda work: work(), rng=MaxRandom())
     good = refresher.get()
     assert good.up and good.snapshot is not None
@@ -232,8 +232,9 @@ def test_a_refresh_needing_k_calls_runs_whole_or_waits() -> None:
     telemetry = Telemetry(registry, ["acme"])
     seen: list[PeriodWindow] = []
     client = client_for(demo(), 10, seen)
-    refresher = AccountRefresher(ACCOUNT, client.fetch_window, telemetry, ttl=10,
-                                 max_requests_per_hour=6, clock=clock.monotonic,
+    refresher = AccountRefresher(ACCOUNT, client.fetch_window, telemetry,
+                                 RefreshPolicy(ttl=10, max_requests_per_hour=6),
+                                 clock=clock.monotonic,
                                  wall=clock.wall, spawn=lambda work: work(), rng=MaxRandom())
     assert refresher.get().up and len(seen) == 5  # learnt the split: 5 of the 6 calls
     # The next refresh would need 1 call: it waits for the pace the cap allows.
@@ -275,9 +276,9 @@ def test_accounts_refreshed_together_spread_over_the_ttl() -> None:
     for index in range(5):
         fetch = client_for(demo(), None).fetch_window
         refreshers.append(AccountRefresher(
-            ACCOUNT, fetch, Telemetry(CollectorRegistry(), ["acme"]), ttl=300,
-            max_requests_per_hour=60, clock=clock.monotonic, wall=clock.wall,
-            spawn=lambda work: work(), rng=LowRandom(index / 4)))
+            ACCOUNT, fetch, Telemetry(CollectorRegistry(), ["acme"]),
+            RefreshPolicy(ttl=300, max_requests_per_hour=60), clock=clock.monotonic,
+            wall=clock.wall, spawn=lambda work: work(), rng=LowRandom(index / 4)))
     for refresher in refreshers:
         refresher.get()
     due_at = []
