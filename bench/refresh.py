@@ -33,8 +33,9 @@ from pydantic import SecretStr
 from bench.procs import API_KEY, API_SECRET, read_proc_status
 from bench.scrape import PROMETHEUS_ACCEPT
 from bench.workload import refresh_window
+from exporter.account import AccountConfig
 from exporter.client import UsageClient
-from exporter.config import AccountConfig, build_settings
+from exporter.config import build_settings
 from exporter.ledger import LedgerResult, PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from bench.run import _table
+from exporter.account import AccountConfig
 from exporter.client import UsageClient
-from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import current_window
 from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy

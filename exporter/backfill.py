@@ -34,11 +34,12 @@ from typing import Any, BinaryIO, TextIO
 
 import httpx
 
+from exporter.account import AccountConfig
 from exporter.backfill_output import PartStore, merge_parts
 from exporter.backfill_upstream import PeriodFetcher, describe
 from exporter.client import UsageClient
 from exporter.collector import COUNTERS, CollectorOptions
-from exporter.config import AccountConfig, ConfigError, Settings, parse_duration
+from exporter.config import ConfigError, Settings, parse_duration
 from exporter.history import SeriesWriter, render
 from exporter.period import (
     PeriodWindow,

@@ -14,8 +14,8 @@ import logging
 import random
 from collections.abc import Callable
 
+from exporter.account import AccountConfig
 from exporter.client import RequestPermit, UsageClient
-from exporter.config import AccountConfig
 from exporter.history import PeriodUsage, join_pieces, split_into_buckets
 from exporter.period import PeriodWindow
 from exporter.scheduler import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap

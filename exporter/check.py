@@ -12,7 +12,8 @@ from typing import TextIO
 import httpx
 
 from exporter.client import UsageClient
-from exporter.config import Settings, mask
+from exporter.config import Settings
+from exporter.logs import mask
 from exporter.period import current_window
 from exporter.split import fetch_in_pieces
 from exporter.usage import UpstreamError

@@ -19,16 +19,9 @@ from typing import Any, NoReturn
 import httpx
 
 from exporter import __version__
-from exporter.config import (
-    ACCOUNT_OPTIONS,
-    CREDENTIAL_HELP,
-    OPTIONS,
-    ConfigError,
-    Settings,
-    format_duration,
-    settings_from_environment,
-)
+from exporter.config import ConfigError, Settings, format_duration, settings_from_environment
 from exporter.logs import configure_logging, secret_variants
+from exporter.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
 
 log = logging.getLogger("exporter")
 
@@ -131,10 +124,9 @@ def _secrets(settings: Settings) -> set[str]:
 def _transport(settings: Settings) -> httpx.BaseTransport | None:
     if not settings.demo:
         return None
-    from exporter.config import DEMO_API_KEY, DEMO_API_SECRET
-    from exporter.demo import DemoAccount, demo_transport
+    from exporter.demo import demo_upstream
 
-    return demo_transport(DemoAccount(), DEMO_API_KEY, DEMO_API_SECRET)
+    return demo_upstream()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

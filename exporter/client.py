@@ -25,7 +25,7 @@ import httpx
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.config import AccountConfig
+from exporter.account import AccountConfig
 from exporter.models import UsageResponse
 from exporter.period import (
     PeriodWindow,

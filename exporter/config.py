@@ -23,21 +23,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from exporter.account import DEFAULT_API_URL, AccountConfig, check_api_url
+from exporter.demo import demo_account_config
+from exporter.logs import mask_value
+from exporter.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
 from exporter.yamlfile import MAX_BYTES, Schema, YAMLFileError, load_mapping, unknown_key
-
-DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
-ENV_PREFIX = "SCENARIO_EXPORTER_"
-ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-DEMO_API_KEY = "demo-key"
-DEMO_API_SECRET = "demo-secret"
-DEMO_BUDGET_CU = 1_200_000.0
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
@@ -71,20 +66,6 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
-def check_api_url(value: str) -> str:
-    """An http(s) base URL of the API, without its trailing slash.
-
-    Credentials in the URL are refused: URLs are logged, credentials never.
-    """
-    match = re.match(r"^https?://([^/\s]+)", value)
-    if not match:
-        raise ValueError("must be an http(s) URL such as " + DEFAULT_API_URL)
-    if "@" in match.group(1):
-        raise ValueError("must not hold credentials (user:password@); "
-                         "they belong in api_key and api_secret")
-    return value.rstrip("/")
-
-
 def format_duration(seconds: float) -> str:
     """Render seconds the way they are written in flags (``300`` -> ``5m``)."""
     if seconds and seconds % 3600 == 0:
@@ -105,115 +86,6 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, port
-
-
-class AccountConfig(BaseModel):
-    """One set of Scenario credentials, watched as one ``account`` label value."""
-
-    # A validation error shows its input, which holds the secret (a model-level error
-    # shows the whole dict): keep inputs out of errors, whoever prints them.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    name: str
-    api_key: str | None = Field(default=None, min_length=1)
-    api_key_file: Path | None = None
-    api_secret: SecretStr | None = None
-    api_secret_file: Path | None = None
-    project_ids: tuple[str, ...] = ()
-    budget_creative_units: float | None = Field(default=None, ge=0)
-    # This account's API base URL (a regional endpoint, a forward proxy); None: --scenario.api-url.
-    api_url: str | None = None
-
-    @field_validator("api_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_api_url(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_label_value(cls, value: str) -> str:
-        if not ACCOUNT_NAME.match(value):
-            raise ValueError("must be 1-63 letters, digits, '_', '.' or '-'")
-        return value
-
-    @field_validator("project_ids", mode="before")
-    @classmethod
-    def _split_project_ids(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(p.strip() for p in value.split(",") if p.strip())
-        return value
-
-    @model_validator(mode="after")
-    def _one_secret_source(self) -> AccountConfig:
-        if (self.api_key is None) == (self.api_key_file is None):
-            raise ValueError("give exactly one of api_key or api_key_file")
-        if (self.api_secret is None) == (self.api_secret_file is None):
-            raise ValueError("give exactly one of api_secret or api_secret_file")
-        for name, path in (("api_key_file", self.api_key_file),
-                           ("api_secret_file", self.api_secret_file)):
-            if path is not None:
-                try:
-                    read_secret_file(path)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
-        return self
-
-    def key(self) -> str:
-        """The API key; read from its file on every call, like the secret, so that a
-        rotated key/secret pair (a Kubernetes Secret volume) applies without a restart."""
-        if self.api_key is not None:
-            return self.api_key
-        assert self.api_key_file is not None
-        return read_secret_file(self.api_key_file)
-
-    def secret(self) -> str:
-        """The API secret; read from its file on every call so that rotated secrets apply."""
-        if self.api_secret is not None:
-            return self.api_secret.get_secret_value()
-        assert self.api_secret_file is not None
-        return read_secret_file(self.api_secret_file)
-
-    def __repr__(self) -> str:
-        # pydantic masks SecretStr already; the key is an identifier, not a secret,
-        # but keep it short in logs anyway.
-        key = mask(self.api_key) if self.api_key is not None else None
-        return (f"AccountConfig(name={self.name!r}, api_key={key!r}, "
-                f"api_key_file={str(self.api_key_file) if self.api_key_file else None!r}, "
-                f"api_secret={'**********' if self.api_secret else None}, "
-                f"api_secret_file={str(self.api_secret_file) if self.api_secret_file else None!r},"
-                f" project_ids={self.project_ids!r}, "
-                f"budget_creative_units={self.budget_creative_units!r}, "
-                f"api_url={self.api_url!r})")
-
-    __str__ = __repr__
-
-
-def mask(value: str) -> str:
-    """Keep the first 4 characters of an identifier, enough to tell keys apart."""
-    return value[:4] + "…" if len(value) > 4 else "…"
-
-
-def mask_value(value: str) -> str:
-    """An invalid value as an error may show it: short ones whole, long ones cut.
-
-    A secret pasted into the wrong setting must not reach the logs, so a value
-    longer than a few characters shows only its first three and its length.
-    """
-    if len(value) <= 6 and value.isprintable():
-        return repr(value)
-    return f"{value[:3]!r}… ({len(value)} characters)" if value[:3].isprintable() else \
-        f"({len(value)} characters)"
-
-
-def read_secret_file(path: Path) -> str:
-    """Read a secret from a file (Kubernetes mounts), without its trailing newline."""
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not secret:
-        raise ValueError(f"{path} is empty")
-    return secret
 
 
 class Settings(BaseModel):
@@ -280,108 +152,10 @@ class Settings(BaseModel):
         return check_api_url(value)
 
     @model_validator(mode="after")
-    def _unique_accounts(self) -> Settings:
-        names = [a.name for a in self.accounts]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"accounts: the name {name!r} is used twice")
+    def _stale_after_ttl(self) -> Settings:
         if self.cache_max_stale < self.cache_ttl:
             raise ValueError("cache.max-stale must be at least cache.ttl")
         return self
-
-
-@dataclass(frozen=True)
-class Option:
-    """A setting as the user names it: flag, environment variable, YAML path."""
-
-    flag: str  # without the leading dashes: "cache.ttl"
-    field: str  # Settings field
-    help: str
-    kind: Literal["value", "bool"] = "value"
-    metavar: str = "VALUE"
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + re.sub(r"[.-]", "_", self.flag).upper()
-
-    @property
-    def yaml_path(self) -> tuple[str, ...]:
-        return tuple(self.flag.split("."))
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("web.listen-address", "listen_address",
-           "Address on which to expose metrics and the landing page (default :10097).",
-           metavar="[HOST]:PORT"),
-    Option("web.telemetry-path", "telemetry_path",
-           "Path under which to expose metrics (default /metrics).", metavar="PATH"),
-    Option("web.config.file", "web_config_file",
-           "Path to a Prometheus exporter-toolkit web config (TLS, basic auth, headers).",
-           metavar="FILE"),
-    Option("web.health-without-auth", "web_health_without_auth",
-           "Serve /-/healthy and /-/ready without basic auth (for kubelet probes).",
-           kind="bool"),
-    Option("web.read-header-timeout", "web_header_timeout",
-           "Close a connection that has not sent a whole request header within this time, "
-           "also between requests on a kept-alive connection (default 10s).",
-           metavar="DURATION"),
-    Option("web.max-threads", "web_max_threads",
-           "Worker threads answering requests; more requests wait their turn (default 8).",
-           metavar="N"),
-    Option("demo", "demo",
-           "Serve a built-in simulated Scenario account; no credentials needed.", kind="bool"),
-    Option("log.level", "log_level", "Log level: debug, info, warning, error (default info).",
-           metavar="LEVEL"),
-    Option("log.format", "log_format", "Log format: logfmt or json (default logfmt).",
-           metavar="FORMAT"),
-    Option("cache.ttl", "cache_ttl",
-           "How long upstream data is served before a scrape triggers a refresh (default 5m).",
-           metavar="DURATION"),
-    Option("cache.max-stale", "cache_max_stale",
-           "Age after which business series are withdrawn when refreshes fail (default 2h).",
-           metavar="DURATION"),
-    Option("period", "period",
-           "Billing period whose running total is exported: month or day (default month).",
-           metavar="PERIOD"),
-    Option("period.anchor-day", "period_anchor_day",
-           "Day of the month (1-28) on which a monthly period starts (default 1).",
-           metavar="DAY"),
-    Option("scenario.api-url", "api_url",
-           f"Base URL of Scenario's API (default {DEFAULT_API_URL}).", metavar="URL"),
-    Option("upstream.timeout", "upstream_timeout",
-           "Timeout of one upstream request (default 30s).", metavar="DURATION"),
-    Option("upstream.ca-file", "upstream_ca_file",
-           "PEM file of CA certificates trusted for the Scenario API in addition to the "
-           "default ones (a TLS-intercepting proxy's CA).", metavar="FILE"),
-    Option("upstream.max-requests-per-hour", "max_requests_per_hour",
-           "Hard cap on upstream requests per account and hour (default 60).", metavar="N"),
-    Option("limits.max-models", "max_models",
-           "Models per account with a series of their own; the rest fold into __other__ "
-           "(default 500).", metavar="N"),
-    Option("limits.max-users", "max_users",
-           "Users per account with a series of their own; the rest fold into __other__ "
-           "(default 1000).", metavar="N"),
-    Option("metrics.user-identity", "user_identity",
-           "Add user_name and email (personal data) to scenario_user_info.", kind="bool"),
-)
-
-# Settings of the single account made from the environment (no YAML accounts).
-BUDGET_FLAG = "budget.creative-units"
-PROJECTS_FLAG = "scenario.project-ids"
-ACCOUNT_OPTIONS: tuple[Option, ...] = (
-    Option(BUDGET_FLAG, "budget_creative_units",
-           "Monthly Creative Unit budget of the single account (exported as "
-           "scenario_budget_creative_units).", metavar="CU"),
-    Option(PROJECTS_FLAG, "project_ids",
-           "Comma-separated Scenario project ids to restrict the single account to.",
-           metavar="IDS"),
-)
-
-CREDENTIAL_HELP = (
-    "set SCENARIO_API_KEY (or SCENARIO_API_KEY_FILE) and SCENARIO_API_SECRET "
-    "(or SCENARIO_API_SECRET_FILE), "
-    "list accounts in --config.file, or try --demo"
-)
 
 
 @dataclass
@@ -476,16 +250,14 @@ def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
         if option.flag in layer.values:
             raw[option.field], sources[option.field] = layer.values[option.flag]
 
-    # Settings first, so that a bad value is reported before missing credentials.
+    # Settings first, so that a bad value is reported before missing credentials;
+    # each account is validated on its own, and added to the settings as it is.
     try:
         settings = Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, sources)) from None
     accounts = _accounts(document, env, layer, config_file, demo=settings.demo)
-    try:
-        return Settings(**raw, accounts=accounts)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, sources)) from None
+    return settings.model_copy(update={"accounts": accounts})
 
 
 def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer,
@@ -495,11 +267,7 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
     budget = account_settings.get("budget_creative_units")
     listed = document.get("accounts")
     if demo:
-        # The built-in simulated account: fixed credentials that only the demo
-        # transport accepts; its budget can still be set by flag.
-        return (AccountConfig(name="demo", api_key=DEMO_API_KEY,
-                              api_secret=SecretStr(DEMO_API_SECRET),
-                              budget_creative_units=budget[0] if budget else DEMO_BUDGET_CU),)
+        return (demo_account_config(budget[0] if budget else None),)
     if listed is not None:
         if not isinstance(listed, list) or not listed:
             raise ConfigError(f"accounts in {config_file}: must be a non-empty list")
@@ -518,6 +286,10 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
         if budget is not None and len(listed) > 1:
             raise ConfigError(f"{budget[1]}: several accounts are configured; set "
                               f"budget_creative_units on each account in {config_file}")
+        names = [a.name for a in accounts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigError(f"accounts: the name {name!r} is used twice")
         return tuple(accounts)
 
     key = env.get("SCENARIO_API_KEY") or env.get("SCENARIO_SDK_API_KEY")

@@ -31,8 +31,9 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Sample
 
+from exporter.account import AccountConfig
 from exporter.collector import CollectorOptions, collect_accounts
-from exporter.config import AccountConfig, parse_duration
+from exporter.config import parse_duration
 from exporter.demo import parse_iso
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse

@@ -75,3 +75,20 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str] = (),
     root.setLevel(level.upper())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def mask(value: str) -> str:
+    """Keep the first 4 characters of an identifier, enough to tell keys apart."""
+    return value[:4] + "…" if len(value) > 4 else "…"
+
+
+def mask_value(value: str) -> str:
+    """An invalid value as an error may show it: short ones whole, long ones cut.
+
+    A secret pasted into the wrong setting must not reach the logs, so a value
+    longer than a few characters shows only its first three and its length.
+    """
+    if len(value) <= 6 and value.isprintable():
+        return repr(value)
+    return f"{value[:3]!r}… ({len(value)} characters)" if value[:3].isprintable() else \
+        f"({len(value)} characters)"

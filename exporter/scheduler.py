@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from exporter.config import AccountConfig
+from exporter.account import AccountConfig
 from exporter.ledger import PeriodLedger
 from exporter.memory import release_free_memory
 from exporter.period import (

@@ -29,8 +29,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from exporter.account import AccountConfig
 from exporter.client import RequestPermit
-from exporter.config import AccountConfig
 from exporter.period import PeriodWindow, describe_window
 from exporter.snapshot import merge
 from exporter.usage import (

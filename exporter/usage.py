@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from exporter.period import PeriodWindow, describe_window
 
 if TYPE_CHECKING:  # a pydantic model: only its type is needed here
-    from exporter.config import AccountConfig
+    from exporter.account import AccountConfig
 
 
 class ModelTotals(NamedTuple):

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from exporter.app import create_app, first_scrape_wait
-from exporter.config import DEMO_API_KEY, DEMO_API_SECRET, build_settings
-from exporter.demo import DemoAccount, demo_transport
+from exporter.config import build_settings
+from exporter.demo import DEMO_API_KEY, DEMO_API_SECRET, DemoAccount, demo_transport
 from exporter.service import UsageExporter
 
 

@@ -21,8 +21,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from conftest import wait_for
+from exporter.account import AccountConfig
 from exporter.client import UsageClient, parse_retry_after
-from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport
 from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow

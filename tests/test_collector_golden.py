@@ -20,8 +20,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
+from exporter.account import AccountConfig
 from exporter.collector import AccountsCollector, CollectorOptions, collect_accounts
-from exporter.config import AccountConfig
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse

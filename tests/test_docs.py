@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import REPO_ROOT
-from exporter.config import ACCOUNT_OPTIONS, OPTIONS
+from exporter.options import ACCOUNT_OPTIONS, OPTIONS
 
 README = (REPO_ROOT / "README.md").read_text()
 

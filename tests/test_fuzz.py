@@ -50,9 +50,9 @@ from pydantic.alias_generators import to_camel
 
 from conftest import IN_CI, require_tool
 from exporter import models
+from exporter.account import AccountConfig
 from exporter.client import UsageClient
 from exporter.collector import COUNTERS, CollectorOptions
-from exporter.config import AccountConfig
 from exporter.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger

@@ -8,7 +8,7 @@ import pytest
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 
-from exporter.config import AccountConfig
+from exporter.account import AccountConfig
 from exporter.period import PeriodWindow, current_window, next_period_start, period_start
 from exporter.scheduler import AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry

@@ -21,7 +21,8 @@ from exporter_process import ExporterProcess, Exposition, Processes
 from pydantic import SecretStr, ValidationError
 
 from conftest import wait_for
-from exporter.config import AccountConfig, Settings, build_settings
+from exporter.account import AccountConfig
+from exporter.config import Settings, build_settings
 from exporter.demo import DemoAccount
 from fake_upstream import FakeUpstream
 

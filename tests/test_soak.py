@@ -36,8 +36,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from pydantic import SecretStr
 
+from exporter.account import AccountConfig
 from exporter.app import create_app
-from exporter.config import AccountConfig, Settings
+from exporter.config import Settings
 from exporter.demo import DemoAccount
 from exporter.logs import configure_logging
 from exporter.period import next_period_start, period_start

@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry
 from test_cache import ACCOUNT, FakeClock, MaxRandom, recording_transport
 
 from conftest import wait_for
+from exporter.account import AccountConfig
 from exporter.app import landing_page
 from exporter.client import UsageClient
-from exporter.config import AccountConfig, ConfigError, build_settings
+from exporter.config import ConfigError, build_settings
 from exporter.demo import DemoAccount, demo_transport, parse_iso
 from exporter.period import PeriodWindow
 from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval

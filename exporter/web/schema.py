@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from exporter.config import mask_value
+from exporter.logs import mask_value
 from exporter.yamlfile import Schema, YAMLFileError, load_mapping, unknown_key
 
 # Keys of newer exporter-toolkit releases that this exporter cannot honour.
