@@ -329,26 +329,24 @@ def _accounts(document: Mapping[str, Any], env: Mapping[str, str], layer: _Layer
 def _describe(exc: ValidationError, sources: Mapping[str, str], prefix: str = "") -> str:
     """One line for the first validation error: which setting, from where, what is wrong."""
     error = exc.errors(include_url=False, include_input=False)[0]
-    loc = [str(part) for part in error["loc"]]
-    message = str(error["msg"])
-    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if not loc:
+    cause = error.get("ctx", {}).get("error")
+    # Our validators' own words, else pydantic's ("Input should be 'a' or 'b'").
+    message = str(cause) if isinstance(cause, Exception) else \
+        str(error["msg"]).replace("Input should be", "must be")
+    if not error["loc"]:
         # Model-level checks name their field first ("api_secret_file: ...").
         field_name, sep, rest = message.partition(": ")
         if sep and field_name in sources:
             return f"{sources[field_name]}: {rest}"
         return f"{prefix}: {message}" if prefix else message
-    if loc[0] == "accounts":
-        loc = loc[2:] if len(loc) > 2 else loc
-    setting = loc[0]
-    if setting in sources:
+    setting = str(error["loc"][0])
+    if prefix:
+        label = f"{prefix}: {setting}"
+    elif setting in sources:
         label = sources[setting]
     else:
         flag = next((o.flag for o in OPTIONS + ACCOUNT_OPTIONS if o.field == setting), None)
-        label = f"--{flag}" if flag and not prefix else setting
-    if prefix:
-        label = f"{prefix}: {setting}"
-    message = message.replace("Input should be", "must be")
+        label = f"--{flag}" if flag else setting
     return f"{label}: {message}"
 
 
