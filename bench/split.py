@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from bench.run import _table
 from exporter.account import AccountConfig
 from exporter.client import UsageClient
-from exporter.demo import DemoAccount, demo_transport, parse_iso
-from exporter.period import current_window
+from exporter.demo import DemoAccount, demo_transport
+from exporter.period import current_window, parse_iso
 from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry
 

@@ -28,6 +28,7 @@ import httpx
 from pydantic import SecretStr
 
 from exporter.account import AccountConfig
+from exporter.period import parse_iso
 
 # The usage names documented by Scenario's API reference at the time of
 # writing, plus a few seen in the wild; upstream adds new ones over time.
@@ -325,12 +326,6 @@ def _count_row(key: str, name: str, s: _Series, buckets: list[tuple[str, float, 
     return {key: name, "points": [{"time": t, "count": s.total(b) - s.total(a),
                                    "countApiKey": api(s, a, b)}
                                   for t, a, b in buckets if s.total(b) != s.total(a)]}
-
-
-def parse_iso(text: str) -> datetime:
-    """Parse the ISO 8601 timestamps the client sends (``...Z``)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def check_basic_auth(header: str | None, api_key: str, api_secret: str) -> bool:

@@ -34,10 +34,9 @@ from prometheus_client.samples import Sample
 from exporter.account import AccountConfig
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import parse_duration
-from exporter.demo import parse_iso
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
-from exporter.period import PeriodWindow
+from exporter.period import PeriodWindow, parse_iso
 from exporter.snapshot import merge, summarize
 from exporter.usage import AccountView, UsageSnapshot
 

@@ -123,3 +123,9 @@ def isoformat_utc(moment: datetime) -> str:
 def describe_window(window: PeriodWindow) -> str:
     """``start/end`` in the ISO 8601 form sent upstream, for logs and errors."""
     return f"{isoformat_utc(window.start)}/{isoformat_utc(window.end)}"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse the ISO 8601 timestamps the client sends (``...Z``)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.demo import DemoAccount, check_basic_auth, parse_iso
+from exporter.demo import DemoAccount, check_basic_auth
+from exporter.period import parse_iso
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
          "gateway-too-large", "empty")

@@ -24,11 +24,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import ConfigError, Settings, build_settings
-from exporter.demo import DemoAccount, demo_transport, parse_iso
+from exporter.demo import DemoAccount, demo_transport
 from exporter.history import SeriesWriter, join_pieces, period_to_date, split_into_buckets
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
-from exporter.period import PeriodWindow, period_start
+from exporter.period import PeriodWindow, parse_iso, period_start
 from exporter.snapshot import summarize
 from exporter.usage import AccountView
 

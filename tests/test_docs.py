@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from conftest import REPO_ROOT
 from exporter.options import ACCOUNT_OPTIONS, OPTIONS
@@ -36,3 +38,19 @@ def test_every_metric_of_the_contract_is_documented() -> None:
     metrics_doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
     for spec in COUNTERS:
         assert f"`{spec.name}_total`" in metrics_doc, spec.name
+
+
+def test_the_readme_import_graph_is_the_one_the_source_has() -> None:
+    result = subprocess.run([sys.executable, "scripts/import_graph.py", "--check"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_shared_values_import_no_other_layer() -> None:
+    """usage.py is what the layers share: importing it pulls in no scheduler, client, web."""
+    code = ("import sys, exporter.usage; "
+            "print(sorted(m for m in sys.modules if m.startswith(('exporter', 'httpx', "
+            "'pydantic', 'prometheus_client', 'cachetools'))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "['exporter', 'exporter.period', 'exporter.usage']"

@@ -29,7 +29,8 @@ from exporter_process import ExporterProcess, Exposition, Processes, moment
 
 from conftest import wait_for
 from exporter import __version__
-from exporter.demo import DemoAccount, parse_iso
+from exporter.demo import DemoAccount
+from exporter.period import parse_iso
 from fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e

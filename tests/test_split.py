@@ -29,8 +29,8 @@ from exporter.account import AccountConfig
 from exporter.app import landing_page
 from exporter.client import UsageClient
 from exporter.config import ConfigError, build_settings
-from exporter.demo import DemoAccount, demo_transport, parse_iso
-from exporter.period import PeriodWindow
+from exporter.demo import DemoAccount, demo_transport
+from exporter.period import PeriodWindow, parse_iso
 from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval
 from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
 from exporter.snapshot import merge
