@@ -1,4 +1,4 @@
-"""One fetch shared by all scrapes: per-account cache, back-off and request cap.
+"""The refresh scheduler: one fetch shared by all scrapes, per account, with back-off and cap.
 
 Scrapes never call upstream themselves. Within the TTL they are answered from
 memory. Past the TTL, the first scrape starts one background refresh and every
