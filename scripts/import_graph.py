@@ -2,6 +2,7 @@
 
     python scripts/import_graph.py           # the graph, top (cli) to bottom (no imports)
     python scripts/import_graph.py --check   # fail when README.md's copy differs
+    python scripts/import_graph.py --write   # update README.md's copy
 
 Each line is a module and the modules of the package it imports (imports done
 inside a function, or for type checking only, included). The README carries
@@ -64,14 +65,20 @@ def render(edges: dict[str, set[str]]) -> str:
 
 def main(argv: list[str]) -> int:
     text = render(graph())
-    if "--check" not in argv:
+    if "--check" not in argv and "--write" not in argv:
         sys.stdout.write(text)
         return 0
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme_path = ROOT / "README.md"
+    readme = readme_path.read_text(encoding="utf-8")
     parts = readme.split(MARKER)
+    if "--write" in argv and len(parts) == 3:
+        readme_path.write_text(f"{parts[0]}{MARKER}\n```\n{text}```\n{MARKER}{parts[2]}",
+                               encoding="utf-8")
+        return 0
     if len(parts) != 3 or parts[1].strip().removeprefix("```").removesuffix("```").strip() \
             != text.strip():
-        sys.stdout.write("README.md's import graph is out of date; it should read:\n" + text)
+        sys.stdout.write("README.md's import graph is out of date (update it with "
+                         "python scripts/import_graph.py --write); it should read:\n" + text)
         return 1
     return 0
 
