@@ -38,7 +38,7 @@ from bench.workload import account
 from exporter.config import build_settings
 from exporter.period import current_window
 from exporter.service import UsageExporter
-from exporter.webserver import ThreadingWSGIServer
+from exporter.web.server import BACKLOG
 from tests.fake_upstream import FakeUpstream
 
 STEADY_RSS_GOAL_MIB = 200
@@ -90,7 +90,7 @@ def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, 
             out[f"{variant}_bytes"] = len(body)
             routes[f"/{variant}"] = (body, {k: v for k, v in response_headers.items()
                                             if k in ("content-type", "content-encoding")})
-        with FloorProcess(routes, ThreadingWSGIServer.request_queue_size,
+        with FloorProcess(routes, BACKLOG,
                           EXPORTER_NODELAY) as floor:
             for variant, headers in REQUESTS.items():
                 out[f"{variant}_floor"], out[f"{variant}_exporter"] = warm_latency(
