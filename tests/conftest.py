@@ -53,6 +53,17 @@ def require_tool(name: str) -> str:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts real processes or soaks is also ``slow``.
+
+    ``python -m pytest -m "not slow"`` is then the quick unit run; the whole
+    suite (scripts/test.sh, CI) runs everything.
+    """
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("soak"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite the expected exposition files instead of comparing")

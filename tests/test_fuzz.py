@@ -58,6 +58,8 @@ from exporter.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
+
+pytestmark = pytest.mark.slow
 from exporter.period import PeriodWindow
 from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
 from exporter.split import fetch_in_pieces
