@@ -20,8 +20,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from clock import FakeClock, ThreadSpawn
 from conftest import wait_for
-from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher
+from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher, AccountView
 from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
 from exporter.config import AccountConfig
 from exporter.demo import DemoAccount, demo_transport
@@ -33,22 +34,6 @@ from exporter.telemetry import Telemetry
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
                         project_ids=("proj_a", "proj_b"))
 T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
-
-
-class FakeClock:
-    """Monotonic and wall clocks that move only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return T0 + self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class MaxRandom(random.Random):
@@ -85,7 +70,7 @@ class CountingFetch:
 
 
 def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=300)
     for _ in range(50):
         refresher.get()
@@ -98,7 +83,7 @@ def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
 
 
 def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
-    clock, release = FakeClock(), threading.Event()
+    clock, release = FakeClock(T0), threading.Event()
     calls: list[int] = []
 
     def slow_fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
@@ -107,7 +92,7 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
             assert release.wait(10)
         return FetchResult(UsageSnapshot(window, models={"m": (float(len(calls)),) * 5}), 1, 1)
 
-    refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=_thread_spawn)
+    refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=ThreadSpawn())
     first = refresher.get(wait=5)
     assert first.snapshot is not None and first.snapshot.models["m"][0] == 1.0
     clock.advance(61)
@@ -124,24 +109,37 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
 
 
 def test_only_the_first_scrape_waits_and_never_past_its_budget() -> None:
-    clock, release = FakeClock(), threading.Event()
+    clock, fetching, release = FakeClock(T0), threading.Event(), threading.Event()
 
     def blocked(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
+        fetching.set()
         assert release.wait(10)
         return FetchResult(UsageSnapshot(window), 1, 1)
 
-    refresher = make_refresher(blocked, clock, spawn=_thread_spawn)
-    started = time.monotonic()
-    view = refresher.get(wait=0.3)
-    waited = time.monotonic() - started
-    assert 0.25 <= waited < 2.0
+    spawn = ThreadSpawn()
+    refresher = make_refresher(blocked, clock, spawn=spawn)
+    # Past its budget, the first scrape answers while the refresh is still running.
+    view = refresher.get(wait=0.01)
+    assert fetching.is_set() and not release.is_set()
     assert view.snapshot is None and not view.attempted
+    # Within its budget, it waits for the refresh and serves what it brought.
+    waited: list[AccountView] = []
+    scrape = threading.Thread(target=lambda: waited.append(refresher.get(wait=30)))
+    scrape.start()
     release.set()
-    wait_for(lambda: refresher.view.attempted, 5, "the refresh")
+    scrape.join(30)
+    assert waited and waited[0].attempted and waited[0].snapshot is not None
+    # Once attempted, a scrape never waits, whatever its budget: the next refresh
+    # is blocked again, and the scrape still answers with the data it has.
+    release.clear()
+    clock.advance(301)
+    assert refresher.get(wait=3600).snapshot is waited[0].snapshot
+    release.set()
+    spawn.join()
 
 
 def test_concurrent_scrapes_share_one_refresh() -> None:
-    clock, gate = FakeClock(), threading.Event()
+    clock, gate = FakeClock(T0), threading.Event()
     calls: list[int] = []
 
     def fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
@@ -149,7 +147,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
         gate.wait(5)
         return FetchResult(UsageSnapshot(window, models={"m": (1.0,) * 5}), 1, 1)
 
-    refresher = make_refresher(fetch, clock, spawn=_thread_spawn)
+    refresher = make_refresher(fetch, clock, spawn=ThreadSpawn())
     barrier = threading.Barrier(32)
     views = []
 
@@ -169,7 +167,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
 
 
 def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("server_error", "HTTP 500")
     telemetry = Telemetry(CollectorRegistry(), ["acme"])
     refresher = make_refresher(fetch, clock, ttl=1, telemetry=telemetry)
@@ -178,7 +176,7 @@ def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
         before = fetch.calls
         refresher.get()
         if fetch.calls > before:
-            attempts_at.append(clock.now - 1000.0)
+            attempts_at.append(clock.seconds)
         clock.advance(1)
     gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:], strict=False)]
     assert gaps == [10, 20, 40, 80, 160]
@@ -188,7 +186,7 @@ def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
 
 
 def test_auth_failures_back_off_too() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("auth", "HTTP 401")
     refresher = make_refresher(fetch, clock, ttl=1)
     for _ in range(9):
@@ -201,7 +199,7 @@ def test_auth_failures_back_off_too() -> None:
 
 
 def test_retry_after_is_honoured() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("rate_limited", "429", retry_after=120)
     refresher = make_refresher(fetch, clock, ttl=1)
     refresher.get()
@@ -214,7 +212,7 @@ def test_retry_after_is_honoured() -> None:
 
 
 def test_success_after_failures_resets_the_backoff_and_keeps_serving() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
     good = refresher.get()
     fetch.error = UpstreamError("invalid_response", "bad JSON")
@@ -235,7 +233,7 @@ def test_success_after_failures_resets_the_backoff_and_keeps_serving() -> None:
 
 
 def test_hourly_cap_is_never_exceeded() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=1, cap=3)
     for _ in range(3599):
         refresher.get()
@@ -353,7 +351,7 @@ def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
 def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import exporter.cache
 
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
     published: list[int] = []  # the version served when memory is given back
 
@@ -390,7 +388,3 @@ def test_demo_transport_refuses_wrong_credentials() -> None:
     assert caught.value.reason == "auth"
     body = DemoAccount().response(WINDOW.start, WINDOW.end)
     assert json.dumps(body)  # serialisable
-
-
-def _thread_spawn(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, daemon=True).start()

@@ -58,12 +58,12 @@ from exporter.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
 from exporter.exposition import ExpositionRenderer
 from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
-
-pytestmark = pytest.mark.slow
 from exporter.period import PeriodWindow
 from exporter.snapshot import InvalidResponse, UsageSnapshot, summarize
 from exporter.split import fetch_in_pieces
 from exporter.telemetry import Telemetry
+
+pytestmark = pytest.mark.slow
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,6 +35,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from pydantic import SecretStr
 
+from clock import FakeClock, ThreadSpawn
+from conftest import wait_for
 from exporter.app import create_app
 from exporter.config import AccountConfig, Settings
 from exporter.demo import DemoAccount
@@ -90,35 +91,6 @@ class ChangingAccount(DemoAccount):
                 body["entities"][kind] = [e for e in body["entities"][kind]
                                           if e["id"] not in hidden]
         return body
-
-
-class FakeClock:
-    """The exporter's monotonic and wall clocks, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def monotonic(self) -> float:
-        return 10_000.0 + self.seconds
-
-    def wall(self) -> float:
-        return START.timestamp() + self.seconds
-
-
-class ThreadSpawn:
-    """Runs each refresh in a real thread, as production does, and keeps the last one."""
-
-    def __init__(self) -> None:
-        self.last: threading.Thread | None = None
-
-    def __call__(self, work: Callable[[], None]) -> None:
-        self.last = threading.Thread(target=work, name="refresh", daemon=True)
-        self.last.start()
-
-    def join(self, timeout: float = 30.0) -> None:
-        assert self.last is not None, "no refresh was started"
-        self.last.join(timeout)
-        assert not self.last.is_alive(), f"the refresh did not end within {timeout:g}s"
 
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -194,15 +166,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll *condition* until true; fail with *message* at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.005)
 
 
 def mode_for(cycle: int, forced: dict[int, str]) -> str:
@@ -302,7 +265,7 @@ def run_soak() -> None:
     user_ids = [u["id"] for u in sample["entities"]["users"]]
     fake = FakeUpstream(account, API_KEY, API_SECRET).start()
     fake.state.max_window_seconds = 8 * 86400  # "oversized": split into a few requests
-    clock, spawn = FakeClock(), ThreadSpawn()
+    clock, spawn = FakeClock(START.timestamp()), ThreadSpawn()
     exporter = make_exporter(fake.url, clock, spawn)
     server = create_server("127.0.0.1:0", create_app(exporter))
     serve_in_thread(server)
@@ -407,8 +370,8 @@ def run_soak() -> None:
         exporter.close()
         fake.stop()
 
-    wait_until(lambda: threading.active_count() <= threads_before, 10,
-               f"threads left behind: {threading.enumerate()}")
+    wait_for(lambda: threading.active_count() <= threads_before, 10, "the threads to end",
+             lambda: f"threads left behind: {threading.enumerate()}")
     growth_mib = (report.rss_end - report.rss_after_warm_up) / 2**20
     print(f"\nsoak: {report}, RSS growth after warm-up {growth_mib:.2f} MiB")
     assert report.rollovers >= CYCLES // 744 and report.checkpoints == report.rollovers
