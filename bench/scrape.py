@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
-from bench.procs import REPO, BenchError, child_env, cpu_seconds, http_get, stop_process
+from bench.procs import REPO, BenchError, child_env, cpu_seconds, http_get
 from bench.stats import med
+from tests.exporter_process import stop_process
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
 # curl or a browser would send it.

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from exporter_process import clean_environment
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
@@ -31,6 +30,7 @@ from exporter.ledger import PeriodLedger
 from exporter.models import UsageResponse
 from exporter.period import PeriodWindow, period_start
 from exporter.snapshot import summarize
+from exporter_process import clean_environment
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back

@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from exporter_process import Processes, clean_environment
-from test_e2e_prometheus import Process, free_port, get_ok, panel_queries, start, substitute
+from test_e2e_prometheus import Process, get_ok, panel_queries, start, substitute
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
 from exporter.period import PeriodWindow, next_period_start, period_start
+from exporter_process import Processes, clean_environment, free_port
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

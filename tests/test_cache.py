@@ -21,7 +21,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clock import FakeClock, ThreadSpawn
-from conftest import wait_for
 from exporter.cache import BACKOFF_BASE_SECONDS, AccountRefresher, AccountView
 from exporter.client import FetchResult, UpstreamError, UsageClient, parse_retry_after
 from exporter.config import AccountConfig
@@ -30,6 +29,7 @@ from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
 from exporter.snapshot import UsageSnapshot
 from exporter.telemetry import Telemetry
+from waiting import wait_for
 
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
                         project_ids=("proj_a", "proj_b"))

@@ -34,9 +34,10 @@ from typing import Any
 
 import pytest
 import yaml
-from exporter_process import ExporterProcess, clean_environment
 
-from conftest import IN_CI, REPO_ROOT, require_tool, wait_for
+from conftest import IN_CI, REPO_ROOT, require_tool
+from exporter_process import ExporterProcess, clean_environment
+from waiting import wait_for
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 

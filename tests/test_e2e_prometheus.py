@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,11 +30,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from exporter_process import ExporterProcess, Exposition, Processes
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
+from exporter_process import ExporterProcess, Exposition, Processes, free_port, stop_process
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,13 +80,6 @@ SPEND_RATE_UNIT = "suffix: CU/h"
 REFUND = 5000.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def get_ok(url: str) -> httpx.Response | None:
     try:
         response = httpx.get(url, timeout=5, trust_env=False)
@@ -109,13 +101,7 @@ class Process:
         return f"--- last lines of {self.name}'s output:\n" + "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        stop_process(self.popen)
 
 
 def start(name: str, argv: list[str], tmp: Path, **kwargs: Any) -> Process:

@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 import pytest
-from exporter_process import ExporterProcess, Exposition, Processes, moment
 
-from conftest import wait_for
 from exporter import __version__
 from exporter.demo import DemoAccount, parse_iso
+from exporter_process import ExporterProcess, Exposition, Processes, free_port, moment
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -562,12 +562,6 @@ def test_sigterm_exits_zero_promptly_even_during_a_refresh(processes: Processes,
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 CONFIG_ERRORS = [
     pytest.param(["--cache.ttl", "soon"], None, "--cache.ttl", id="bad-duration"),
     pytest.param(["--period", "week"], None, "--period", id="bad-period"),
@@ -583,7 +577,7 @@ CONFIG_ERRORS = [
 @pytest.mark.parametrize("args, env, named", CONFIG_ERRORS)
 def test_config_error_exits_2_with_one_line(processes: Processes, args: list[str],
                                             env: dict[str, str] | None, named: str) -> None:
-    port = _free_port()
+    port = free_port()
     proc = processes.start(
         "--web.listen-address", f"127.0.0.1:{port}", *args,
         env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET, **(env or {})})

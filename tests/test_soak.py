@@ -36,7 +36,6 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from pydantic import SecretStr
 
 from clock import FakeClock, ThreadSpawn
-from conftest import wait_for
 from exporter.app import create_app
 from exporter.config import AccountConfig, Settings
 from exporter.demo import DemoAccount
@@ -45,6 +44,7 @@ from exporter.period import next_period_start, period_start
 from exporter.service import UsageExporter
 from exporter.web.server import create_server, serve_in_thread
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.soak
 

@@ -25,7 +25,6 @@ from prometheus_client import CollectorRegistry
 from test_cache import ACCOUNT, T0, MaxRandom, recording_transport
 
 from clock import FakeClock
-from conftest import wait_for
 from exporter.app import landing_page
 from exporter.cache import HOUR, AccountRefresher, refresh_interval
 from exporter.client import FetchResult, UpstreamError, UsageClient
@@ -43,6 +42,7 @@ from exporter.split import (
 )
 from exporter.telemetry import Telemetry
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 DAY = 86400.0
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -27,13 +27,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from test_webserver import serving
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.web.auth import PasswordGate
 from exporter.web.config import parse_web_config
 from exporter.web.schema import WebConfigError
 from exporter.web.security import HEALTH_PATHS, WebSecurity
 from exporter.web.server import HTTPServer, ServerLimits
 from pki import PKI, Identity, make_pki
+from waiting import wait_for
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))
 FAST = 0.05  # reload interval for the tests that rewrite files
