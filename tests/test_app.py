@@ -7,7 +7,6 @@ import html
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from io import BytesIO
 from typing import Any
 
 import httpx
@@ -17,23 +16,7 @@ from exporter.app import create_app, first_scrape_wait
 from exporter.config import DEMO_API_KEY, DEMO_API_SECRET, build_settings
 from exporter.demo import DemoAccount, demo_transport
 from exporter.service import UsageExporter
-
-
-def call(app: Callable[..., Any], path: str, method: str = "GET",
-         headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
-    path, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
-               "wsgi.input": BytesIO(),
-               "SERVER_NAME": "test", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
-    for key, value in (headers or {}).items():
-        environ["HTTP_" + key.upper().replace("-", "_")] = value
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-        captured["status"], captured["headers"] = status, dict(response_headers)
-
-    body = b"".join(app(environ, start_response))
-    return captured["status"], captured["headers"], body
+from web_call import call
 
 
 def demo_exporter(transport: httpx.BaseTransport | None = None,
