@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from test_cache import ACCOUNT, T0, MaxRandom, recording_transport
+from test_cache import ACCOUNT, T0, MaxRandom
+from test_client import recording_transport
 
 from clock import FakeClock
 from exporter.app import landing_page
