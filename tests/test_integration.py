@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from demo_oracle import model_totals
 from exporter import __version__
 from exporter.demo import DemoAccount, parse_iso
 from exporter_process import ExporterProcess, Exposition, Processes, free_port, moment
@@ -107,7 +108,7 @@ def expected_series(account: DemoAccount, start: datetime, end: datetime,
     whole window, which the exporter may have received in pieces.
     """
     expected: Expected = {}
-    totals = account.model_totals(start, end)
+    totals = model_totals(account, start, end)
     for sample, field in MODEL_COUNTERS.items():
         expected[(sample, "model_id")] = {m: t[field] for m, t in totals.items()}
     body = account.response(start, end)

@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from pydantic import SecretStr
 
 from clock import FakeClock, ThreadSpawn
+from demo_oracle import model_totals
 from exporter.app import create_app
 from exporter.config import AccountConfig, Settings
 from exporter.demo import DemoAccount
@@ -394,7 +395,7 @@ def check_truth(scrape: Scrape, account: ChangingAccount, start: datetime, end: 
     """Exported model counters equal the fake's exact totals for the visible models."""
     if mode == "empty":
         return
-    truth = account.model_totals(start, end)
+    truth = model_totals(account, start, end)
     costs = {dict(labels)["model_id"]: value for labels, value in
              scrape.values("scenario_model_cost_creative_units_total").items()}
     jobs = {dict(labels)["model_id"]: value for labels, value in
