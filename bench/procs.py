@@ -6,7 +6,6 @@ its own handle (SIGTERM, then SIGKILL after a bound), whatever happens.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from typing import IO
 
 from tests.exporter_process import listening_port, stop_process
 from tests.waiting import wait_for
+from tests.web_call import http_get
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -41,23 +41,10 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def http_get(port: int, path: str, headers: Mapping[str, str] | None = None,
-             timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-    """One GET on a fresh connection to 127.0.0.1 (the servers measured close after each)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=dict(headers or {}))
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
-
-
 def status_of(port: int, path: str) -> int | None:
     """The status of GET *path*, or None while nothing answers."""
     try:
-        return http_get(port, path, timeout=5.0)[0]
+        return http_get(port, path, timeout=5.0).status
     except OSError:
         return None
 

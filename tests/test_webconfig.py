@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from exporter.web.security import HEALTH_PATHS, WebSecurity
 from exporter.web.server import HTTPServer, ServerLimits
 from pki import PKI, Identity, make_pki
 from waiting import wait_for
-from web_call import call
+from web_call import Reply, basic_authorization, call, http_get
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))
 FAST = 0.05  # reload interval for the tests that rewrite files
@@ -93,14 +92,6 @@ def _serving(security: WebSecurity,
     return serving(security.wrap(_app), security.ssl_context(), limits)
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    peer_cert: bytes | None
-
-
 def _client_context(pki: PKI, identity: Identity | None = None, tmp: Path | None = None,
                     **versions: ssl.TLSVersion) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=pki.ca.cert.decode())
@@ -116,29 +107,10 @@ def _client_context(pki: PKI, identity: Identity | None = None, tmp: Path | None
 def _fetch(server: HTTPServer, path: str = "/metrics", *,
            tls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
            authorization: str | None = None) -> Reply:
-    port = server.server_port
-    conn: http.client.HTTPConnection
-    if tls is not None:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=DEADLINE)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
-    headers = {}
     if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    try:
-        conn.connect()
-        peer = None
-        if isinstance(conn.sock, ssl.SSLSocket):
-            peer = conn.sock.getpeercert(binary_form=True)
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
-                     response.read(), peer)
-    finally:
-        conn.close()
+        authorization = basic_authorization(*auth)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return http_get(server.server_port, path, headers, tls=tls, timeout=DEADLINE)
 
 
 def _refused(action: Callable[[], Reply]) -> bool:
