@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from test_dashboards import panels, recorded_series
 
 from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
@@ -282,18 +283,12 @@ class PanelQuery:
         return f"{self.dashboard}:{self.panel}"
 
 
-def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
 def panel_queries() -> list[PanelQuery]:
     queries = []
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
-        for panel in _panels(dashboard):
-            for target in panel.get("targets", []):
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
                 queries.append(PanelQuery(path.stem, panel["title"], target["refId"],
                                           target["expr"],
                                           panel["fieldConfig"]["defaults"]["unit"]))
@@ -301,9 +296,7 @@ def panel_queries() -> list[PanelQuery]:
 
 
 PANEL_QUERIES = panel_queries()
-RECORDED = sorted({rule["record"] for path in RULE_FILES
-                   for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
-                   for rule in group["rules"] if "record" in rule})
+RECORDED = sorted(recorded_series())
 # Which model is 10th or 11th of a top-10 may differ between the two servers by
 # timing noise when two models are close: the figures are compared over every
 # model (the ranking itself still runs, on both).
