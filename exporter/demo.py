@@ -138,8 +138,8 @@ class DemoAccount:
                 id=f"model_{rng.getrandbits(64):016x}"[:22], name=name,
                 unit_cost=rng.choice(_UNIT_COSTS),
                 jobs=DemoSeries(per_day=rng.uniform(20, 400) / (1 + index / 12),
-                             api_share=rng.choice((0.0, 0.25, 0.5, 0.8, 1.0)),
-                             discount_share=rng.choice((0.0, 0.0, 0.1, 0.2)))))
+                                api_share=rng.choice((0.0, 0.25, 0.5, 0.8, 1.0)),
+                                discount_share=rng.choice((0.0, 0.0, 0.1, 0.2)))))
         self._users = []
         for index in range(self.users + self.api_keys):
             is_key = index >= self.users
