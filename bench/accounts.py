@@ -31,15 +31,16 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import API_KEY, API_SECRET, BenchError, ExporterProcess, FloorProcess, http_get
+from bench.procs import API_KEY, API_SECRET, BenchError, ExporterProcess, FloorProcess
 from bench.run import EXPORTER_NODELAY, METRICS, READY_TIMEOUT, _ms, _table, _verdict
 from bench.scrape import REQUESTS, warm_latency
 from bench.workload import account
 from exporter.config import build_settings
 from exporter.period import current_window
 from exporter.service import UsageExporter
-from exporter.webserver import ThreadingWSGIServer
+from exporter.web.server import BACKLOG
 from tests.fake_upstream import FakeUpstream
+from tests.web_call import http_get
 
 STEADY_RSS_GOAL_MIB = 200
 SCRAPE_RATIO_GOAL = 1.5
@@ -79,7 +80,8 @@ def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, 
         exp.wait_status("/-/ready", READY_TIMEOUT)
         routes = {}
         for variant, headers in REQUESTS.items():
-            status, response_headers, body = http_get(exp.port, METRICS, headers)
+            reply = http_get(exp.port, METRICS, headers)
+            status, response_headers, body = reply.status, reply.headers, reply.body
             if status != 200 or (variant == "text" and b"scenario_up{" not in body):
                 raise BenchError(f"the exporter serves no data: {exp.log_tail()}")
             if variant == "text":
@@ -90,7 +92,7 @@ def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, 
             out[f"{variant}_bytes"] = len(body)
             routes[f"/{variant}"] = (body, {k: v for k, v in response_headers.items()
                                             if k in ("content-type", "content-encoding")})
-        with FloorProcess(routes, ThreadingWSGIServer.request_queue_size,
+        with FloorProcess(routes, BACKLOG,
                           EXPORTER_NODELAY) as floor:
             for variant, headers in REQUESTS.items():
                 out[f"{variant}_floor"], out[f"{variant}_exporter"] = warm_latency(

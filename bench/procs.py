@@ -6,17 +6,19 @@ its own handle (SIGTERM, then SIGKILL after a bound), whatever happens.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
+
+from tests.exporter_process import listening_port, stop_process
+from tests.waiting import wait_for
+from tests.web_call import http_get
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -25,8 +27,6 @@ API_SECRET = "bench-secret-value"
 START_TIMEOUT = 30.0
 # How often a waiting loop looks again; small, because start-up is timed with it.
 POLL_INTERVAL = 0.002
-
-T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -41,51 +41,12 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def poll(condition: Callable[[], T | None], timeout: float, what: str,
-         alive: Callable[[], None] | None = None) -> T:
-    """Call *condition* until it returns something other than None, at most *timeout* s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value is not None:
-            return value
-        if alive is not None:
-            alive()
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(POLL_INTERVAL)
-
-
-def http_get(port: int, path: str, headers: Mapping[str, str] | None = None,
-             timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-    """One GET on a fresh connection to 127.0.0.1 (the servers measured close after each)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=dict(headers or {}))
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
-
-
 def status_of(port: int, path: str) -> int | None:
     """The status of GET *path*, or None while nothing answers."""
     try:
-        return http_get(port, path, timeout=5.0)[0]
+        return http_get(port, path, timeout=5.0).status
     except OSError:
         return None
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, wait up to *grace* seconds, then SIGKILL; always reaps."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(grace)
 
 
 class ExporterProcess:
@@ -131,15 +92,16 @@ class ExporterProcess:
 
     def _listening_port(self) -> int | None:
         assert self._log is not None
+        self._check_alive()
         for line in Path(self._log.name).read_text(errors="replace").splitlines():
             if '"listening"' in line:
-                return int(json.loads(line)["port"])
+                return listening_port(line)
         return None
 
     def wait_listening(self, timeout: float = START_TIMEOUT) -> int:
         """The port, once the exporter has logged that it listens."""
-        self.port = poll(self._listening_port, timeout, "the exporter to listen",
-                         self._check_alive)
+        self.port = wait_for(self._listening_port, timeout, "the exporter to listen",
+                             interval=POLL_INTERVAL)
         return self.port
 
     def wait_status(self, path: str, timeout: float = START_TIMEOUT) -> float:
@@ -148,9 +110,10 @@ class ExporterProcess:
             self.wait_listening(timeout)
 
         def answered() -> float | None:
+            self._check_alive()
             return time.perf_counter() if status_of(self.port, path) == 200 else None
 
-        return poll(answered, timeout, f"{path} to answer 200", self._check_alive)
+        return wait_for(answered, timeout, f"{path} to answer 200", interval=POLL_INTERVAL)
 
     def proc_status(self) -> dict[str, int]:
         """VmRSS and VmHWM (KiB) of the exporter process, from /proc."""

@@ -33,13 +33,13 @@ from bench.procs import (
     ExporterProcess,
     FloorProcess,
     child_env,
-    http_get,
 )
 from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
 from exporter.web import server as webserver
 from tests.fake_upstream import FakeUpstream
+from tests.web_call import http_get
 
 METRICS = "/metrics"
 # High enough that no model or user is folded into __other__ at any size measured.
@@ -87,7 +87,8 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
         exporter.wait_status("/-/ready", READY_TIMEOUT)
         routes = {}
         for variant, headers in REQUESTS.items():
-            status, response_headers, body = http_get(exporter.port, METRICS, headers)
+            reply = http_get(exporter.port, METRICS, headers)
+            status, response_headers, body = reply.status, reply.headers, reply.body
             if variant == "text":
                 if status != 200 or _sample(body.decode(), "scenario_up") != 1.0:
                     raise BenchError(f"the exporter serves no data: {exporter.log_tail()}")

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
-from bench.procs import REPO, BenchError, child_env, cpu_seconds, http_get, stop_process
+from bench.procs import REPO, BenchError, child_env, cpu_seconds
 from bench.stats import med
+from tests.exporter_process import stop_process
+from tests.web_call import http_get
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
 # curl or a browser would send it.
@@ -28,7 +30,8 @@ WARM_UP = 5
 
 def _latency(port: int, path: str, headers: Mapping[str, str]) -> float:
     started = perf_counter()
-    status, _, body = http_get(port, path, headers)
+    reply = http_get(port, path, headers)
+    status, body = reply.status, reply.body
     elapsed = perf_counter() - started
     if status != 200 or not body:
         raise BenchError(f"GET {path} on port {port} answered {status}")

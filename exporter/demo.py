@@ -19,7 +19,7 @@ import base64
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -74,7 +74,7 @@ def activity(seconds: float) -> float:
 
 
 @dataclass(frozen=True)
-class _Series:
+class DemoSeries:
     """A cumulative integer count at a daily rate, and the share of it from API keys."""
 
     per_day: float
@@ -99,7 +99,7 @@ class DemoModel:
     id: str
     name: str
     unit_cost: float  # CU per job; multiples of 0.5 keep sums exact in binary
-    jobs: _Series
+    jobs: DemoSeries
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,9 @@ class DemoAccount:
     api_key_rounding_per_day: bool = False
     _models: list[DemoModel] = field(init=False, repr=False)
     _users: list[DemoUser] = field(init=False, repr=False)
-    _usages: dict[str, _Series] = field(init=False, repr=False)
-    _assets: dict[str, _Series] = field(init=False, repr=False)
-    _nsfw: dict[str, _Series] = field(init=False, repr=False)
+    _usages: dict[str, DemoSeries] = field(init=False, repr=False)
+    _assets: dict[str, DemoSeries] = field(init=False, repr=False)
+    _nsfw: dict[str, DemoSeries] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -146,9 +146,9 @@ class DemoAccount:
             self._models.append(DemoModel(
                 id=f"model_{rng.getrandbits(64):016x}"[:22], name=name,
                 unit_cost=rng.choice(_UNIT_COSTS),
-                jobs=_Series(per_day=rng.uniform(20, 400) / (1 + index / 12),
-                             api_share=rng.choice((0.0, 0.25, 0.5, 0.8, 1.0)),
-                             discount_share=rng.choice((0.0, 0.0, 0.1, 0.2)))))
+                jobs=DemoSeries(per_day=rng.uniform(20, 400) / (1 + index / 12),
+                                api_share=rng.choice((0.0, 0.25, 0.5, 0.8, 1.0)),
+                                discount_share=rng.choice((0.0, 0.0, 0.1, 0.2)))))
         self._users = []
         for index in range(self.users + self.api_keys):
             is_key = index >= self.users
@@ -164,29 +164,16 @@ class DemoAccount:
                     id=f"user_{rng.getrandbits(64):016x}", full_name=f"{first} {last}",
                     email=f"{first}.{last}{index}@studio.example".lower(), is_api_key=False,
                     api_key_id=None, weight=rng.uniform(0.2, 3)))
-        self._usages = {name: _Series(rng.uniform(5, 500), rng.choice((0.2, 0.5, 0.7)))
+        self._usages = {name: DemoSeries(rng.uniform(5, 500), rng.choice((0.2, 0.5, 0.7)))
                         for name in USAGE_NAMES}
-        self._assets = {kind: _Series(rng.uniform(3, 800), rng.choice((0.3, 0.6)))
+        self._assets = {kind: DemoSeries(rng.uniform(3, 800), rng.choice((0.3, 0.6)))
                         for kind in ASSET_KINDS}
-        self._nsfw = {label: _Series(rng.uniform(0.5, 6), 0.5) for label in NSFW_LABELS}
+        self._nsfw = {label: DemoSeries(rng.uniform(0.5, 6), 0.5) for label in NSFW_LABELS}
 
-    # -- totals, for tests that compare exported values with the truth -------
-
-    def model_totals(self, start: datetime, end: datetime) -> dict[str, dict[str, float]]:
-        """What each model's counters must add up to over ``[start, end)``."""
-        a, b = _seconds(start), _seconds(end)
-        out = {}
-        for model in self._models:
-            s = model.jobs
-            out[model.id] = {
-                "jobs": s.total(b) - s.total(a),
-                "cost": (s.total(b) - s.total(a)) * model.unit_cost,
-                "cost_api_key": (s.api(b) - s.api(a)) * model.unit_cost,
-                "discount": (s.discounted(b) - s.discounted(a)) * model.unit_cost / 4,
-                "discount_api_key": (s.api_discounted(b) - s.api_discounted(a))
-                * model.unit_cost / 4,
-            }
-        return out
+    @property
+    def model_list(self) -> tuple[DemoModel, ...]:
+        """The account's models, in the order of the response."""
+        return tuple(self._models)
 
     # -- the response ---------------------------------------------------------
 
@@ -197,7 +184,7 @@ class DemoAccount:
                                   "nsfw-usages"))
         granularity = self.granularity or _granularity_for(end - start)
         buckets = _buckets(start, end, GRANULARITY_SECONDS[granularity])
-        api = _api_key_part(_seconds(start) if self.api_key_rounding_per_day else None)
+        api = _api_key_part(demo_seconds(start) if self.api_key_rounding_per_day else None)
         body: dict[str, Any] = {}
         if "usages" in wanted:
             body["usages"] = [
@@ -219,7 +206,7 @@ class DemoAccount:
             body["nsfwUsages"] = [_count_row("label", k, s, buckets, api)
                                   for k, s in self._nsfw.items()]
         if "consumption" in wanted:
-            body["consumption"] = self._consumption(_seconds(start), _seconds(end))
+            body["consumption"] = self._consumption(demo_seconds(start), demo_seconds(end))
         body["entities"] = {
             "models": [{"id": m.id, "name": m.name, "shortDescription": None}
                        for m in self._models],
@@ -255,7 +242,8 @@ class DemoAccount:
         return rows
 
 
-def _seconds(moment: datetime) -> float:
+def demo_seconds(moment: datetime) -> float:
+    """Seconds since the demo's epoch: the time axis of every :class:`DemoSeries`."""
     return (moment - EPOCH).total_seconds()
 
 
@@ -281,7 +269,7 @@ def _granularity_for(length: timedelta) -> str:
 
 def _buckets(start: datetime, end: datetime, size: int) -> list[tuple[str, float, float]]:
     """``(bucket start ISO, clipped start, clipped end)`` for every bucket of the window."""
-    a, b = _seconds(start), _seconds(end)
+    a, b = demo_seconds(start), demo_seconds(end)
     first = math.floor(a / size) * size
     out = []
     t = first
@@ -292,7 +280,7 @@ def _buckets(start: datetime, end: datetime, size: int) -> list[tuple[str, float
     return out
 
 
-_ApiKeyPart = Callable[[_Series, float, float], int]
+_ApiKeyPart = Callable[[DemoSeries, float, float], int]
 
 
 def _api_key_part(window_start: float | None) -> _ApiKeyPart:
@@ -307,7 +295,7 @@ def _api_key_part(window_start: float | None) -> _ApiKeyPart:
         return lambda s, a, b: s.api(b) - s.api(a)
     start = window_start
 
-    def per_day(s: _Series, a: float, b: float) -> int:
+    def per_day(s: DemoSeries, a: float, b: float) -> int:
         total = 0
         day = math.floor(a / DAY) * DAY
         while day < b:
@@ -321,33 +309,52 @@ def _api_key_part(window_start: float | None) -> _ApiKeyPart:
     return per_day
 
 
-def _count_row(key: str, name: str, s: _Series, buckets: list[tuple[str, float, float]],
+def _count_row(key: str, name: str, s: DemoSeries, buckets: list[tuple[str, float, float]],
                api: _ApiKeyPart) -> dict[str, Any]:
     return {key: name, "points": [{"time": t, "count": s.total(b) - s.total(a),
                                    "countApiKey": api(s, a, b)}
                                   for t, a, b in buckets if s.total(b) != s.total(a)]}
 
 
-def check_basic_auth(header: str | None, api_key: str, api_secret: str) -> bool:
-    """True when *header* carries exactly these Basic credentials."""
+class Refused(Exception):
+    """A request the demo API refuses, with the status and message upstream would send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = json.dumps({"message": message}).encode()
+
+
+def check_request(path: str, authorization: str | None, api_key: str, api_secret: str) -> None:
+    """Refuse what upstream refuses before reading the query: another path (404), other
+    credentials than these Basic ones (401)."""
+    if not path.rstrip("/").endswith("/usages"):
+        raise Refused(404, "not found")
     expected = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
-    return header == f"Basic {expected}"
+    if authorization != f"Basic {expected}":
+        raise Refused(401, "Unauthorized")
+
+
+def requested_window(params: Mapping[str, str]) -> tuple[datetime, datetime, list[str]]:
+    """``(start, end, sections)`` asked by the query string; 400 when a date is missing."""
+    try:
+        start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
+    except (KeyError, ValueError):
+        raise Refused(400, "startDate and endDate are required") from None
+    return start, end, [s for s in params.get("type", "").split(",") if s]
 
 
 def demo_transport(account: DemoAccount, api_key: str, api_secret: str) -> httpx.MockTransport:
     """An httpx transport that answers ``GET /v1/usages`` from *account*."""
 
     def handle(request: httpx.Request) -> httpx.Response:
-        if not request.url.path.endswith("/usages"):
-            return httpx.Response(404, json={"message": "not found"})
-        if not check_basic_auth(request.headers.get("Authorization"), api_key, api_secret):
-            return httpx.Response(401, json={"message": "unauthorized"})
-        params = request.url.params
         try:
-            start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
-        except (KeyError, ValueError):
-            return httpx.Response(400, json={"message": "startDate and endDate are required"})
-        sections = [s for s in params.get("type", "").split(",") if s]
+            check_request(request.url.path, request.headers.get("Authorization"), api_key,
+                          api_secret)
+            start, end, sections = requested_window(request.url.params)
+        except Refused as refused:
+            return httpx.Response(refused.status, content=refused.body,
+                                  headers={"Content-Type": "application/json"})
         body = json.dumps(account.response(start, end, sections), separators=(",", ":"))
         return httpx.Response(200, content=body.encode(),
                               headers={"Content-Type": "application/json"})

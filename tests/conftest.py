@@ -8,37 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+
 from exporter_process import Processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str,
-             describe: Callable[[], str] = lambda: "", *, interval: float = 0.02) -> T:
-    """Poll *condition* until it returns something truthy, and return that.
-
-    Fails the test with *what* (and ``describe()``) at the deadline: tests wait
-    for conditions, never for a fixed time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            detail = describe()
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}"
-                        + (f"\n{detail}" if detail else ""))
-        time.sleep(interval)
 
 
 def require_tool(name: str) -> str:
@@ -51,6 +29,17 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts real processes or soaks is also ``slow``.
+
+    ``python -m pytest -m "not slow"`` is then the quick unit run; the whole
+    suite (scripts/test.sh, CI) runs everything.
+    """
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("soak"):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

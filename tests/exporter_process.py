@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -152,6 +153,25 @@ class ExporterProcess:
         finally:
             for reader in self._readers:
                 reader.join(5)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a program that takes a fixed port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM, wait up to *grace* seconds, then SIGKILL; always reaps."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
 
 
 def listening_port(line: str) -> int:

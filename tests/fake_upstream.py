@@ -20,8 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.demo import DemoAccount, check_basic_auth
-from exporter.period import parse_iso
+from exporter.demo import DemoAccount, Refused, check_request, requested_window
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
          "gateway-too-large", "empty")
@@ -87,11 +86,11 @@ class _Handler(BaseHTTPRequestHandler):
                 state.in_flight -= 1
 
     def _answer(self, state: FakeState, path: str, params: dict[str, str]) -> None:
-        if path.rstrip("/") != "/v1/usages":
-            return self._send(404, b'{"message":"not found"}')
-        if not check_basic_auth(self.headers.get("Authorization"), state.api_key,
-                                state.api_secret):
-            return self._send(401, b'{"message":"Unauthorized"}')
+        try:  # routing and auth as the demo API has them; the faults come after
+            check_request(path, self.headers.get("Authorization"), state.api_key,
+                          state.api_secret)
+        except Refused as refused:
+            return self._send(refused.status, refused.body)
         mode = state.mode
         if mode in ("500", "401", "403"):
             return self._send(int(mode), b'{"message":"failure injected by the fake"}')
@@ -103,9 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "empty":
             return self._send(200, b"{}")
         try:
-            start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
-        except (KeyError, ValueError):
-            return self._send(400, b'{"message":"startDate and endDate are required"}')
+            start, end, sections = requested_window(params)
+        except Refused as refused:
+            return self._send(refused.status, refused.body)
         length = (end - start).total_seconds()
         if (mode == "oversized" and length > state.max_window_seconds) or \
                 (state.too_large_above is not None and length > state.too_large_above):
@@ -118,8 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         if state.speed != 1.0:
             elapsed = end.timestamp() - state.origin
             end = datetime.fromtimestamp(state.origin + elapsed * state.speed, timezone.utc)
-        body: dict[str, Any] = state.account.response(start, end,
-                                                      params.get("type", "").split(","))
+        body: dict[str, Any] = state.account.response(start, end, sections)
         for row in body.get("modelUsages", []):
             if row["modelId"] in state.refunds and row["points"]:
                 row["points"][0]["cost"] -= state.refunds[row["modelId"]]

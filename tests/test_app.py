@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import html
 import threading
-from collections.abc import Callable
-from io import BytesIO
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,23 +16,7 @@ from exporter.app import create_app, first_scrape_wait
 from exporter.config import build_settings
 from exporter.demo import DEMO_API_KEY, DEMO_API_SECRET, DemoAccount, demo_transport
 from exporter.service import UsageExporter
-
-
-def call(app: Callable[..., Any], path: str, method: str = "GET",
-         headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
-    path, _, query = path.partition("?")
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
-               "wsgi.input": BytesIO(),
-               "SERVER_NAME": "test", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
-    for key, value in (headers or {}).items():
-        environ["HTTP_" + key.upper().replace("-", "_")] = value
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-        captured["status"], captured["headers"] = status, dict(response_headers)
-
-    body = b"".join(app(environ, start_response))
-    return captured["status"], captured["headers"], body
+from web_call import call
 
 
 def demo_exporter(transport: httpx.BaseTransport | None = None,
@@ -80,18 +65,45 @@ def test_landing_page_health_readiness_and_unknown_paths() -> None:
     assert status == "200 OK" and body == b"" and headers["Content-Length"] == "8"
 
 
+class MarkupAccount(DemoAccount):
+    """Upstream data whose model id is markup and whose cost overflows: the refresh fails
+    with an error that names the id, so the id reaches the landing page."""
+
+    def response(self, start: datetime, end: datetime,
+                 sections: Sequence[str] | None = None) -> dict[str, Any]:
+        body = super().response(start, end, sections)
+        for row in body.get("modelUsages", [])[:1]:
+            row["modelId"] = MARKUP
+            row["points"][0]["cost"] = "1e400"
+        return body
+
+
+MARKUP = "<script>alert(1)</script>"
+
+
 def test_landing_page_shows_the_last_error_escaped() -> None:
-    transport = httpx.MockTransport(lambda r: httpx.Response(503, text="<b>down</b>"))
-    exporter = demo_exporter(transport)
+    account = MarkupAccount(models=2, users=1)
+    exporter = demo_exporter(demo_transport(account, DEMO_API_KEY, DEMO_API_SECRET))
     app = create_app(exporter)
     call(app, "/metrics")
+    (view,) = exporter.views()
+    assert view.last_error is not None and MARKUP in view.last_error  # it reaches the page
     page = call(app, "/")[2].decode()
-    assert "<td>down</td>" in page
-    assert "upstream failed (HTTP 503)" in page
+    assert MARKUP not in page and "<script" not in page
+    assert f"<td>{html.escape(view.last_error)}</td>" in page
     assert call(app, "/-/ready")[0] == "200 OK"  # attempted, even though it failed
     body = call(app, "/metrics")[2]
     assert b'scenario_up{account="demo"} 0.0' in body
     assert b"scenario_model_cost_creative_units_total{" not in body
+
+
+def test_landing_page_names_a_server_error() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(503, text="<b>down</b>"))
+    app = create_app(demo_exporter(transport))
+    call(app, "/metrics")
+    page = call(app, "/")[2].decode()
+    assert "<td>down</td>" in page and "upstream failed (HTTP 503)" in page
+    assert "<b>" not in page  # the upstream body is not shown
 
 
 @pytest.mark.parametrize(("header", "expected"), [

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from exporter_process import clean_environment
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from demo_oracle import model_totals
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
 from exporter.collector import CollectorOptions, collect_accounts
 from exporter.config import ConfigError, Settings, build_settings
@@ -31,6 +31,7 @@ from exporter.models import UsageResponse
 from exporter.period import PeriodWindow, parse_iso, period_start
 from exporter.snapshot import summarize
 from exporter.usage import AccountView
+from exporter_process import clean_environment
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back
@@ -132,7 +133,7 @@ def test_each_bucket_gives_the_period_to_date_sums_upstream_has_for_it() -> None
     for day, snapshot in enumerate(snapshots, start=1):
         end = AUGUST.start + timedelta(days=day)
         assert snapshot.window == PeriodWindow(AUGUST.start, end)
-        truth = account.model_totals(AUGUST.start, end)
+        truth = model_totals(account, AUGUST.start, end)
         assert {m: t.cost for m, t in snapshot.models.items()} == \
             {m: t["cost"] for m, t in truth.items()}
         assert {m: t.jobs for m, t in snapshot.models.items()} == \
@@ -231,7 +232,7 @@ accounts:
                   for (sample, labels), samples in series.items()
                   if sample == "scenario_model_cost_creative_units_total"
                   and dict(labels)["account"] == name}
-        truth = account.model_totals(october.start, october.end)
+        truth = model_totals(account, october.start, october.end)
         assert served == {model_id: t["cost"] for model_id, t in truth.items()}
 
 
@@ -258,7 +259,7 @@ def test_anchor_day_backfill_ends_each_period_at_the_fakes_sum(tmp_path: Path) -
     series = parse(output.read_text(encoding="utf-8"))
     for start, end in ((utc(2026, 9, 15), utc(2026, 10, 15)),
                        (utc(2026, 10, 15), utc(2026, 11, 15))):
-        for model_id, truth in upstream.account.model_totals(start, end).items():
+        for model_id, truth in model_totals(upstream.account, start, end).items():
             samples = dict(series[("scenario_model_cost_creative_units_total", frozenset(
                 {"account": "mobile", "model_id": model_id, **LABELS}.items()))])
             assert samples[end.timestamp() - 0.001] == truth["cost"]
@@ -301,7 +302,7 @@ def test_too_large_splits_on_days_and_stays_exact(tmp_path: Path) -> None:
     assert fetched == list(zip(cuts[:-1], cuts[1:], strict=True)) * 2
     october = (utc(2026, 10, 1), utc(2026, 11, 1))
     series = parse(output.read_text(encoding="utf-8"))
-    for model_id, truth in upstream.account.model_totals(*october).items():
+    for model_id, truth in model_totals(upstream.account, *october).items():
         for field, name in (
                 ("cost", "scenario_model_cost_creative_units_total"),
                 ("cost_api_key", "scenario_model_cost_by_api_key_creative_units_total")):

@@ -24,13 +24,15 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from exporter_process import Processes, clean_environment
-from test_e2e_prometheus import Process, free_port, get_ok, panel_queries, start, substitute
+from test_e2e_prometheus import Process, get_ok, panel_queries, start, substitute
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
+from demo_oracle import model_totals
 from exporter.demo import DemoAccount
 from exporter.period import PeriodWindow, next_period_start, period_start
+from exporter_process import Processes, clean_environment, free_port
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -176,7 +178,7 @@ def test_the_last_sample_of_each_month_is_the_fakes_sum(history: History, accoun
         result = history.query(f'scenario_model_cost_creative_units_total{{account="{account}"}}',
                                last)
         served = {s["metric"]["model_id"]: float(s["value"][1]) for s in result}
-        truth = history.fake.state.account.model_totals(month.start, month.end)
+        truth = model_totals(history.fake.state.account, month.start, month.end)
         assert served == {model_id: t["cost"] for model_id, t in truth.items()}, month
         jobs = history.query(f'scenario_model_jobs_total{{account="{account}"}}', last)
         assert {s["metric"]["model_id"]: float(s["value"][1]) for s in jobs} == \
@@ -229,7 +231,7 @@ def test_the_dashboards_period_to_date_spend_shows_the_backfilled_months(
         result = history.api("query_range", query=expr, start=f"{at:.3f}",
                              end=f"{at + 600:.3f}", step="30")["result"]
         end = min(sample + timedelta(milliseconds=1), first.end)
-        spend = sum(t["cost"] for t in account.model_totals(first.start, end).values())
+        spend = sum(t["cost"] for t in model_totals(account, first.start, end).values())
         assert {s["metric"]["account"] for s in result} == set(ACCOUNTS), sample
         for series in result:
             assert {float(v) for _, v in series["values"]} == {spend}, sample

@@ -1,54 +1,31 @@
-"""Cache and client with a controllable clock: TTL, one refresh for concurrent
-scrapes, stale-while-revalidate, Retry-After, back-off, hourly cap, splitting."""
+"""The refresh scheduler with a controllable clock: TTL, one refresh for concurrent
+scrapes, stale-while-revalidate, Retry-After, back-off, hourly cap, memory given back.
+The upstream client itself is tested in test_client.py."""
 
 from __future__ import annotations
 
-import base64
-import gc
-import json
 import platform
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
-from urllib.parse import parse_qs
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from conftest import wait_for
+from clock import FakeClock, ThreadSpawn
 from exporter.account import AccountConfig
-from exporter.client import UsageClient, parse_retry_after
-from exporter.demo import DemoAccount, demo_transport
 from exporter.memory import release_free_memory
 from exporter.period import PeriodWindow
 from exporter.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher, RefreshPolicy
 from exporter.telemetry import Telemetry
-from exporter.usage import FetchResult, ModelTotals, UpstreamError, UsageSnapshot
+from exporter.usage import AccountView, FetchResult, ModelTotals, UpstreamError, UsageSnapshot
+from waiting import wait_for
 
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
                         project_ids=("proj_a", "proj_b"))
 T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
-
-
-class FakeClock:
-    """Monotonic and wall clocks that move only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return T0 + self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class MaxRandom(random.Random):
@@ -86,7 +63,7 @@ class CountingFetch:
 
 
 def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=300)
     for _ in range(50):
         refresher.get()
@@ -99,7 +76,7 @@ def test_scrapes_within_the_ttl_are_served_from_memory() -> None:
 
 
 def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
-    clock, release = FakeClock(), threading.Event()
+    clock, release = FakeClock(T0), threading.Event()
     calls: list[int] = []
 
     def slow_fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
@@ -109,13 +86,13 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
         totals = ModelTotals(*(float(len(calls)),) * 5)
         return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 1)
 
-    refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=_thread_spawn)
+    spawn = ThreadSpawn()
+    refresher = make_refresher(slow_fetch, clock, ttl=60, spawn=spawn)
     first = refresher.get(wait=5)
     assert first.snapshot is not None and first.snapshot.models["m"].cost == 1.0
     clock.advance(61)
-    started = time.monotonic()
-    stale = refresher.get(wait=5)  # the refresh is blocked upstream
-    assert time.monotonic() - started < 1.0
+    stale = refresher.get(wait=3600)  # the refresh is blocked upstream
+    assert spawn.last is not None and spawn.last.is_alive()  # answered all the same
     assert stale.snapshot is not None and stale.snapshot.models["m"].cost == 1.0
     assert stale.up
     release.set()
@@ -126,24 +103,37 @@ def test_stale_while_revalidate_answers_at_once_with_the_old_data() -> None:
 
 
 def test_only_the_first_scrape_waits_and_never_past_its_budget() -> None:
-    clock, release = FakeClock(), threading.Event()
+    clock, fetching, release = FakeClock(T0), threading.Event(), threading.Event()
 
     def blocked(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
+        fetching.set()
         assert release.wait(10)
         return FetchResult(UsageSnapshot(window), 1, 1)
 
-    refresher = make_refresher(blocked, clock, spawn=_thread_spawn)
-    started = time.monotonic()
-    view = refresher.get(wait=0.3)
-    waited = time.monotonic() - started
-    assert 0.25 <= waited < 2.0
+    spawn = ThreadSpawn()
+    refresher = make_refresher(blocked, clock, spawn=spawn)
+    # Past its budget, the first scrape answers while the refresh is still running.
+    view = refresher.get(wait=0.01)
+    assert fetching.is_set() and not release.is_set()
     assert view.snapshot is None and not view.attempted
+    # Within its budget, it waits for the refresh and serves what it brought.
+    waited: list[AccountView] = []
+    scrape = threading.Thread(target=lambda: waited.append(refresher.get(wait=30)))
+    scrape.start()
     release.set()
-    wait_for(lambda: refresher.view.attempted, 5, "the refresh")
+    scrape.join(30)
+    assert waited and waited[0].attempted and waited[0].snapshot is not None
+    # Once attempted, a scrape never waits, whatever its budget: the next refresh
+    # is blocked again, and the scrape still answers with the data it has.
+    release.clear()
+    clock.advance(301)
+    assert refresher.get(wait=3600).snapshot is waited[0].snapshot
+    release.set()
+    spawn.join()
 
 
 def test_concurrent_scrapes_share_one_refresh() -> None:
-    clock, gate = FakeClock(), threading.Event()
+    clock, gate = FakeClock(T0), threading.Event()
     calls: list[int] = []
 
     def fetch(account: AccountConfig, window: PeriodWindow, permit: object) -> FetchResult:
@@ -151,7 +141,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
         gate.wait(5)
         return FetchResult(UsageSnapshot(window, models={"m": ModelTotals(*(1.0,) * 5)}), 1, 1)
 
-    refresher = make_refresher(fetch, clock, spawn=_thread_spawn)
+    refresher = make_refresher(fetch, clock, spawn=ThreadSpawn())
     barrier = threading.Barrier(32)
     views = []
 
@@ -171,7 +161,7 @@ def test_concurrent_scrapes_share_one_refresh() -> None:
 
 
 def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("server_error", "HTTP 500")
     telemetry = Telemetry(CollectorRegistry(), ["acme"])
     refresher = make_refresher(fetch, clock, ttl=1, telemetry=telemetry)
@@ -180,7 +170,7 @@ def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
         before = fetch.calls
         refresher.get()
         if fetch.calls > before:
-            attempts_at.append(clock.now - 1000.0)
+            attempts_at.append(clock.seconds)
         clock.advance(1)
     gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:], strict=False)]
     assert gaps == [10, 20, 40, 80, 160]
@@ -190,7 +180,7 @@ def test_exponential_backoff_after_failures_whatever_the_scrape_rate() -> None:
 
 
 def test_auth_failures_back_off_too() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("auth", "HTTP 401")
     refresher = make_refresher(fetch, clock, ttl=1)
     for _ in range(9):
@@ -203,7 +193,7 @@ def test_auth_failures_back_off_too() -> None:
 
 
 def test_retry_after_is_honoured() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     fetch.error = UpstreamError("rate_limited", "429", retry_after=120)
     refresher = make_refresher(fetch, clock, ttl=1)
     refresher.get()
@@ -216,7 +206,7 @@ def test_retry_after_is_honoured() -> None:
 
 
 def test_success_after_failures_resets_the_backoff_and_keeps_serving() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
     good = refresher.get()
     fetch.error = UpstreamError("invalid_response", "bad JSON")
@@ -237,7 +227,7 @@ def test_success_after_failures_resets_the_backoff_and_keeps_serving() -> None:
 
 
 def test_hourly_cap_is_never_exceeded() -> None:
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=1, cap=3)
     for _ in range(3599):
         refresher.get()
@@ -250,112 +240,10 @@ def test_hourly_cap_is_never_exceeded() -> None:
 
 # -- the client, against httpx's MockTransport ---------------------------------------
 
-WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
-                      datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
-
-
-def recording_transport(handler: Callable[[httpx.Request], httpx.Response],
-                        seen: list[httpx.Request]) -> httpx.MockTransport:
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
-    return httpx.MockTransport(handle)
-
-
-def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
-    seen: list[httpx.Request] = []
-    transport = recording_transport(lambda r: httpx.Response(200, json={}), seen)
-    client = UsageClient("https://api.example/v1/", 5, transport=transport)
-    client.fetch_window(ACCOUNT, WINDOW)
-    (request,) = seen
-    assert request.url.path == "/v1/usages"
-    params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
-    assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages",
-                      "dropZeroPoints": "true", "startDate": "2026-11-01T00:00:00.000Z",
-                      "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b"}
-    expected = base64.b64encode(b"key-123:s3cr3t").decode()
-    assert request.headers["Authorization"] == f"Basic {expected}"
-    assert request.headers["User-Agent"].startswith("scenario-exporter/")
-
-
-@pytest.mark.parametrize(("status", "body", "headers", "reason", "retry_after"), [
-    (401, b"{}", {}, "auth", None),
-    (403, b"{}", {}, "auth", None),
-    (429, b"{}", {"Retry-After": "42"}, "rate_limited", 42.0),
-    (429, b"{}", {}, "rate_limited", None),
-    (500, b'{"message":"internal"}', {}, "server_error", None),
-    (504, b"upstream timed out", {}, "server_error", None),
-    (400, b'{"message":"bad dates"}', {}, "client_error", None),
-    (200, b"<html>not json", {}, "invalid_response", None),
-    (200, b'{"usages":[{"usageName":"x","points":[{"value":"abc"}]}]}', {},
-     "invalid_response", None),
-])
-def test_upstream_failures_become_labelled_errors(status: int, body: bytes,
-                                                  headers: dict[str, str], reason: str,
-                                                  retry_after: float | None) -> None:
-    registry = CollectorRegistry()
-    telemetry = Telemetry(registry, ["acme"])
-    client = UsageClient("https://api.example/v1", 5, record=telemetry.record_request,
-                         transport=httpx.MockTransport(
-                             lambda r: httpx.Response(status, content=body, headers=headers)))
-    with pytest.raises(UpstreamError) as caught:
-        client.fetch_window(ACCOUNT, WINDOW)
-    assert caught.value.reason == reason
-    assert caught.value.retry_after == retry_after
-    assert "s3cr3t" not in str(caught.value)
-    code = "invalid_response" if reason == "invalid_response" else str(status)
-    assert registry.get_sample_value("scenario_exporter_upstream_requests_total",
-                                     {"account": "acme", "code": code}) == 1.0
-
-
-def test_timeouts_and_connection_errors() -> None:
-    def timeout(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
-
-    def refused(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    for handler, reason in ((timeout, "timeout"), (refused, "connection_error")):
-        client = UsageClient("https://api.example/v1", 5,
-                             transport=httpx.MockTransport(handler))
-        with pytest.raises(UpstreamError) as caught:
-            client.fetch_window(ACCOUNT, WINDOW)
-        assert caught.value.reason == reason
-
-
-def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import exporter.client
-
-    during: list[bool] = []
-
-    def summarize(*args: Any) -> UsageSnapshot:
-        during.append(gc.isenabled())
-        return real_summarize(*args)
-
-    real_summarize = exporter.client.summarize
-    monkeypatch.setattr(exporter.client, "summarize", summarize)
-    bodies = iter([b"{}", b'{"usages":[{"points":[{"value":"abc"}]}]}', b"{}"])
-    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, content=next(bodies))))
-    assert gc.isenabled()
-    client.fetch_window(ACCOUNT, WINDOW)
-    assert during == [False] and gc.isenabled()
-    with pytest.raises(UpstreamError):  # fails in validation: the GC is back all the same
-        client.fetch_window(ACCOUNT, WINDOW)
-    assert gc.isenabled()
-    gc.disable()  # someone else's pause is left as it was
-    try:
-        client.fetch_window(ACCOUNT, WINDOW)
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
 def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import exporter.scheduler
 
-    clock, fetch = FakeClock(), CountingFetch()
+    clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
     published: list[int] = []  # the version served when memory is given back
 
@@ -375,24 +263,3 @@ def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -
 def test_freed_memory_is_given_back_with_glibc_only() -> None:
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert release_free_memory() is glibc
-
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert parse_retry_after("120", 0) == 120.0
-    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60.0) == 60.0
-    assert parse_retry_after("soon", 0) is None
-    assert parse_retry_after(None, 0) is None
-
-
-def test_demo_transport_refuses_wrong_credentials() -> None:
-    client = UsageClient("https://api.example/v1", 5, transport=demo_transport(
-        DemoAccount(), "key-123", "other-secret"))
-    with pytest.raises(UpstreamError) as caught:
-        client.fetch_window(ACCOUNT, WINDOW)
-    assert caught.value.reason == "auth"
-    body = DemoAccount().response(WINDOW.start, WINDOW.end)
-    assert json.dumps(body)  # serialisable
-
-
-def _thread_spawn(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, daemon=True).start()

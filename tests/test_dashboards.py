@@ -4,8 +4,8 @@ They must import as they are and provision by file or by the Grafana sidecar
 (a datasource variable, no ``__inputs``), follow the project's query
 conventions (every selector filtered by ``$account``, counters only inside
 rate()/increase(), ranges through ``$__rate_interval``), and be what
-scripts/gen_dashboards.py generates. The PromQL checks use a small tokenizer
-below, itself tested on the tricky cases.
+scripts/gen_dashboards.py generates. The PromQL checks read each query through
+a real PromQL parser (promql-parser, the Rust parser's Python binding).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import promql_parser as promql
 import pytest
 import yaml
 
@@ -35,103 +37,59 @@ NO_ACCOUNT_LABEL = {"scenario_exporter_build_info", "scenario_exporter_scrape_du
 COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 
 
-# -- a PromQL tokenizer, enough to find selectors and what encloses them --------
+# -- selectors, from a real PromQL parser ------------------------------------------
 
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-            "unless", "bool", "offset", "inf", "nan"}
-LABEL_LIST_OPENERS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
-  | (?P<matchers>\{(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[^{}"'])*\})
-  | (?P<range>\[[^\]]*\])
-  | (?P<duration>(?:\d+(?:ms|[smhdwy]))+(?![\w.]))
-  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
-  | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>(),@])
-""", re.X)
+# Grafana interpolates these before Prometheus parses the query: stand-ins of the
+# same kind (a duration) that no dashboard uses, mapped back after parsing.
+RANGE_VARIABLES = {"$__rate_interval": timedelta(seconds=1111),
+                   "$__range": timedelta(seconds=2222)}
+MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~",
+             "MatchOp.NotRe": "!~"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Selector:
     """A vector selector found in an expression."""
 
     name: str
-    matchers: str = ""
+    # Each matcher as written: ``account=~"$account"``.
+    matchers: frozenset[str] = frozenset()
     range: str | None = None
-    # Innermost enclosing function call (aggregations included), or None.
+    # Innermost enclosing function call or aggregation, or None.
     function: str | None = None
-    modifiers: list[str] = field(default_factory=list)
-
-
-def tokenize(expr: str) -> list[tuple[str, str]]:
-    tokens = []
-    position = 0
-    while position < len(expr):
-        match = _TOKEN.match(expr, position)
-        if match is None:
-            raise ValueError(f"cannot tokenize at {expr[position:position + 20]!r} in {expr!r}")
-        kind = match.lastgroup
-        assert kind is not None
-        if kind != "space":
-            tokens.append((kind, match.group()))
-        position = match.end()
-    return tokens
+    at: str | None = None
+    offset: timedelta | None = None
 
 
 def selectors(expr: str) -> list[Selector]:
     """Every vector selector of *expr*, with its matchers, range and enclosing function."""
-    tokens = tokenize(expr)
+    ranges = {value: name for name, value in RANGE_VARIABLES.items()}
+    for name, value in RANGE_VARIABLES.items():
+        expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
     found: list[Selector] = []
-    # One entry per open parenthesis: a function name, "" for grouping, None for a label list.
-    stack: list[str | None] = []
-    pending_aggregation: str | None = None
 
-    def following(i: int) -> tuple[str, str]:
-        return tokens[i + 1] if i + 1 < len(tokens) else ("", "")
+    def walk(node: Any, function: str | None, window: timedelta | None = None) -> None:
+        if isinstance(node, promql.VectorSelector):
+            matchers = frozenset(f'{m.name}{MATCH_OPS[str(m.op)]}"{m.value}"'
+                                 for m in node.matchers.matchers)
+            found.append(Selector(
+                node.name, matchers, None if window is None else ranges.get(window, str(window)),
+                function, None if node.at is None else str(node.at).removeprefix("@ "),
+                node.offset))
+        elif isinstance(node, promql.MatrixSelector):
+            walk(node.vector_selector, function, node.range)
+        elif isinstance(node, promql.Call):
+            for arg in node.args:
+                walk(arg, node.func.name)
+        elif isinstance(node, promql.AggregateExpr):
+            walk(node.expr, str(node.op))
+        elif isinstance(node, promql.BinaryExpr):
+            walk(node.lhs, function)
+            walk(node.rhs, function)
+        elif isinstance(node, (promql.ParenExpr, promql.UnaryExpr, promql.SubqueryExpr)):
+            walk(node.expr, function)
 
-    i = 0
-    while i < len(tokens):
-        kind, text = tokens[i]
-        previous = tokens[i - 1] if i > 0 else ("", "")
-        if kind == "op" and text == "(":
-            if previous[0] == "ident" and previous[1] in LABEL_LIST_OPENERS:
-                stack.append(None)
-            elif previous[0] == "ident" and previous[1] not in KEYWORDS:
-                stack.append(previous[1])
-            elif previous == ("op", ")") and pending_aggregation:
-                stack.append(pending_aggregation)
-                pending_aggregation = None
-            else:
-                stack.append("")
-        elif kind == "op" and text == ")":
-            stack.pop()
-        elif kind == "ident" and text not in KEYWORDS and None not in stack[-1:]:
-            nxt = following(i)
-            if nxt == ("op", "("):
-                pass  # a function call: the "(" branch records it
-            elif nxt[0] == "ident" and nxt[1] in ("by", "without"):
-                pending_aggregation = text
-            elif previous == ("op", "@"):
-                pass
-            else:
-                selector = Selector(text, function=next(
-                    (f for f in reversed(stack) if f), None))
-                j = i + 1
-                if following(i)[0] == "matchers":
-                    selector.matchers = tokens[j][1][1:-1]
-                    j += 1
-                if j < len(tokens) and tokens[j][0] == "range":
-                    selector.range = tokens[j][1][1:-1]
-                    j += 1
-                while j < len(tokens) and tokens[j] in (("ident", "offset"), ("op", "@")):
-                    selector.modifiers.append(" ".join(t for _, t in tokens[j:j + 2]))
-                    j += 2
-                found.append(selector)
-                i = j
-                continue
-        i += 1
-    assert not stack, f"unbalanced parentheses in {expr!r}"
+    walk(promql.parse(expr), None)
     return found
 
 
@@ -152,9 +110,9 @@ def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
         ("b:rec:x", None, "label_replace"),
         ("c", None, None),
     ]
-    assert found[0].matchers == 'account=~"$account", x="}"'
-    assert found[1].modifiers == ["@ end"]
-    assert found[4].modifiers == ["offset 1h"]
+    assert found[0].matchers == {'account=~"$account"', 'x="}"'}
+    assert found[1].at == "end()" and found[0].at is None
+    assert found[4].offset == timedelta(hours=1)
 
 
 # -- the dashboards ----------------------------------------------------------------
@@ -304,11 +262,12 @@ def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> 
     and leaves out a window where the counter went down without a new period (an
     upstream revision), which rate() would read as a reset: a spike."""
     for where, expr in exprs(DASHBOARDS[name]):
-        for selector in selectors(expr):
+        found = selectors(expr)
+        for selector in found:
             if selector.function != "rate" or not _is_period_counter(selector.name):
                 continue
-            resets = f"resets({selector.name}{{{selector.matchers}}}[{selector.range}]) > 0"
-            assert resets in expr, f"{where}: {selector.name}"
+            resets = Selector(selector.name, selector.matchers, selector.range, "resets")
+            assert resets in found and "> 0" in expr, f"{where}: {selector.name}"
             assert "max without (instance, pod)" in expr, where
             assert "changes(scenario_period_start_timestamp_seconds" in expr, where
 
@@ -351,7 +310,7 @@ def test_ranges_come_from_grafana(name: str) -> None:
                 continue
             if selector.range == "$__range":
                 assert selector.function == "increase", where
-                assert selector.modifiers == ["@ end"], where
+                assert selector.at == "end()", where
             else:
                 assert selector.range == "$__rate_interval", f"{where}: [{selector.range}]"
 

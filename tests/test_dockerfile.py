@@ -34,9 +34,12 @@ from typing import Any
 
 import pytest
 import yaml
-from exporter_process import ExporterProcess, clean_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from conftest import IN_CI, REPO_ROOT, require_tool, wait_for
+from conftest import IN_CI, REPO_ROOT, require_tool
+from exporter_process import ExporterProcess, clean_environment
+from waiting import wait_for
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
@@ -162,7 +165,7 @@ class PackageMirror:
 
     def __init__(self, wheels: Path, root: Path) -> None:
         for wheel in wheels.glob("*.whl"):
-            project = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+            project = parse_wheel_filename(wheel.name)[0]
             (root / "simple" / project).mkdir(parents=True, exist_ok=True)
             (root / "simple" / project / wheel.name).symlink_to(wheel)
         self.served: list[str] = []
@@ -235,8 +238,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
 @pytest.mark.e2e
 def test_the_build_fetched_its_packages_from_the_given_index(image: BuiltImage) -> None:
     fetched = {path.split("/")[2] for path in image.mirror_served if path.startswith("/simple/")}
-    wanted = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", r)[0]).lower()
-              for r in _requirements()}
+    wanted = {canonicalize_name(Requirement(r).name) for r in _requirements()}
     assert wanted <= fetched, f"not fetched from PIP_INDEX_URL: {sorted(wanted - fetched)}"
 
 

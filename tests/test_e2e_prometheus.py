@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,11 +30,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from exporter_process import ExporterProcess, Exposition, Processes
+from test_dashboards import panels, recorded_series
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
+from exporter_process import ExporterProcess, Exposition, Processes, free_port, stop_process
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,13 +81,6 @@ SPEND_RATE_UNIT = "suffix: CU/h"
 REFUND = 5000.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def get_ok(url: str) -> httpx.Response | None:
     try:
         response = httpx.get(url, timeout=5, trust_env=False)
@@ -109,13 +102,7 @@ class Process:
         return f"--- last lines of {self.name}'s output:\n" + "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        stop_process(self.popen)
 
 
 def start(name: str, argv: list[str], tmp: Path, **kwargs: Any) -> Process:
@@ -296,18 +283,12 @@ class PanelQuery:
         return f"{self.dashboard}:{self.panel}"
 
 
-def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
 def panel_queries() -> list[PanelQuery]:
     queries = []
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
-        for panel in _panels(dashboard):
-            for target in panel.get("targets", []):
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
                 queries.append(PanelQuery(path.stem, panel["title"], target["refId"],
                                           target["expr"],
                                           panel["fieldConfig"]["defaults"]["unit"]))
@@ -315,9 +296,7 @@ def panel_queries() -> list[PanelQuery]:
 
 
 PANEL_QUERIES = panel_queries()
-RECORDED = sorted({rule["record"] for path in RULE_FILES
-                   for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
-                   for rule in group["rules"] if "record" in rule})
+RECORDED = sorted(recorded_series())
 # Which model is 10th or 11th of a top-10 may differ between the two servers by
 # timing noise when two models are close: the figures are compared over every
 # model (the ranking itself still runs, on both).

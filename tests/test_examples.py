@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from exporter_process import Processes
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
+from exporter_process import Processes
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 UNIT = REPO_ROOT / "examples" / "systemd" / "scenario-exporter.service"
 COMPOSE = REPO_ROOT / "examples" / "compose" / "compose.yaml"

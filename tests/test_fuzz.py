@@ -63,6 +63,8 @@ from exporter.split import fetch_in_pieces
 from exporter.telemetry import Telemetry
 from exporter.usage import AccountView, InvalidResponse, Totals, UpstreamError, UsageSnapshot
 
+pytestmark = pytest.mark.slow
+
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 ACCOUNT = AccountConfig(name="fuzz", api_key="fuzz-key", api_secret=SecretStr("fuzz-secret"))

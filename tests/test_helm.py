@@ -30,6 +30,8 @@ import yaml
 
 from conftest import IN_CI, REPO_ROOT, require_tool
 
+pytestmark = pytest.mark.slow
+
 CHART = REPO_ROOT / "helm" / "scenario-exporter"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 CASES = [pytest.param(None, id="default")] + [pytest.param(p, id=p.stem) for p in CI_VALUES]

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from exporter_process import ExporterProcess, Processes
 
 from bench.slowloris import SlowLorisResult, slow_loris, threads_of
-from conftest import IN_CI, wait_for
+from conftest import IN_CI
+from exporter_process import ExporterProcess, Processes
 from fake_upstream import FakeUpstream
 from pki import PKI, make_pki
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

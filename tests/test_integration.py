@@ -25,13 +25,14 @@ from typing import Any
 
 import httpx
 import pytest
-from exporter_process import ExporterProcess, Exposition, Processes, moment
 
-from conftest import wait_for
+from demo_oracle import model_totals
 from exporter import __version__
 from exporter.demo import DemoAccount
 from exporter.period import parse_iso
+from exporter_process import ExporterProcess, Exposition, Processes, free_port, moment
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +109,7 @@ def expected_series(account: DemoAccount, start: datetime, end: datetime,
     whole window, which the exporter may have received in pieces.
     """
     expected: Expected = {}
-    totals = account.model_totals(start, end)
+    totals = model_totals(account, start, end)
     for sample, field in MODEL_COUNTERS.items():
         expected[(sample, "model_id")] = {m: t[field] for m, t in totals.items()}
     body = account.response(start, end)
@@ -563,12 +564,6 @@ def test_sigterm_exits_zero_promptly_even_during_a_refresh(processes: Processes,
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 CONFIG_ERRORS = [
     pytest.param(["--cache.ttl", "soon"], None, "--cache.ttl", id="bad-duration"),
     pytest.param(["--period", "week"], None, "--period", id="bad-period"),
@@ -584,7 +579,7 @@ CONFIG_ERRORS = [
 @pytest.mark.parametrize("args, env, named", CONFIG_ERRORS)
 def test_config_error_exits_2_with_one_line(processes: Processes, args: list[str],
                                             env: dict[str, str] | None, named: str) -> None:
-    port = _free_port()
+    port = free_port()
     proc = processes.start(
         "--web.listen-address", f"127.0.0.1:{port}", *args,
         env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET, **(env or {})})

@@ -57,6 +57,9 @@ def test_promtool_check_rules(path: Path) -> None:
     assert "SUCCESS" in result.stdout
 
 
+# Each file replays a month of samples: about 30 s of CPU together, so they run
+# with the long suites (``promtool check rules`` above stays in the quick run).
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
 def test_promtool_unit_tests(path: Path) -> None:
     promtool = require_tool("promtool")

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import ExporterProcess, Exposition, Processes
 from pydantic import SecretStr, ValidationError
 
-from conftest import wait_for
 from exporter.account import AccountConfig
 from exporter.config import Settings, build_settings
 from exporter.demo import DemoAccount
+from exporter_process import ExporterProcess, Exposition, Processes
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,6 +35,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from pydantic import SecretStr
 
+from clock import FakeClock, ThreadSpawn
+from demo_oracle import model_totals
 from exporter.account import AccountConfig
 from exporter.app import create_app
 from exporter.config import Settings
@@ -45,6 +46,7 @@ from exporter.period import next_period_start, period_start
 from exporter.service import UsageExporter
 from exporter.web.server import create_server, serve_in_thread
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 pytestmark = pytest.mark.soak
 
@@ -91,35 +93,6 @@ class ChangingAccount(DemoAccount):
                 body["entities"][kind] = [e for e in body["entities"][kind]
                                           if e["id"] not in hidden]
         return body
-
-
-class FakeClock:
-    """The exporter's monotonic and wall clocks, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def monotonic(self) -> float:
-        return 10_000.0 + self.seconds
-
-    def wall(self) -> float:
-        return START.timestamp() + self.seconds
-
-
-class ThreadSpawn:
-    """Runs each refresh in a real thread, as production does, and keeps the last one."""
-
-    def __init__(self) -> None:
-        self.last: threading.Thread | None = None
-
-    def __call__(self, work: Callable[[], None]) -> None:
-        self.last = threading.Thread(target=work, name="refresh", daemon=True)
-        self.last.start()
-
-    def join(self, timeout: float = 30.0) -> None:
-        assert self.last is not None, "no refresh was started"
-        self.last.join(timeout)
-        assert not self.last.is_alive(), f"the refresh did not end within {timeout:g}s"
 
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -195,15 +168,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll *condition* until true; fail with *message* at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.005)
 
 
 def mode_for(cycle: int, forced: dict[int, str]) -> str:
@@ -303,7 +267,7 @@ def run_soak() -> None:
     user_ids = [u["id"] for u in sample["entities"]["users"]]
     fake = FakeUpstream(account, API_KEY, API_SECRET).start()
     fake.state.max_window_seconds = 8 * 86400  # "oversized": split into a few requests
-    clock, spawn = FakeClock(), ThreadSpawn()
+    clock, spawn = FakeClock(START.timestamp()), ThreadSpawn()
     exporter = make_exporter(fake.url, clock, spawn)
     server = create_server("127.0.0.1:0", create_app(exporter))
     serve_in_thread(server)
@@ -408,8 +372,8 @@ def run_soak() -> None:
         exporter.close()
         fake.stop()
 
-    wait_until(lambda: threading.active_count() <= threads_before, 10,
-               f"threads left behind: {threading.enumerate()}")
+    wait_for(lambda: threading.active_count() <= threads_before, 10, "the threads to end",
+             lambda: f"threads left behind: {threading.enumerate()}")
     growth_mib = (report.rss_end - report.rss_after_warm_up) / 2**20
     print(f"\nsoak: {report}, RSS growth after warm-up {growth_mib:.2f} MiB")
     assert report.rollovers >= CYCLES // 744 and report.checkpoints == report.rollovers
@@ -432,7 +396,7 @@ def check_truth(scrape: Scrape, account: ChangingAccount, start: datetime, end: 
     """Exported model counters equal the fake's exact totals for the visible models."""
     if mode == "empty":
         return
-    truth = account.model_totals(start, end)
+    truth = model_totals(account, start, end)
     costs = {dict(labels)["model_id"]: value for labels, value in
              scrape.values("scenario_model_cost_creative_units_total").items()}
     jobs = {dict(labels)["model_id"]: value for labels, value in

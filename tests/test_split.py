@@ -22,9 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from test_cache import ACCOUNT, FakeClock, MaxRandom, recording_transport
+from test_cache import ACCOUNT, T0, MaxRandom
+from test_client import recording_transport
 
-from conftest import wait_for
+from clock import FakeClock
+from demo_oracle import model_totals
 from exporter.account import AccountConfig
 from exporter.app import landing_page
 from exporter.client import UsageClient
@@ -44,6 +46,7 @@ from exporter.split import (
 from exporter.telemetry import Telemetry
 from exporter.usage import FetchResult, UpstreamError, UsageSnapshot
 from fake_upstream import FakeUpstream
+from waiting import wait_for
 
 DAY = 86400.0
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -96,7 +99,7 @@ def test_pieces_cut_on_midnight_add_up_exactly(limit_days: int) -> None:
     served = [w for w in seen if w.seconds <= limit_days * DAY]
     assert split.requests == len(seen) and len(served) > 1
     assert_same_totals(split.snapshot, whole.snapshot, len(served))
-    truth = account.model_totals(WINDOW.start, WINDOW.end)
+    truth = model_totals(account, WINDOW.start, WINDOW.end)
     assert {m: t.cost for m, t in split.snapshot.models.items()} == \
         {m: t["cost"] for m, t in truth.items()}
     # Every piece asked for starts and ends on a UTC midnight, but the last one ends
@@ -115,7 +118,7 @@ def test_a_cut_inside_a_day_would_lose_the_fields_rounded_per_day() -> None:
               client.fetch_window(ACCOUNT, PeriodWindow(cut, WINDOW.end))]
     whole = client.fetch_window(ACCOUNT, WINDOW).snapshot
     joined = merge(halves[0].snapshot, halves[1].snapshot)
-    assert account.model_totals(WINDOW.start, WINDOW.end)  # the same deterministic account
+    assert model_totals(account, WINDOW.start, WINDOW.end)  # the same deterministic account
 
     def assets(snapshot: UsageSnapshot, field: str) -> float:
         return sum(getattr(t, field) for t in snapshot.assets.values())
@@ -198,7 +201,7 @@ def test_the_split_outlives_the_period_but_not_its_closed_pieces() -> None:
 
 def test_a_gateway_that_refuses_even_one_day_fails_with_too_large(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     registry = CollectorRegistry()
     telemetry = Telemetry(registry, ["acme"])
     limit: list[float | None] = [None]
@@ -228,7 +231,7 @@ def test_a_gateway_that_refuses_even_one_day_fails_with_too_large(
 
 
 def test_a_refresh_needing_k_calls_runs_whole_or_waits() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     registry = CollectorRegistry()
     telemetry = Telemetry(registry, ["acme"])
     seen: list[PeriodWindow] = []
@@ -272,7 +275,7 @@ def test_accounts_refreshed_together_spread_over_the_ttl() -> None:
         def uniform(self, a: float, b: float) -> float:
             return a + (b - a) * self.share
 
-    clock = FakeClock()
+    clock = FakeClock(T0)
     refreshers = []
     for index in range(5):
         fetch = client_for(demo(), None).fetch_window
@@ -287,14 +290,14 @@ def test_accounts_refreshed_together_spread_over_the_ttl() -> None:
         clock.advance(1)
         for index, refresher in enumerate(refreshers):
             if refresher.maybe_refresh():
-                due_at.append((index, clock.now - 1000))
+                due_at.append((index, clock.seconds))
     assert due_at == [(0, 150), (1, 188), (2, 225), (3, 263), (4, 300)]
 
 
 def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> None:
     """The issue's case, against the loopback fake: one simulated day of scrapes every
     10 s with --cache.ttl=10s and the default cap of 60 calls an hour."""
-    clock = FakeClock()
+    clock = FakeClock(T0)
     with FakeUpstream(DemoAccount(models=8, users=3, api_key_rounding_per_day=True),
                       "key-123", "s3cr3t") as fake:
         fake.state.too_large_above = 10 * DAY
@@ -312,7 +315,7 @@ def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> N
                 made = fake.request_count - before
                 if made:
                     per_refresh.append(made)
-                    calls_at.extend([clock.now] * made)
+                    calls_at.extend([clock.seconds] * made)
                 (view,) = exporter.views()
                 assert view.up and view.snapshot is not None
                 assert clock.wall() - view.snapshot.window.end.timestamp() <= 70
@@ -392,7 +395,7 @@ def test_splitting_respects_the_hourly_cap() -> None:
 
 def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     settings = build_settings({"cache.ttl": "10s"}, {"SCENARIO_API_KEY": "key-123",
                                                      "SCENARIO_API_SECRET": "s3cr3t"})
     exporter = UsageExporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,

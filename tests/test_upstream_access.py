@@ -15,16 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exporter_process import ExporterProcess, Processes
 
-from conftest import wait_for
 from exporter.client import UsageClient
 from exporter.config import ConfigError, build_settings
 from exporter.demo import DemoAccount
 from exporter.period import current_window
 from exporter.usage import UpstreamError
+from exporter_process import ExporterProcess, Processes
 from fake_upstream import FakeUpstream
 from pki import Identity, _ca, _issue
+from waiting import wait_for
 
 DEADLINE = 40.0  # covers one back-off step (10 s + jitter) should a refresh race a rotation
 

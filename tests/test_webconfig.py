@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from test_webserver import serving
 
-from conftest import REPO_ROOT, require_tool, wait_for
+from conftest import REPO_ROOT, require_tool
 from exporter.web.auth import PasswordGate
 from exporter.web.config import parse_web_config
 from exporter.web.schema import WebConfigError
 from exporter.web.security import HEALTH_PATHS, WebSecurity
 from exporter.web.server import HTTPServer, ServerLimits
 from pki import PKI, Identity, make_pki
+from waiting import wait_for
+from web_call import Reply, basic_authorization, call, http_get
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))
 FAST = 0.05  # reload interval for the tests that rewrite files
@@ -91,14 +92,6 @@ def _serving(security: WebSecurity,
     return serving(security.wrap(_app), security.ssl_context(), limits)
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    peer_cert: bytes | None
-
-
 def _client_context(pki: PKI, identity: Identity | None = None, tmp: Path | None = None,
                     **versions: ssl.TLSVersion) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=pki.ca.cert.decode())
@@ -114,34 +107,10 @@ def _client_context(pki: PKI, identity: Identity | None = None, tmp: Path | None
 def _fetch(server: HTTPServer, path: str = "/metrics", *,
            tls: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
            authorization: str | None = None) -> Reply:
-    port = server.server_port
-    conn: http.client.HTTPConnection
-    if tls is not None:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=DEADLINE)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
-    headers = {}
     if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    try:
-        conn.connect()
-        peer = None
-        if isinstance(conn.sock, ssl.SSLSocket):
-            peer = conn.sock.getpeercert(binary_form=True)
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
-                     response.read(), peer)
-    finally:
-        conn.close()
-
-
-def _poll(condition: Callable[[], object], what: str) -> None:
-    """Wait until *condition* holds, failing after DEADLINE seconds."""
-    wait_for(condition, DEADLINE, what)
+        authorization = basic_authorization(*auth)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return http_get(server.server_port, path, headers, tls=tls, timeout=DEADLINE)
 
 
 def _refused(action: Callable[[], Reply]) -> bool:
@@ -282,22 +251,6 @@ def test_bad_credentials_are_refused(tmp_path: Path, credentials: dict[str, Any]
         assert _fetch(server, auth=("alice", "pw")).status == 200
 
 
-def _call(app: Any, path: str = "/metrics", auth: tuple[str, str] | None = None) -> str:
-    """Call a WSGI app directly; return the status line."""
-    environ: dict[str, Any] = {"PATH_INFO": path, "REMOTE_ADDR": "192.0.2.1"}
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        environ["HTTP_AUTHORIZATION"] = f"Basic {token}"
-    statuses: list[str] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        statuses.append(status)
-        return lambda data: None
-
-    b"".join(app(environ, start_response))
-    return statuses[0]
-
-
 @pytest.fixture()
 def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The hashes bcrypt.checkpw is asked to compare against."""
@@ -317,14 +270,14 @@ def test_unknown_user_costs_a_bcrypt_check_like_a_known_one(
     alice, bob = _hash("pw", cost=5), _hash("pw", cost=6)
     app = WebSecurity.from_file(str(_write(tmp_path, _users(alice=alice, bob=bob)))).wrap(_app)
 
-    assert _call(app, auth=("mallory", "pw")).startswith("401")
+    assert call(app, "/metrics", auth=("mallory", "pw"))[0].startswith("401")
     assert len(checkpw_calls) == 1
     decoy = checkpw_calls[0]
     # A decoy, never a real user's hash, at the highest cost in use.
     assert decoy not in (alice.encode(), bob.encode())
     assert decoy[4:6] == b"06"
 
-    assert _call(app, auth=("alice", "nope")).startswith("401")
+    assert call(app, "/metrics", auth=("alice", "nope"))[0].startswith("401")
     assert checkpw_calls[1] == alice.encode()
 
 
@@ -369,10 +322,10 @@ def test_successes_are_cached_and_failures_are_not(tmp_path: Path,
                                                    checkpw_calls: list[bytes]) -> None:
     app = WebSecurity.from_file(str(_write(tmp_path, _users(alice=_hash("pw"))))).wrap(_app)
     for _ in range(3):
-        assert _call(app, auth=("alice", "pw")).startswith("200")
+        assert call(app, "/metrics", auth=("alice", "pw"))[0].startswith("200")
     assert len(checkpw_calls) == 1
     for _ in range(3):
-        assert _call(app, auth=("alice", "guess")).startswith("401")
+        assert call(app, "/metrics", auth=("alice", "guess"))[0].startswith("401")
     assert len(checkpw_calls) == 4
 
 
@@ -381,22 +334,22 @@ def test_passwords_longer_than_72_bytes_match_like_htpasswd(tmp_path: Path) -> N
     password = "x" * 72 + "ignored-tail"
     hashed = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
     app = WebSecurity.from_file(str(_write(tmp_path, _users(alice=hashed)))).wrap(_app)
-    assert _call(app, auth=("alice", password)).startswith("200")
-    assert _call(app, auth=("alice", "x" * 71)).startswith("401")
+    assert call(app, "/metrics", auth=("alice", password))[0].startswith("200")
+    assert call(app, "/metrics", auth=("alice", "x" * 71))[0].startswith("401")
 
 
 def test_health_endpoints_are_behind_auth_unless_opened(tmp_path: Path) -> None:
     path = str(_write(tmp_path, _users(alice=_hash("pw"))))
     closed = WebSecurity.from_file(path).wrap(_app)
-    assert _call(closed, "/-/healthy").startswith("401")
-    assert _call(closed, "/-/ready").startswith("401")
+    assert call(closed, "/-/healthy")[0].startswith("401")
+    assert call(closed, "/-/ready")[0].startswith("401")
 
     opened = WebSecurity.from_file(path, open_paths=HEALTH_PATHS).wrap(_app)
-    assert _call(opened, "/-/healthy").startswith("200")
-    assert _call(opened, "/-/ready").startswith("200")
+    assert call(opened, "/-/healthy")[0].startswith("200")
+    assert call(opened, "/-/ready")[0].startswith("200")
     # Exact paths only: nothing below or beside them opens up.
     for other in ("/metrics", "/", "/-/healthy/", "/-/healthy/../../metrics", "/-/ready2"):
-        assert _call(opened, other).startswith("401"), other
+        assert call(opened, other)[0].startswith("401"), other
 
 
 # --- headers ---------------------------------------------------------------------------
@@ -453,7 +406,8 @@ def test_new_password_works_after_rewrite(tmp_path: Path) -> None:
     with _serving(security) as server:
         assert _fetch(server, auth=("alice", "old")).status == 200
         _write(tmp_path, _users(alice=_hash("new"), bob=_hash("bob")))
-        _poll(lambda: _fetch(server, auth=("alice", "new")).status == 200, "the new password")
+        wait_for(lambda: _fetch(server, auth=("alice", "new")).status == 200, DEADLINE,
+                 "the new password")
         # The old password's cached success does not outlive its hash.
         assert _fetch(server, auth=("alice", "old")).status == 401
         assert _fetch(server, auth=("bob", "bob")).status == 200
@@ -477,12 +431,12 @@ def test_a_broken_rewrite_keeps_the_last_good_config(tmp_path: Path,
     def failures() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.levelno >= logging.ERROR]
 
-    _poll(lambda: _call(app, auth=("alice", "pw")).startswith("200") and bool(failures()),
-          "the reload error")
+    wait_for(lambda: call(app, "/metrics", auth=("alice", "pw"))[0].startswith("200")
+             and bool(failures()), DEADLINE, "the reload error")
     # Checked again many times, the same broken file is reported once.
     until = time.monotonic() + 10 * FAST
     while time.monotonic() < until:
-        assert _call(app, auth=("alice", "pw")).startswith("200")
+        assert call(app, "/metrics", auth=("alice", "pw"))[0].startswith("200")
         time.sleep(FAST / 5)
     assert len(failures()) == 1
     assert "not applied" in failures()[0].getMessage()
@@ -492,16 +446,17 @@ def test_a_broken_rewrite_keeps_the_last_good_config(tmp_path: Path,
     assert not any(r.exc_info for r in caplog.records)
 
     _write(tmp_path, _users(alice=_hash("fixed")))
-    _poll(lambda: _call(app, auth=("alice", "fixed")).startswith("200"), "the fixed config")
+    wait_for(lambda: call(app, "/metrics", auth=("alice", "fixed"))[0].startswith("200"),
+             DEADLINE, "the fixed config")
 
 
 def test_sighup_style_reload_applies_at_once(tmp_path: Path) -> None:
     path = _write(tmp_path, _users(alice=_hash("old")))
     security = WebSecurity.from_file(str(path), reload_interval=3600)
     _write(tmp_path, _users(alice=_hash("new")))
-    assert _call(security.wrap(_app), auth=("alice", "new")).startswith("401")
+    assert call(security.wrap(_app), "/metrics", auth=("alice", "new"))[0].startswith("401")
     security.reload()
-    assert _call(security.wrap(_app), auth=("alice", "new")).startswith("200")
+    assert call(security.wrap(_app), "/metrics", auth=("alice", "new"))[0].startswith("200")
 
 
 def test_rotated_certificate_is_served_after_rewrite(tls_dir: Path, pki: PKI) -> None:
@@ -510,8 +465,8 @@ def test_rotated_certificate_is_served_after_rewrite(tls_dir: Path, pki: PKI) ->
         tls = _client_context(pki)
         assert _fetch(server, tls=tls).peer_cert == pki.server.der
         pki.server_rotated.write(tls_dir, "tls.crt", "tls.key")
-        _poll(lambda: _fetch(server, tls=tls).peer_cert == pki.server_rotated.der,
-              "the rotated certificate")
+        wait_for(lambda: _fetch(server, tls=tls).peer_cert == pki.server_rotated.der,
+                 DEADLINE, "the rotated certificate")
         assert _fetch(server, tls=tls).status == 200
 
 
@@ -523,7 +478,8 @@ def test_rotated_client_ca_applies_after_rewrite(tls_dir: Path, pki: PKI,
         stranger = _client_context(pki, pki.other_client, keys)
         assert _refused(lambda: _fetch(server, tls=stranger))
         (tls_dir / "ca.crt").write_bytes(pki.other_ca.cert)
-        _poll(lambda: not _refused(lambda: _fetch(server, tls=stranger)), "the new client CA")
+        wait_for(lambda: not _refused(lambda: _fetch(server, tls=stranger)), DEADLINE,
+                 "the new client CA")
         client_keys = tmp_path_factory.mktemp("client")
         assert _refused(lambda: _fetch(server, tls=_client_context(pki, pki.client, client_keys)))
 
@@ -540,7 +496,7 @@ def test_tls_cannot_be_switched_off_by_a_reload(tls_dir: Path, pki: PKI,
             return any("switched on or off" in str(r.__dict__.get("fields"))
                        for r in caplog.records)
 
-        _poll(refused, "the refusal")
+        wait_for(refused, DEADLINE, "the refusal")
         assert security.config.tls is not None
         assert not security.config.users
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import http.client
 import logging
 import ssl
 import time
@@ -21,6 +20,7 @@ from exporter.web.server import (
     create_server,
     serve_in_thread,
 )
+from web_call import http_get
 
 DEADLINE = 10.0
 
@@ -39,16 +39,6 @@ def serving(app: Callable[..., Iterable[bytes]], ssl_context: ssl.SSLContext | N
         thread.join(DEADLINE)
 
 
-def _get(server: HTTPServer, target: str) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=DEADLINE)
-    try:
-        conn.request("GET", target)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
 def _echo_path(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     body = f"{environ['PATH_INFO']}?{environ['QUERY_STRING']}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -62,7 +52,8 @@ def test_an_error_in_the_application_is_one_line_and_a_bare_500(
 
     caplog.set_level(logging.DEBUG)
     with serving(broken) as server:
-        status, headers, body = _get(server, "/metrics")
+        reply = http_get(server.server_port, "/metrics", timeout=DEADLINE)
+        status, body = reply.status, reply.body
     assert status == 500
     assert b"internal detail" not in body and b"KeyError" not in body
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -79,9 +70,9 @@ def test_an_error_in_the_application_is_one_line_and_a_bare_500(
 ])
 def test_absolute_form_targets_are_routed_by_their_path(target: str, routed: str) -> None:
     with serving(_echo_path) as server:
-        status, headers, body = _get(server, target)
-    assert (status, body.decode()) == (200, routed)
-    assert "server" not in {name.lower() for name in headers}
+        reply = http_get(server.server_port, target, timeout=DEADLINE)
+    assert (reply.status, reply.body.decode()) == (200, routed)
+    assert "server" not in reply.headers
 
 
 @pytest.mark.parametrize(("exception", "level"), [
@@ -111,4 +102,5 @@ def test_a_request_longer_than_the_read_timeout_is_still_answered() -> None:
         return [b"ok"]
 
     with serving(slow, limits=ServerLimits(read_timeout=1)) as server:
-        assert _get(server, "/")[::2] == (200, b"ok")
+        reply = http_get(server.server_port, "/", timeout=DEADLINE)
+        assert (reply.status, reply.body) == (200, b"ok")
