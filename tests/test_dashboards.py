@@ -335,7 +335,8 @@ def test_every_series_is_documented_or_recorded(name: str) -> None:
                 assert selector.name in recorded, f"{where}: {selector.name} is not recorded"
             else:
                 base = re.sub(r"_(bucket|count|sum)$", "", selector.name)
-                assert base in documented or base in PROMETHEUS_OWN, f"{where}: {selector.name} is not in docs/metrics.md"
+                assert base in documented or base in PROMETHEUS_OWN, \
+                    f"{where}: {selector.name} is not in docs/metrics.md"
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))

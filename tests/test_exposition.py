@@ -10,13 +10,13 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
+from test_collector_golden import NOW, OPENMETRICS, fixture_views
 
 from conftest import require_tool
 from exporter.cache import AccountView
 from exporter.collector import CollectorOptions
 from exporter.exposition import ExpositionRenderer
 from exporter.telemetry import Telemetry
-from test_collector_golden import NOW, OPENMETRICS, fixture_views
 
 
 class CountingCollector:
