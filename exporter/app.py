@@ -160,7 +160,6 @@ def create_app(exporter: UsageExporter) -> WSGIApplication:
     metrics_path = exporter.settings.telemetry_path
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
@@ -173,8 +172,7 @@ def create_app(exporter: UsageExporter) -> WSGIApplication:
             compress = gzip_wanted(environ.get("HTTP_ACCEPT_ENCODING"))
             names = set(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", ()))
             body, content_type = exporter.renderer.render(
-                negotiable_accept(environ.get("HTTP_ACCEPT")), compress and not names,
-                started=started)
+                negotiable_accept(environ.get("HTTP_ACCEPT")), compress and not names)
             if names:
                 body = select_samples(body, names)
                 if compress:

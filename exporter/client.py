@@ -12,11 +12,9 @@ label of the failure counter and, for 429, the server's ``Retry-After``.
 from __future__ import annotations
 
 import base64
-import contextlib
 import email.utils
-import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
 from typing import TypeVar
@@ -162,8 +160,7 @@ class UsageClient:
             "bytes": len(body), "duration_seconds": round(seconds, 3)}})
         if status == 200:
             try:
-                with _gc_paused():
-                    result = read(body)
+                result = read(body)
             except (ValidationError, InvalidResponse) as exc:
                 self._record(account.name, "invalid_response", seconds, len(body))
                 raise UpstreamError("invalid_response", _validation_summary(exc)) from None
@@ -184,34 +181,6 @@ class UsageClient:
         if status >= 500:
             raise UpstreamError("server_error", f"upstream failed (HTTP {status})")
         raise UpstreamError("client_error", f"upstream rejected the request (HTTP {status})")
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a response is parsed and summed.
-
-    Parsing a 6 MB response allocates tens of thousands of objects (points, rows,
-    entities, the lists that hold them), and the allocations alone trigger
-    collections: each one scans the objects just created, and the full ones every
-    object of the process, while none of them is garbage yet, nor part of a cycle
-    (reference counting frees them all when the parsed response is dropped).
-
-    ``gc.disable()`` and ``gc.enable()`` rather than ``gc.freeze()``: freezing
-    would move every object alive at that moment, garbage cycles left by other
-    threads included, out of reach of the collector for good. The switch is
-    process-wide: scrapes in other threads merely collect after the pause. Only
-    the caller that found the GC enabled enables it again (nothing else in the
-    exporter switches it), so when refreshes of several accounts overlap, the GC
-    may come back before the last one ends (which costs that one time, nothing
-    else), and it is never left disabled.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _speaks_of_size(body: bytes) -> bool:

@@ -8,7 +8,6 @@ Each business counter is the period-to-date sum of upstream points, so its
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from prometheus_client.core import (
     Metric,
 )
 
-from exporter import __version__
 from exporter.period import PeriodKind, next_period_start
 from exporter.usage import AccountView, Totals, UsageSnapshot
 
@@ -173,15 +171,6 @@ def _bool_label(value: bool | None) -> str:
     if value is None:
         return "unknown"
     return "true" if value else "false"
-
-
-def build_info() -> Metric:
-    """``scenario_exporter_build_info{version, python_version} 1``."""
-    info = GaugeMetricFamily("scenario_exporter_build_info",
-                             "Version of the exporter and of the Python running it.",
-                             labels=["version", "python_version"])
-    info.add_metric([__version__, platform.python_version()], 1.0)
-    return info
 
 
 class AccountsCollector:

@@ -1,4 +1,4 @@
-"""The exporter's own series: upstream calls, refresh failures, revisions.
+"""The exporter's own series: build info, upstream calls, refresh failures, revisions.
 
 These are events, so they are ordinary prometheus_client counters and
 histograms, registered on a registry that the caller makes (never the global
@@ -8,6 +8,7 @@ created at start-up so that ``rate()`` sees their first increase.
 
 from __future__ import annotations
 
+import platform
 import threading
 from collections.abc import Iterable
 
@@ -18,6 +19,9 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter import __version__
 
 FAILURE_REASONS = (
     "auth",
@@ -36,6 +40,20 @@ FAILURE_REASONS = (
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 
 
+class BuildInfo:
+    """``scenario_exporter_build_info{version, python_version} 1``, as a collector."""
+
+    def __init__(self) -> None:
+        self._family = GaugeMetricFamily(
+            "scenario_exporter_build_info",
+            "Version of the exporter and of the Python running it.",
+            labels=["version", "python_version"])
+        self._family.add_metric([__version__, platform.python_version()], 1.0)
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family]
+
+
 class Telemetry:
     """Counters and histograms that the refresh path updates as things happen."""
 
@@ -44,6 +62,7 @@ class Telemetry:
         # more series each in the text format); prometheus_client only offers a
         # process-wide switch, which is idempotent.
         disable_created_metrics()  # type: ignore[no-untyped-call]
+        registry.register(BuildInfo())
         self.upstream_requests = Counter(
             "scenario_exporter_upstream_requests",
             "Upstream HTTP calls by status code (or timeout, connection_error, "
@@ -66,9 +85,8 @@ class Telemetry:
             "Downward revisions by upstream within a period: each id whose value went down, "
             "or that vanished, counts once.",
             ["account"], registry=registry)
-        # Bumped after every change of a sample above: a scrape that finds it
-        # unchanged reuses the text it encoded (collecting 100 accounts' children
-        # from prometheus_client costs more than the rest of a warm scrape).
+        # Bumped after every change of a sample above: while it is unchanged, a
+        # scrape is served the exposition rendered before (exporter/exposition.py).
         self._generation = 0
         self._lock = threading.Lock()
         for account in accounts:

@@ -753,11 +753,11 @@ def exporter_dashboard(q: Queries) -> dict[str, Any]:
             rate=False, width=8, height=8, legend_calcs=("max", "lastNotNull")),
         timeseries(
             "Scrape duration",
-            "Time the exporter spends producing a /metrics response "
-            "(scenario_exporter_scrape_duration_seconds). Upstream calls never happen "
-            "during a scrape after the first one, so this stays in milliseconds.",
+            "How long Prometheus takes to scrape /metrics (its own scrape_duration_seconds "
+            "per target). Upstream calls never happen during a scrape after the first "
+            "one, so this stays in milliseconds.",
             "s",
-            [(f"{q.sel('scenario_exporter_scrape_duration_seconds', account=False)} {serving}",
+            [(f"{q.sel('scrape_duration_seconds', account=False)} {serving}",
               "{{instance}}")],
             rate=False, width=8, height=8),
         timeseries(

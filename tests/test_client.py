@@ -4,11 +4,9 @@ a labelled :class:`UpstreamError` (never a secret in it)."""
 from __future__ import annotations
 
 import base64
-import gc
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -20,7 +18,7 @@ from exporter.client import UsageClient, parse_retry_after
 from exporter.demo import DemoAccount, demo_transport
 from exporter.period import PeriodWindow
 from exporter.telemetry import Telemetry
-from exporter.usage import UpstreamError, UsageSnapshot
+from exporter.usage import UpstreamError
 
 WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
                       datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
@@ -93,35 +91,6 @@ def test_timeouts_and_connection_errors() -> None:
         with pytest.raises(UpstreamError) as caught:
             client.fetch_window(ACCOUNT, WINDOW)
         assert caught.value.reason == reason
-
-
-def test_the_cyclic_gc_is_paused_only_while_a_response_is_parsed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import exporter.client
-
-    during: list[bool] = []
-
-    def summarize(*args: Any) -> UsageSnapshot:
-        during.append(gc.isenabled())
-        return real_summarize(*args)
-
-    real_summarize = exporter.client.summarize
-    monkeypatch.setattr(exporter.client, "summarize", summarize)
-    bodies = iter([b"{}", b'{"usages":[{"points":[{"value":"abc"}]}]}', b"{}"])
-    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, content=next(bodies))))
-    assert gc.isenabled()
-    client.fetch_window(ACCOUNT, WINDOW)
-    assert during == [False] and gc.isenabled()
-    with pytest.raises(UpstreamError):  # fails in validation: the GC is back all the same
-        client.fetch_window(ACCOUNT, WINDOW)
-    assert gc.isenabled()
-    gc.disable()  # someone else's pause is left as it was
-    try:
-        client.fetch_window(ACCOUNT, WINDOW)
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

@@ -391,10 +391,10 @@ def _check_exposition(families: list[Any], snapshot: UsageSnapshot, folded: Mapp
 
 def _renderer(views: list[AccountView], telemetry: CollectorRegistry, user_identity: bool,
               now: float) -> ExpositionRenderer:
-    """A renderer over fixed views at a fixed time; scrape durations are 0."""
+    """A renderer over fixed views at a fixed time."""
     return ExpositionRenderer(lambda: views, telemetry,
                               CollectorOptions(user_identity=user_identity),
-                              wall=lambda: now, monotonic=lambda: 0.0)
+                              wall=lambda: now)
 
 
 def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: bool,
