@@ -7,3 +7,13 @@ real, as ``python -m exporter`` against the loopback fake of the upstream API
 server are what is measured. Run ``python -m bench`` (full, a few minutes) or
 ``python -m bench --quick`` (small sizes, short durations; what CI runs).
 """
+
+import sys
+from pathlib import Path
+
+# The benchmark uses the tests' helpers (one set: processes, the fake upstream,
+# HTTP calls, waiting). They import each other by module name, as pytest puts
+# ``tests/`` on the path, so the benchmark does the same.
+_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)

@@ -31,7 +31,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import API_KEY, API_SECRET, BenchError, ExporterProcess, FloorProcess
+from bench.procs import (
+    API_KEY,
+    API_SECRET,
+    BenchError,
+    FloorProcess,
+    read_proc_status,
+    start_exporter,
+    wait_status,
+)
 from bench.run import EXPORTER_NODELAY, METRICS, READY_TIMEOUT, _ms, _table, _verdict
 from bench.scrape import REQUESTS, warm_latency
 from bench.workload import account
@@ -39,8 +47,8 @@ from exporter.config import build_settings
 from exporter.period import current_window
 from exporter.service import UsageExporter
 from exporter.web.server import BACKLOG
-from tests.fake_upstream import FakeUpstream
-from tests.web_call import http_get
+from fake_upstream import FakeUpstream
+from web_call import http_get
 
 STEADY_RSS_GOAL_MIB = 200
 SCRAPE_RATIO_GOAL = 1.5
@@ -76,19 +84,19 @@ def config_file(directory: Path, sizes: Sizes) -> Path:
 def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, float]:
     """Warm scrapes against the floor, and the RSS after them (a TTL longer than the run)."""
     out: dict[str, float] = {}
-    with ExporterProcess(fake.url, ("--config.file", str(config), "--cache.ttl", "1h")) as exp:
-        exp.wait_status("/-/ready", READY_TIMEOUT)
+    with start_exporter(fake.url, ("--config.file", str(config), "--cache.ttl", "1h")) as exp:
+        wait_status(exp, "/-/ready", READY_TIMEOUT)
         routes = {}
         for variant, headers in REQUESTS.items():
             reply = http_get(exp.port, METRICS, headers)
             status, response_headers, body = reply.status, reply.headers, reply.body
             if status != 200 or (variant == "text" and b"scenario_up{" not in body):
-                raise BenchError(f"the exporter serves no data: {exp.log_tail()}")
+                raise BenchError(f"the exporter serves no data: {exp.tail()}")
             if variant == "text":
                 ups = [line for line in body.decode().splitlines()
                        if line.startswith("scenario_up{")]
                 if len(ups) != sizes.accounts or not all(u.endswith(" 1.0") for u in ups):
-                    raise BenchError(f"not every account is up: {exp.log_tail()}")
+                    raise BenchError(f"not every account is up: {exp.tail()}")
             out[f"{variant}_bytes"] = len(body)
             routes[f"/{variant}"] = (body, {k: v for k, v in response_headers.items()
                                             if k in ("content-type", "content-encoding")})
@@ -98,7 +106,7 @@ def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, 
                 out[f"{variant}_floor"], out[f"{variant}_exporter"] = warm_latency(
                     (floor.port, f"/{variant}"), (exp.port, METRICS), headers,
                     sizes.latency_requests)
-        status_kib = exp.proc_status()
+        status_kib = read_proc_status(exp.pid)
         out["rss_mib"] = status_kib.get("VmRSS", 0) / MIB
         out["hwm_mib"] = status_kib.get("VmHWM", 0) / MIB
     return out
@@ -109,15 +117,15 @@ def call_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, fl
     ttl = sizes.ttl_seconds
     args = ("--config.file", str(config), "--cache.ttl", f"{ttl}s",
             "--upstream.max-requests-per-hour", "3600")
-    with ExporterProcess(fake.url, args) as exp:
-        exp.wait_status("/-/ready", READY_TIMEOUT)
+    with start_exporter(fake.url, args) as exp:
+        wait_status(exp, "/-/ready", READY_TIMEOUT)
         began = time.time()
         deadline = time.monotonic() + ttl * sizes.ttls
         while time.monotonic() < deadline:
             http_get(exp.port, METRICS, REQUESTS["prometheus"])
             time.sleep(1.0)
         ended = time.time()
-        rss = exp.proc_status().get("VmRSS", 0) / MIB
+        rss = read_proc_status(exp.pid).get("VmRSS", 0) / MIB
     calls: dict[str, list[float]] = defaultdict(list)
     with fake.state.lock:
         for request in fake.state.requests:

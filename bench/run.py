@@ -30,16 +30,18 @@ from bench.procs import (
     API_SECRET,
     REPO,
     BenchError,
-    ExporterProcess,
     FloorProcess,
-    child_env,
+    read_proc_status,
+    start_exporter,
+    wait_status,
 )
 from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
+from child_process import clean_environment
 from exporter.web import server as webserver
-from tests.fake_upstream import FakeUpstream
-from tests.web_call import http_get
+from fake_upstream import FakeUpstream
+from web_call import http_get
 
 METRICS = "/metrics"
 # High enough that no model or user is folded into __other__ at any size measured.
@@ -83,15 +85,15 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
     run = ExporterRun(models)
     demo = account(models, sizes.users)
     with FakeUpstream(demo, API_KEY, API_SECRET) as fake, \
-            ExporterProcess(fake.url, EXPORTER_ARGS) as exporter:
-        exporter.wait_status("/-/ready", READY_TIMEOUT)
+            start_exporter(fake.url, EXPORTER_ARGS) as exporter:
+        wait_status(exporter, "/-/ready", READY_TIMEOUT)
         routes = {}
         for variant, headers in REQUESTS.items():
             reply = http_get(exporter.port, METRICS, headers)
             status, response_headers, body = reply.status, reply.headers, reply.body
             if variant == "text":
                 if status != 200 or _sample(body.decode(), "scenario_up") != 1.0:
-                    raise BenchError(f"the exporter serves no data: {exporter.log_tail()}")
+                    raise BenchError(f"the exporter serves no data: {exporter.tail()}")
                 run.upstream_body_bytes = int(_sample(
                     body.decode(), "scenario_exporter_upstream_response_bytes") or 0)
             run.exposition_bytes[variant] = len(body)
@@ -112,7 +114,7 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
                                          sizes.load_seconds, sizes.loadgen_processes,
                                          exporter.pid)
         run.upstream_calls = fake.request_count
-        run.process_status = exporter.proc_status()
+        run.process_status = read_proc_status(exporter.pid)
     return run
 
 
@@ -123,22 +125,22 @@ def startup(sizes: Sizes) -> tuple[float, float]:
     with FakeUpstream(account(sizes.models, sizes.users), API_KEY, API_SECRET) as fake:
         for _ in range(sizes.startup_repeats):
             started = perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], cwd=REPO, env=child_env(),
+            subprocess.run([sys.executable, "-c", "pass"], cwd=REPO, env=clean_environment(),
                            check=True, timeout=60)
             baseline.append(perf_counter() - started)
-            with ExporterProcess(fake.url, EXPORTER_ARGS) as exporter:
-                healthy = exporter.wait_status("/-/healthy")
+            with start_exporter(fake.url, EXPORTER_ARGS) as exporter:
+                healthy = wait_status(exporter, "/-/healthy")
                 exporter_times.append(healthy - exporter.started_at)
                 # Let its first refresh finish, so that no work is left running
                 # (here or in the fake) while the next start is timed.
-                exporter.wait_status("/-/ready", READY_TIMEOUT)
+                wait_status(exporter, "/-/ready", READY_TIMEOUT)
     return med(baseline), med(exporter_times)
 
 
 def _worker(*args: str) -> Any:
     """Run ``python -m bench.refresh ARGS`` in a fresh process; its JSON output."""
     done = subprocess.run([sys.executable, "-m", "bench.refresh", *args], cwd=REPO,
-                          env=child_env(), capture_output=True, timeout=900)
+                          env=clean_environment(), capture_output=True, timeout=900)
     if done.returncode != 0:
         raise BenchError(f"bench.refresh {args[0]} failed: {done.stderr.decode()[-2000:]}")
     return json.loads(done.stdout)

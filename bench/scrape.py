@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
-from bench.procs import REPO, BenchError, child_env, cpu_seconds
+from bench.procs import REPO, BenchError, cpu_seconds
 from bench.stats import med
-from tests.exporter_process import stop_process
-from tests.web_call import http_get
+from child_process import clean_environment, stop_process
+from web_call import http_get
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
 # curl or a browser would send it.
@@ -91,7 +91,7 @@ def load(port: int, path: str, headers: Mapping[str, str], scrapers: int, second
     args = [f"{k}={v}" for k, v in headers.items()]
     children = [subprocess.Popen(
         [sys.executable, "-m", "bench.loadgen", str(port), path, str(share), repr(start_at),
-         repr(seconds), *args], cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
+         repr(seconds), *args], cwd=REPO, env=clean_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE) for share in shares if share]
     outputs = []
     try:

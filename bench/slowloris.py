@@ -154,16 +154,16 @@ def slow_loris(port: int, pid: int, *, connections: int = 400, deadline: float =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.procs import ExporterProcess
+    from bench.procs import start_exporter, wait_status
 
     parser = argparse.ArgumentParser(prog="python -m bench.slowloris", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=400)
     parser.add_argument("--deadline", type=float, default=40.0)
     args = parser.parse_args(argv)
-    with ExporterProcess("http://127.0.0.1:9", ["--demo"]) as exporter:
-        port = exporter.wait_listening()
-        exporter.wait_status("/metrics")
+    with start_exporter("http://127.0.0.1:9", ["--demo"]) as exporter:
+        port = exporter.port
+        wait_status(exporter, "/metrics")
         result = slow_loris(port, exporter.pid, connections=args.connections,
                             deadline=args.deadline)
     print(result.summary())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter_process import Processes
+from child_process import Processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

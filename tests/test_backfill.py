@@ -20,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from child_process import clean_environment
 from demo_oracle import model_totals
 from exporter.backfill import BackfillOptions, plan_periods, run_backfill
 from exporter.collector import CollectorOptions, collect_accounts
@@ -31,7 +32,6 @@ from exporter.models import UsageResponse
 from exporter.period import PeriodWindow, parse_iso, period_start
 from exporter.snapshot import summarize
 from exporter.usage import AccountView
-from exporter_process import clean_environment
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back

@@ -18,19 +18,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from test_e2e_prometheus import Process, get_ok, panel_queries, start, substitute
+from test_e2e_prometheus import panel_queries, prometheus_config, start_prometheus, substitute
 
+from child_process import Processes, clean_environment, free_port
 from conftest import REPO_ROOT, require_tool
 from demo_oracle import model_totals
 from exporter.demo import DemoAccount
 from exporter.period import PeriodWindow, next_period_start, period_start
-from exporter_process import Processes, clean_environment, free_port
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 
@@ -40,6 +39,8 @@ ACCOUNTS = ("studio", "mobile")
 BUDGET = 50000.0
 START_TIMEOUT = 30.0
 OWN_SERIES = "scenario_exporter_"
+# Blocks outside the retention are deleted at start-up: keep a year and more.
+KEEP_EVERYTHING = ("--storage.tsdb.retention.time=400d",)
 
 
 def months() -> list[PeriodWindow]:
@@ -87,26 +88,6 @@ def rule_moments(month: PeriodWindow) -> tuple[datetime, datetime]:
     return month.start + timedelta(days=10), month.end - timedelta(milliseconds=1)
 
 
-def start_prometheus(tmp: Path, data: Path, exporter_address: str,
-                     name: str) -> tuple[Process, str]:
-    prometheus_bin = require_tool("prometheus")
-    config = tmp / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "scenario-exporter",
-                            "static_configs": [{"targets": [exporter_address]}]}],
-    }), encoding="utf-8")
-    address = f"127.0.0.1:{free_port()}"
-    # Blocks outside the retention are deleted at start-up: keep a year and more.
-    process = start(name, [prometheus_bin, f"--config.file={config}",
-                           f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=400d",
-                           f"--web.listen-address={address}", "--log.level=warn"], tmp)
-    wait_for(lambda: process.popen.poll() is not None or get_ok(f"http://{address}/-/ready"),
-             START_TIMEOUT, f"{name} to be ready", process.tail, interval=0.2)
-    assert process.popen.poll() is None, process.tail()
-    return process, f"http://{address}"
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     promtool = require_tool("promtool")
@@ -138,12 +119,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
 
         data = tmp / "data"
         run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(output), str(data)])
-        prometheus, url = start_prometheus(tmp, data, instance, "prometheus")
+        prometheus = start_prometheus(processes, "prometheus", prometheus_config([instance], []),
+                                      data, *KEEP_EVERYTHING)
+        url = prometheus.url
         try:
             wait_for(lambda: httpx.get(f"{url}/api/v1/query", params={
                 "query": 'scenario_model_cost_creative_units_total{account="mobile"}'},
                 trust_env=False, timeout=5).json()["data"]["result"],
-                START_TIMEOUT, "a live scrape", prometheus.tail, interval=0.2)
+                START_TIMEOUT, "a live scrape", prometheus.process.tail, interval=0.2)
             # The recording rules, backfilled from the raw history Prometheus now
             # serves, evaluated every 5m (the lookback delta) so that each daily
             # sample is seen once. Around two samples only: a whole month takes
@@ -155,14 +138,12 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
                      "--eval-interval=5m", f"--output-dir={tmp / 'rules' / str(n)}",
                      str(REPO_ROOT / "rules" / "scenario-recording.rules.yml")])
         finally:
-            prometheus.stop()
+            prometheus.process.stop()
         for block in (tmp / "rules").glob("*/*"):
             shutil.move(str(block), data / block.name)
-        prometheus, url = start_prometheus(tmp, data, instance, "prometheus-with-rules")
-        try:
-            yield History(fake, windows, url, instance, elapsed, requests)
-        finally:
-            prometheus.stop()
+        prometheus = start_prometheus(processes, "prometheus-with-rules",
+                                      prometheus_config([instance], []), data, *KEEP_EVERYTHING)
+        yield History(fake, windows, prometheus.url, instance, elapsed, requests)
 
 
 def test_one_request_per_month_and_account(history: History) -> None:

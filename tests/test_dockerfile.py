@@ -37,8 +37,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from child_process import ExporterProcess, clean_environment
 from conftest import IN_CI, REPO_ROOT, require_tool
-from exporter_process import ExporterProcess, clean_environment
 from waiting import wait_for
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -367,7 +367,7 @@ def test_the_image_serves_the_demo_as_10001_writing_nothing_outside_tmp(
         assert served and {_uids(pid) for pid in served} == {(str(UID), str(UID))}
         exporter.terminate(30)
     finally:
-        exporter.kill()
+        exporter.stop()
     after = container.snapshot()
     changed = sorted(path for path in before.keys() | after.keys()
                      if before.get(path) != after.get(path))

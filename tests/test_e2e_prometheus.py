@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,9 +31,16 @@ import pytest
 import yaml
 from test_dashboards import panels, recorded_series
 
+from child_process import (
+    ChildProcess,
+    ExporterProcess,
+    Exposition,
+    Processes,
+    clean_environment,
+    free_port,
+)
 from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
-from exporter_process import ExporterProcess, Exposition, Processes, free_port, stop_process
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 
@@ -81,43 +87,11 @@ SPEND_RATE_UNIT = "suffix: CU/h"
 REFUND = 5000.0
 
 
-def get_ok(url: str) -> httpx.Response | None:
-    try:
-        response = httpx.get(url, timeout=5, trust_env=False)
-    except httpx.TransportError:
-        return None
-    return response if response.status_code == 200 else None
-
-
-@dataclass
-class Process:
-    """A process started by these tests, and its output file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
-        return f"--- last lines of {self.name}'s output:\n" + "\n".join(text[-lines:])
-
-    def stop(self) -> None:
-        stop_process(self.popen)
-
-
-def start(name: str, argv: list[str], tmp: Path, **kwargs: Any) -> Process:
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, **kwargs)
-    return Process(name, popen, log)
-
-
 @dataclass
 class Prometheus:
     """One Prometheus server and its HTTP API."""
 
-    process: Process
+    process: ChildProcess
     url: str
 
     @property
@@ -149,21 +123,28 @@ class Prometheus:
         return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]
 
 
-def start_prometheus(name: str, targets: list[str], tmp: Path) -> Prometheus:
-    config = {
+def prometheus_config(targets: list[str], rule_files: list[Path]) -> dict[str, Any]:
+    """Scrape *targets* as one job every second, and evaluate *rule_files* as often."""
+    return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
                    "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in RULE_FILES],
+        "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
     }
-    config_file = tmp / f"prometheus-{name}.yml"
+
+
+def start_prometheus(processes: Processes, name: str, config: dict[str, Any], data: Path,
+                     *flags: str) -> Prometheus:
+    """A Prometheus server with *config* and its storage in *data*, once it is ready."""
+    config_file = data.parent / f"{name}.yml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
-    address = f"127.0.0.1:{free_port()}"
-    process = start(f"prometheus-{name}",
-                    [require_tool("prometheus"), f"--config.file={config_file}",
-                     f"--storage.tsdb.path={tmp / f'data-{name}'}",
-                     f"--web.listen-address={address}", "--log.level=warn"], tmp)
-    return Prometheus(process, f"http://{address}")
+    port = free_port()
+    argv = [require_tool("prometheus"), f"--config.file={config_file}",
+            f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn", *flags]
+    process = processes.add(ChildProcess(argv, clean_environment(), name=name, port=port))
+    process.wait_ready(timeout=START_TIMEOUT, interval=0.2)
+    return Prometheus(process, f"http://127.0.0.1:{port}")
 
 
 @dataclass
@@ -187,11 +168,7 @@ class Stack:
             "--cache.ttl", TTL, "--upstream.max-requests-per-hour", "100000",
             "--budget.creative-units", "1e12", "--log.level", "warning",
             env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET})
-        wait_for(lambda: replica.proc.poll() is not None
-                 or get_ok(f"http://{address}/-/ready"),
-                 START_TIMEOUT, f"the exporter on {address} to be ready",
-                 lambda: "\n".join(replica.stderr_lines[-20:]), interval=0.1)
-        assert replica.proc.poll() is None, replica.stderr_lines
+        replica.wait_ready(timeout=START_TIMEOUT, interval=0.1)
         return replica
 
     def restart_replica(self, index: int) -> None:
@@ -210,27 +187,17 @@ def metrics(address: str) -> Exposition:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("e2e-prometheus")
-    servers: list[Prometheus] = []
     with FakeUpstream(DemoAccount(), API_KEY, API_SECRET) as fake, Processes() as processes:
         fake.state.speed = SPEED
-        try:
-            addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-            stack = Stack(fake, processes, [], addresses, None, None)  # type: ignore[arg-type]
-            stack.replicas = [stack.start_replica(address) for address in addresses]
-            servers.append(start_prometheus("single", addresses[:1], tmp))
-            servers.append(start_prometheus("pair", addresses, tmp))
-            for server in servers:
-                process = server.process
-                wait_for(lambda p=process, u=server.url: p.popen.poll() is not None  # type: ignore[misc]
-                         or get_ok(f"{u}/-/ready"),
-                         START_TIMEOUT, f"Prometheus {server.name} to be ready", process.tail,
-                         interval=0.2)
-                assert process.popen.poll() is None, process.tail()
-            stack.single, stack.pair = servers
-            yield stack
-        finally:
-            for server in servers:
-                server.process.stop()
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+        stack = Stack(fake, processes, [], addresses, None, None)  # type: ignore[arg-type]
+        stack.replicas = [stack.start_replica(address) for address in addresses]
+        stack.single = start_prometheus(processes, "prometheus-single",
+                                        prometheus_config(addresses[:1], RULE_FILES),
+                                        tmp / "data-single")
+        stack.pair = start_prometheus(processes, "prometheus-pair",
+                                      prometheus_config(addresses, RULE_FILES), tmp / "data-pair")
+        yield stack
 
 
 @pytest.fixture(scope="module")

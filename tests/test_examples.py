@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from child_process import Processes
 from conftest import REPO_ROOT, require_tool
 from exporter.demo import DemoAccount
-from exporter_process import Processes
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

@@ -28,8 +28,8 @@ import bcrypt
 import pytest
 
 from bench.slowloris import SlowLorisResult, slow_loris, threads_of
+from child_process import ExporterProcess, Processes
 from conftest import IN_CI
-from exporter_process import ExporterProcess, Processes
 from fake_upstream import FakeUpstream
 from pki import PKI, make_pki
 from waiting import wait_for
@@ -50,14 +50,7 @@ def pki() -> PKI:
 
 
 def _ready(proc: ExporterProcess, tls: ssl.SSLContext | None = None) -> ExporterProcess:
-    def answered() -> bool:
-        try:
-            return _request(proc.port, b"GET /-/ready HTTP/1.1\r\nHost: x\r\n"
-                            b"Connection: close\r\n\r\n", tls=tls)[0] == 200
-        except OSError:
-            return False
-
-    wait_for(answered, 30, "the exporter to be ready", lambda: "\n".join(proc.stderr_lines[-5:]))
+    proc.wait_ready(timeout=30, tls=tls)
     return proc
 
 

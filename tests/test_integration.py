@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
+from child_process import ExporterProcess, Exposition, Processes, free_port, moment
 from demo_oracle import model_totals
 from exporter import __version__
 from exporter.demo import DemoAccount
 from exporter.period import parse_iso
-from exporter_process import ExporterProcess, Exposition, Processes, free_port, moment
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 
@@ -479,7 +479,7 @@ def test_health_readiness_landing_page_and_404(processes: Processes,
     assert ready.status_code == 503, "ready before the first refresh attempt"
     assert "starting" in landing_row(proc.get("/").text)[1]
 
-    wait_for(lambda: proc.get("/-/ready").status_code == 200, 15, "readiness")
+    proc.wait_ready(timeout=15)
     page = proc.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")

@@ -19,12 +19,11 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from child_process import ExporterProcess, Exposition, Processes
 from exporter.account import AccountConfig
 from exporter.config import Settings, build_settings
 from exporter.demo import DemoAccount
-from exporter_process import ExporterProcess, Exposition, Processes
 from fake_upstream import FakeUpstream
-from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +105,7 @@ def test_serving_never_shows_the_secret(processes: Processes, fake: FakeUpstream
     proc = processes.start("--web.listen-address", "127.0.0.1:0", "--scenario.api-url",
                            fake.url, "--log.level", "debug", "--log.format", log_format,
                            "--cache.ttl", "1s", *flags, env=env)
-    wait_for(lambda: proc.get("/-/ready").status_code == 200, 15, "the first refresh attempt")
+    proc.wait_ready(timeout=15)  # the first refresh attempt is over
 
     pages = [proc.get(path) for path in ("/metrics", "/", "/-/ready", "/-/healthy", "/nope")]
     pages.append(proc.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}))

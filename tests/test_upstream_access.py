@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from child_process import ExporterProcess, Processes
 from exporter.client import UsageClient
 from exporter.config import ConfigError, build_settings
 from exporter.demo import DemoAccount
 from exporter.period import current_window
 from exporter.usage import UpstreamError
-from exporter_process import ExporterProcess, Processes
 from fake_upstream import FakeUpstream
 from pki import Identity, _ca, _issue
 from waiting import wait_for
