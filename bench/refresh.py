@@ -88,8 +88,7 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
             times["validate"].append(seconds)
             del parsed
             # Diagnosis only: how much of validation alone is the cyclic GC
-            # scanning the objects it creates (the client pauses the GC while it
-            # parses a response, so the refresh above runs without it).
+            # scanning the objects it creates (the exporter never turns it off).
             gc.disable()
             try:
                 seconds, parsed = _timed(UsageResponse.model_validate_json, body)

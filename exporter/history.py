@@ -59,9 +59,9 @@ class PeriodUsage:
 def bucket_seconds(response: UsageResponse) -> float:
     """The bucket size of a response: its ``granularity``, else the closest points, else a day."""
     for row in response.usages:
-        if row.granularity:
+        if granularity := row.get("granularity"):
             try:
-                seconds = parse_duration(row.granularity)
+                seconds = parse_duration(granularity)
             except ValueError:
                 continue
             if seconds > 0:
@@ -76,7 +76,7 @@ def _all_points(response: UsageResponse) -> Iterator[Mapping[str, object]]:
     for rows in (response.usages, response.model_usages, response.asset_usages,
                  response.nsfw_usages):
         for row in rows:
-            yield from row.points
+            yield from row.get("points", ())
 
 
 def _point_time(point: Mapping[str, object]) -> datetime | None:
@@ -114,12 +114,12 @@ def split_into_buckets(response: UsageResponse, window: PeriodWindow) -> PeriodU
         per_bucket: list[list[object]] = [[] for _ in range(count)]
         for row in getattr(response, name):
             points: list[list[object]] = [[] for _ in range(count)]
-            for point in row.points:
+            for point in row.get("points", ()):
                 points[index(point)].append(point)
             for k in range(count):
                 # Every row in the first bucket: its series exists from the start.
                 if points[k] or k == 0:
-                    per_bucket[k].append(row.model_copy(update={"points": points[k]}))
+                    per_bucket[k].append({**row, "points": tuple(points[k])})
         sections[name] = per_bucket
     buckets = tuple(
         summarize(UsageResponse.model_construct(

@@ -68,41 +68,44 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     for model_row in response.model_usages:
         # A local accumulator per row keeps the hot loop free of dict look-ups.
         cost = cost_api = discount = discount_api = jobs = 0.0
-        for mp in model_row.points:
+        for mp in model_row.get("points", ()):
             cost += as_float(mp.get("cost"))
             cost_api += as_float(mp.get("api_key_cost"))
             discount += abs(as_float(mp.get("discount")))
             discount_api += abs(as_float(mp.get("api_key_discount")))
             jobs += as_float(mp.get("jobs"))
-        _add(models, identifier(model_row.model_id),
+        _add(models, identifier(model_row.get("model_id")),
              (cost, cost_api, discount, discount_api, jobs), 5)
 
     assets: dict[str, list[float]] = {}
     for asset_row in response.asset_usages:
-        _add(assets, identifier(asset_row.kind), _count_sums(asset_row.points), 2)
+        _add(assets, identifier(asset_row.get("kind")), _count_sums(asset_row.get("points", ())), 2)
     nsfw: dict[str, list[float]] = {}
     for nsfw_row in response.nsfw_usages:
-        _add(nsfw, identifier(nsfw_row.label), _count_sums(nsfw_row.points), 2)
+        _add(nsfw, identifier(nsfw_row.get("label")), _count_sums(nsfw_row.get("points", ())), 2)
 
     usages: dict[str, list[float]] = {}
     for usage_row in response.usages:
         value = api_key = 0.0
-        for up in usage_row.points:
+        for up in usage_row.get("points", ()):
             value += as_float(up.get("value"))
             api_key += as_float(up.get("api_key"))
-        _add(usages, identifier(usage_row.usage_name), (value, api_key), 2)
+        _add(usages, identifier(usage_row.get("usage_name")), (value, api_key), 2)
 
     users: dict[str, list[float]] = {}
     for row in response.consumption:
         # The sign convention of `discount` is undocumented: export its magnitude.
-        _add(users, identifier(row.user_id),
-             (as_float(row.value), abs(as_float(row.discount))), 2)
+        _add(users, identifier(row.get("user_id")),
+             (as_float(row.get("value")), abs(as_float(row.get("discount")))), 2)
 
-    model_names = {identifier(m.id): m.name for m in response.entities.models if m.name}
+    model_names = {identifier(m.get("id")): name for m in response.entities.models
+                   if (name := m.get("name"))}
     identities = {
-        identifier(u.id): UserIdentity(is_api_key=u.is_api_key, name=u.full_name, email=u.email)
+        identifier(u.get("id")): UserIdentity(is_api_key=u.get("is_api_key"),
+                                              name=u.get("full_name"), email=u.get("email"))
         for u in response.entities.users
     }
+
     return UsageSnapshot(
         window=window,
         models=_freeze(models, "modelUsages", ModelTotals._make),

@@ -80,16 +80,16 @@ SAFE_MAGNITUDE = 5e306
 
 # Every key the models read, camelCase or snake_case (populate_by_name accepts
 # both): an "extra" field must not be one of them.
-_MODEL_CLASSES: tuple[type[BaseModel], ...] = (
-    models.UsageResponse, models.UsageRow, models.ModelUsageRow, models.AssetUsageRow,
-    models.NsfwUsageRow, models.ConsumptionRow, models.Entities, models.ModelEntity,
-    models.UserEntity)
-# The points are TypedDicts, aliased by the same generator as the models.
-_POINT_CLASSES: tuple[type, ...] = (models.UsagePoint, models.ModelPoint, models.CountPoint)
+_MODEL_CLASSES: tuple[type[BaseModel], ...] = (models.UsageResponse, models.Entities)
+# Rows, entities and points are TypedDicts, aliased by the same generator.
+_DICT_CLASSES: tuple[type, ...] = (
+    models.UsageRow, models.ModelUsageRow, models.AssetUsageRow, models.NsfwUsageRow,
+    models.ConsumptionRow, models.ModelEntity, models.UserEntity,
+    models.UsagePoint, models.ModelPoint, models.CountPoint)
 KNOWN_KEYS = frozenset(
     [k for cls in _MODEL_CLASSES for name, info in cls.model_fields.items()
      for k in (name, info.alias or name)]
-    + [k for cls in _POINT_CLASSES for name in cls.__annotations__
+    + [k for cls in _DICT_CLASSES for name in cls.__annotations__
        for k in (name, to_camel(name))])
 
 # Pieces that break naive escaping, line splitting or bidi rendering.
