@@ -195,14 +195,15 @@ class ExporterProcess(ChildProcess):
     """The exporter as users start it; *command* runs it some other way (the built image)."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str],
-                 command: Sequence[str] = EXPORTER) -> None:
+                 command: Sequence[str] = EXPORTER, port: int | None = None) -> None:
+        # *port*: where it will listen, for a log level that hides the listening line.
         self.args = list(args)
-        super().__init__([*command, *args], env, name="exporter", port=_given_port(args))
+        super().__init__([*command, *args], env, name="exporter", port=port)
         self.http = httpx.Client(trust_env=False, timeout=15.0)
 
     @property
     def port(self) -> int:
-        """The port of ``--web.listen-address``, else of the ``msg=listening`` log line."""
+        """The port from the ``msg=listening`` line (logfmt or JSON), once it is logged."""
         if self._port is None:
             line = self.wait_for_line(lambda text: "listening" in text)
             self._port = listening_port(line)
@@ -225,20 +226,6 @@ class ExporterProcess(ChildProcess):
     def stop(self, grace: float = 10.0) -> None:
         self.http.close()
         super().stop(grace)
-
-
-def _given_port(args: Sequence[str]) -> int | None:
-    """The port of the first ``--web.listen-address`` in *args*, unless it is 0 (any port)."""
-    for index, arg in enumerate(args):
-        if arg == "--web.listen-address" and index + 1 < len(args):
-            address = args[index + 1]
-        elif arg.startswith("--web.listen-address="):
-            address = arg.partition("=")[2]
-        else:
-            continue
-        port = address.rpartition(":")[2]
-        return int(port) if port.isdigit() and int(port) else None
-    return None
 
 
 def free_port() -> int:
@@ -276,9 +263,9 @@ class Processes:
         self._started: list[ChildProcess] = []
 
     def start(self, *args: str, env: Mapping[str, str] | None = None,
-              command: Sequence[str] = EXPORTER) -> ExporterProcess:
+              command: Sequence[str] = EXPORTER, port: int | None = None) -> ExporterProcess:
         """The exporter with *args*, in a clean environment plus *env*."""
-        return self.add(ExporterProcess(args, clean_environment(env), command))
+        return self.add(ExporterProcess(args, clean_environment(env), command, port))
 
     def add(self, process: _Self) -> _Self:
         """Stop *process* too on close."""

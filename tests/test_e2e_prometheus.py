@@ -167,7 +167,8 @@ class Stack:
             "--web.listen-address", address, "--scenario.api-url", self.fake.url,
             "--cache.ttl", TTL, "--upstream.max-requests-per-hour", "100000",
             "--budget.creative-units", "1e12", "--log.level", "warning",
-            env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET})
+            env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET},
+            port=int(address.rpartition(":")[2]))  # the log level hides the listening line
         replica.wait_ready(timeout=START_TIMEOUT, interval=0.1)
         return replica
 
