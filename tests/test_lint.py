@@ -22,3 +22,14 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     result = _run("mypy", "--strict", "exporter", "tests/fake_upstream.py")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_of_the_package_is_over_400_lines() -> None:
+    """A module a newcomer can read in one sitting: split a longer one by concern."""
+    sizes = {path.relative_to(REPO_ROOT).as_posix(): len(path.read_text().splitlines())
+             for path in (REPO_ROOT / "exporter").rglob("*.py")}
+    assert sizes, "no module found"
+    assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
