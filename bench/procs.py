@@ -15,9 +15,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from child_process import REPO_ROOT, ChildProcess, ExporterProcess, clean_environment
+from child_process import ChildProcess, ExporterProcess, clean_environment
 
-REPO = REPO_ROOT
 HOST = "127.0.0.1"
 API_KEY = "bench-key"
 API_SECRET = "bench-secret-value"

@@ -28,7 +28,6 @@ from typing import Any
 from bench.procs import (
     API_KEY,
     API_SECRET,
-    REPO,
     BenchError,
     FloorProcess,
     read_proc_status,
@@ -38,7 +37,7 @@ from bench.procs import (
 from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
-from child_process import clean_environment
+from child_process import REPO_ROOT, clean_environment
 from exporter.web import server as webserver
 from fake_upstream import FakeUpstream
 from web_call import http_get
@@ -125,7 +124,7 @@ def startup(sizes: Sizes) -> tuple[float, float]:
     with FakeUpstream(account(sizes.models, sizes.users), API_KEY, API_SECRET) as fake:
         for _ in range(sizes.startup_repeats):
             started = perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], cwd=REPO, env=clean_environment(),
+            subprocess.run([sys.executable, "-c", "pass"], cwd=REPO_ROOT, env=clean_environment(),
                            check=True, timeout=60)
             baseline.append(perf_counter() - started)
             with start_exporter(fake.url, EXPORTER_ARGS) as exporter:
@@ -139,7 +138,7 @@ def startup(sizes: Sizes) -> tuple[float, float]:
 
 def _worker(*args: str) -> Any:
     """Run ``python -m bench.refresh ARGS`` in a fresh process; its JSON output."""
-    done = subprocess.run([sys.executable, "-m", "bench.refresh", *args], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "bench.refresh", *args], cwd=REPO_ROOT,
                           env=clean_environment(), capture_output=True, timeout=900)
     if done.returncode != 0:
         raise BenchError(f"bench.refresh {args[0]} failed: {done.stderr.decode()[-2000:]}")

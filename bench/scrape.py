@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
 
-from bench.procs import REPO, BenchError, cpu_seconds
+from bench.procs import BenchError, cpu_seconds
 from bench.stats import med
-from child_process import clean_environment, stop_process
+from child_process import REPO_ROOT, clean_environment, stop_process
 from web_call import http_get
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
@@ -91,7 +91,7 @@ def load(port: int, path: str, headers: Mapping[str, str], scrapers: int, second
     args = [f"{k}={v}" for k, v in headers.items()]
     children = [subprocess.Popen(
         [sys.executable, "-m", "bench.loadgen", str(port), path, str(share), repr(start_at),
-         repr(seconds), *args], cwd=REPO, env=clean_environment(), stdin=subprocess.DEVNULL,
+         repr(seconds), *args], cwd=REPO_ROOT, env=clean_environment(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE) for share in shares if share]
     outputs = []
     try:
