@@ -43,9 +43,9 @@ from bench.procs import (
 from bench.run import EXPORTER_NODELAY, METRICS, READY_TIMEOUT, _ms, _table, _verdict
 from bench.scrape import REQUESTS, warm_latency
 from bench.workload import account
-from exporter.config import build_settings
-from exporter.period import current_window
-from exporter.service import UsageExporter
+from exporter.config.settings import build_settings
+from exporter.core.period import current_window
+from exporter.live.service import UsageExporter
 from exporter.web.server import BACKLOG
 from fake_upstream import FakeUpstream
 from web_call import http_get

@@ -33,13 +33,13 @@ from pydantic import SecretStr
 from bench.procs import API_KEY, API_SECRET, read_proc_status
 from bench.scrape import PROMETHEUS_ACCEPT
 from bench.workload import refresh_window
-from exporter.account import AccountConfig
-from exporter.client import UsageClient
-from exporter.config import build_settings
-from exporter.ledger import LedgerResult, PeriodLedger
-from exporter.models import UsageResponse
-from exporter.period import PeriodWindow
-from exporter.snapshot import summarize
+from exporter.config.settings import build_settings
+from exporter.core.account import AccountConfig
+from exporter.core.ledger import LedgerResult, PeriodLedger
+from exporter.core.period import PeriodWindow
+from exporter.upstream.client import UsageClient
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import summarize
 
 UPSTREAM = "http://upstream.invalid/v1"
 CAP = 5000  # high enough that nothing is folded into __other__
@@ -106,8 +106,8 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
 
 def memory(file: str) -> dict[str, Any]:
     # Everything a serving exporter imports, before the baseline is read.
-    from exporter.app import create_app
-    from exporter.service import UsageExporter
+    from exporter.live.app import create_app
+    from exporter.live.service import UsageExporter
     from exporter.web.server import create_server  # noqa: F401 - imported when serving
 
     gc.collect()

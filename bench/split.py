@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from bench.run import _table
-from exporter.account import AccountConfig
-from exporter.client import UsageClient
-from exporter.demo import DemoAccount, demo_transport
-from exporter.period import current_window, parse_iso
-from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy
-from exporter.telemetry import Telemetry
+from exporter.core.account import AccountConfig
+from exporter.core.period import current_window, parse_iso
+from exporter.live.scheduler import HOUR, AccountRefresher, RefreshPolicy
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient
+from exporter.upstream.demo import DemoAccount, demo_transport
 
 DAY = 86400.0
 MONTH_START = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()

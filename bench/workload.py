@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from exporter.demo import DemoAccount
-from exporter.period import PeriodWindow
+from exporter.core.period import PeriodWindow
+from exporter.upstream.demo import DemoAccount
 
 API_LIMIT_BYTES = 6 * 1024 * 1024
 API_KEYS = 6  # of the demo generator: users that are API keys, on top of `users`

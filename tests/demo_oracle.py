@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from exporter.demo import DemoAccount, demo_seconds
+from exporter.upstream.demo import DemoAccount, demo_seconds
 
 
 def model_totals(account: DemoAccount, start: datetime, end: datetime

@@ -1,6 +1,6 @@
 """A real HTTP fake of Scenario's ``GET /v1/usages`` on loopback, with fault modes.
 
-Serves a :class:`exporter.demo.DemoAccount` (so tests know the true totals),
+Serves a :class:`exporter.upstream.demo.DemoAccount` (so tests know the true totals),
 checks Basic auth, and misbehaves on demand the way real SaaS APIs do.
 Used by the integration tests, the soak test and the benchmarks.
 
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.demo import DemoAccount, Refused, check_request, requested_window
+from exporter.upstream.demo import DemoAccount, Refused, check_request, requested_window
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
          "gateway-too-large", "empty")

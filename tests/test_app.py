@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.app import create_app, first_scrape_wait
-from exporter.config import build_settings
-from exporter.demo import DEMO_API_KEY, DEMO_API_SECRET, DemoAccount, demo_transport
-from exporter.service import UsageExporter
+from exporter.config.settings import build_settings
+from exporter.live.app import create_app, first_scrape_wait
+from exporter.live.service import UsageExporter
+from exporter.upstream.demo import DEMO_API_KEY, DEMO_API_SECRET, DemoAccount, demo_transport
 from web_call import call
 
 

@@ -22,16 +22,16 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from child_process import clean_environment
 from demo_oracle import model_totals
-from exporter.backfill import BackfillOptions, plan_periods, run_backfill
-from exporter.collector import CollectorOptions, collect_accounts
-from exporter.config import ConfigError, Settings, build_settings
-from exporter.demo import DemoAccount, demo_transport
-from exporter.history import SeriesWriter, join_pieces, period_to_date, split_into_buckets
-from exporter.ledger import PeriodLedger
-from exporter.models import UsageResponse
-from exporter.period import PeriodWindow, parse_iso, period_start
-from exporter.snapshot import summarize
-from exporter.usage import AccountView
+from exporter.backfill.replay import SeriesWriter, join_pieces, period_to_date, split_into_buckets
+from exporter.backfill.run import BackfillOptions, plan_periods, run_backfill
+from exporter.config.settings import ConfigError, Settings, build_settings
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import PeriodWindow, parse_iso, period_start
+from exporter.core.values import AccountView
+from exporter.metrics.business import CollectorOptions, collect_accounts
+from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import summarize
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back

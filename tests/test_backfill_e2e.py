@@ -28,8 +28,8 @@ from test_e2e_prometheus import panel_queries, prometheus_config, start_promethe
 from child_process import Processes, clean_environment, free_port
 from conftest import REPO_ROOT, require_tool
 from demo_oracle import model_totals
-from exporter.demo import DemoAccount
-from exporter.period import PeriodWindow, next_period_start, period_start
+from exporter.core.period import PeriodWindow, next_period_start, period_start
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

@@ -15,12 +15,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clock import FakeClock, ThreadSpawn
-from exporter.account import AccountConfig
-from exporter.memory import release_free_memory
-from exporter.period import PeriodWindow
-from exporter.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher, RefreshPolicy
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView, FetchResult, ModelTotals, UpstreamError, UsageSnapshot
+from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow
+from exporter.core.values import AccountView, FetchResult, ModelTotals, UpstreamError, UsageSnapshot
+from exporter.live.memory import release_free_memory
+from exporter.live.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher, RefreshPolicy
+from exporter.metrics.own import Telemetry
 from waiting import wait_for
 
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",
@@ -241,7 +241,7 @@ def test_hourly_cap_is_never_exceeded() -> None:
 # -- the client, against httpx's MockTransport ---------------------------------------
 
 def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    import exporter.scheduler
+    import exporter.live.scheduler
 
     clock, fetch = FakeClock(T0), CountingFetch()
     refresher = make_refresher(fetch, clock, ttl=10)
@@ -251,7 +251,7 @@ def test_each_refresh_gives_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -
         published.append(refresher.view.version)
         return True
 
-    monkeypatch.setattr(exporter.scheduler, "release_free_memory", release)
+    monkeypatch.setattr(exporter.live.scheduler, "release_free_memory", release)
     refresher.get()
     assert published == [1]  # after the new data is served
     fetch.error = UpstreamError("server_error", "boom")

@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from test_cache import ACCOUNT
 
-from exporter.client import UsageClient, parse_retry_after
-from exporter.demo import DemoAccount, demo_transport
-from exporter.period import PeriodWindow
-from exporter.telemetry import Telemetry
-from exporter.usage import UpstreamError
+from exporter.core.period import PeriodWindow
+from exporter.core.values import UpstreamError
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient, parse_retry_after
+from exporter.upstream.demo import DemoAccount, demo_transport
 
 WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
                       datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))

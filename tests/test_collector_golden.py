@@ -18,14 +18,14 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_tool
-from exporter.account import AccountConfig
-from exporter.collector import AccountsCollector, CollectorOptions, collect_accounts
-from exporter.exposition import ExpositionRenderer
-from exporter.ledger import PeriodLedger
-from exporter.models import UsageResponse
-from exporter.period import PeriodKind, PeriodWindow
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView, UsageSnapshot
+from exporter.core.account import AccountConfig
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import PeriodKind, PeriodWindow
+from exporter.core.values import AccountView, UsageSnapshot
+from exporter.metrics.business import AccountsCollector, CollectorOptions, collect_accounts
+from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.own import Telemetry
+from exporter.upstream.schema import UsageResponse
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=timezone.utc)
@@ -40,7 +40,7 @@ def account(name: str, budget: float | None = None) -> AccountConfig:
 def fixture_views() -> list[AccountView]:
     """Account 'studio' served from the fixture (caps of 1 model and 2 users fold two
     models and one user into __other__); account 'broken' has never had data."""
-    from exporter.snapshot import summarize
+    from exporter.upstream.summing import summarize
 
     response = UsageResponse.model_validate_json((DATA / "usages_full.json").read_bytes())
     result = PeriodLedger(max_models=1, max_users=2).apply(summarize(response, WINDOW))

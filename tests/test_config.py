@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, Settings, build_settings, format_duration, parse_duration
+from exporter.config.settings import (
+    ConfigError,
+    Settings,
+    build_settings,
+    format_duration,
+    parse_duration,
+)
 
 CREDS = {"SCENARIO_API_KEY": "key-1", "SCENARIO_API_SECRET": "secret-1"}
 

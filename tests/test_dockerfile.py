@@ -250,7 +250,7 @@ def test_image_configuration(image: BuiltImage) -> None:
     assert config["Entrypoint"] == ["scenario-exporter"], "the package's console script"
     assert list(pyproject()["project"]["scripts"]) == ["scenario-exporter"]
     assert not config.get("Cmd"), "flags belong to the user (docker run IMAGE --demo)"
-    from exporter.config import Settings
+    from exporter.config.settings import Settings
 
     port = Settings.model_fields["listen_address"].default.rpartition(":")[2]
     assert set(config["ExposedPorts"]) == {f"{port}/tcp"}

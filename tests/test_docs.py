@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
-from exporter.options import ACCOUNT_OPTIONS, OPTIONS
+from exporter.config.options import ACCOUNT_OPTIONS, OPTIONS
 
 README = (REPO_ROOT / "README.md").read_text()
 
@@ -33,7 +33,7 @@ def test_ci_runs_the_test_command_of_the_readme() -> None:
 
 
 def test_every_metric_of_the_contract_is_documented() -> None:
-    from exporter.collector import COUNTERS
+    from exporter.metrics.business import COUNTERS
 
     metrics_doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
     for spec in COUNTERS:
@@ -48,9 +48,10 @@ def test_the_readme_import_graph_is_the_one_the_source_has() -> None:
 
 def test_the_shared_values_import_no_other_layer() -> None:
     """usage.py is what the layers share: importing it pulls in no scheduler, client, web."""
-    code = ("import sys, exporter.usage; "
+    code = ("import sys, exporter.core.values; "
             "print(sorted(m for m in sys.modules if m.startswith(('exporter', 'httpx', "
             "'pydantic', 'prometheus_client', 'cachetools'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60, check=True)
-    assert result.stdout.strip() == "['exporter', 'exporter.period', 'exporter.usage']"
+    assert result.stdout.strip() == ("['exporter', 'exporter.core', 'exporter.core.period', "
+                                     "'exporter.core.values']")

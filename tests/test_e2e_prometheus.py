@@ -40,7 +40,7 @@ from child_process import (
     free_port,
 )
 from conftest import REPO_ROOT, require_tool
-from exporter.demo import DemoAccount
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

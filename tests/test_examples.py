@@ -18,7 +18,7 @@ import yaml
 
 from child_process import Processes
 from conftest import REPO_ROOT, require_tool
-from exporter.demo import DemoAccount
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

@@ -13,10 +13,10 @@ from prometheus_client.core import Metric
 from test_collector_golden import NOW, OPENMETRICS, fixture_views
 
 from conftest import require_tool
-from exporter.collector import CollectorOptions
-from exporter.exposition import ExpositionRenderer
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView
+from exporter.core.values import AccountView
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.own import Telemetry
 
 
 class CountingCollector:

@@ -50,18 +50,18 @@ from pydantic.alias_generators import to_camel
 
 from conftest import IN_CI, require_tool
 from exporter import models
-from exporter.account import AccountConfig
-from exporter.client import UsageClient
-from exporter.collector import COUNTERS, CollectorOptions
-from exporter.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
-from exporter.exposition import ExpositionRenderer
-from exporter.ledger import PeriodLedger
-from exporter.models import UsageResponse
-from exporter.period import PeriodWindow
-from exporter.snapshot import summarize
-from exporter.split import fetch_in_pieces
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView, InvalidResponse, Totals, UpstreamError, UsageSnapshot
+from exporter.core.account import AccountConfig
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import PeriodWindow
+from exporter.core.values import AccountView, InvalidResponse, Totals, UpstreamError, UsageSnapshot
+from exporter.metrics.business import COUNTERS, CollectorOptions
+from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient
+from exporter.upstream.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
+from exporter.upstream.pieces import fetch_in_pieces
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import summarize
 
 pytestmark = pytest.mark.slow
 

@@ -520,7 +520,7 @@ def test_app_version_equals_package_version() -> None:
 
 
 def test_port_and_probes_match_the_exporter() -> None:
-    from exporter.config import Settings
+    from exporter.config.settings import Settings
 
     default_port = int(Settings.model_fields["listen_address"].default.rpartition(":")[2])
     values = load_values(None)

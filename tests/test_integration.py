@@ -29,8 +29,8 @@ import pytest
 from child_process import ExporterProcess, Exposition, Processes, free_port, moment
 from demo_oracle import model_totals
 from exporter import __version__
-from exporter.demo import DemoAccount
-from exporter.period import parse_iso
+from exporter.core.period import parse_iso
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

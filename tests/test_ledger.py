@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.ledger import OTHER_ID, PeriodLedger
-from exporter.period import PeriodWindow
-from exporter.usage import ModelTotals, UsageSnapshot, UserTotals
+from exporter.core.ledger import OTHER_ID, PeriodLedger
+from exporter.core.period import PeriodWindow
+from exporter.core.values import ModelTotals, UsageSnapshot, UserTotals
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from exporter.logs import REDACTED, configure_logging, secret_variants
+from exporter.core.logs import REDACTED, configure_logging, secret_variants
 
 
 @pytest.fixture

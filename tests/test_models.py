@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from exporter.models import UNKNOWN_ID, UsageResponse
-from exporter.period import PeriodWindow
-from exporter.snapshot import summarize
-from exporter.usage import InvalidResponse
+from exporter.core.period import PeriodWindow
+from exporter.core.values import InvalidResponse
+from exporter.upstream.schema import UNKNOWN_ID, UsageResponse
+from exporter.upstream.summing import summarize
 
 DATA = Path(__file__).parent / "data"
 WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),

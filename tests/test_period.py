@@ -8,11 +8,11 @@ import pytest
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 
-from exporter.account import AccountConfig
-from exporter.period import PeriodWindow, current_window, next_period_start, period_start
-from exporter.scheduler import AccountRefresher, RefreshPolicy
-from exporter.telemetry import Telemetry
-from exporter.usage import FetchResult, ModelTotals, UsageSnapshot
+from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow, current_window, next_period_start, period_start
+from exporter.core.values import FetchResult, ModelTotals, UsageSnapshot
+from exporter.live.scheduler import AccountRefresher, RefreshPolicy
+from exporter.metrics.own import Telemetry
 
 
 def utc(*args: int) -> datetime:
@@ -100,7 +100,7 @@ def test_counter_reset_and_created_change_at_the_month_boundary() -> None:
         totals = ModelTotals(hours, 0, 0, 0, hours)
         return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 10)
 
-    from exporter.collector import CollectorOptions, collect_accounts
+    from exporter.metrics.business import CollectorOptions, collect_accounts
 
     account = AccountConfig(name="a", api_key="k", api_secret="s")
     with freeze_time("2026-12-31 22:00:00") as frozen:

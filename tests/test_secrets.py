@@ -20,9 +20,9 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from child_process import ExporterProcess, Exposition, Processes
-from exporter.account import AccountConfig
-from exporter.config import Settings, build_settings
-from exporter.demo import DemoAccount
+from exporter.config.settings import Settings, build_settings
+from exporter.core.account import AccountConfig
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e

@@ -37,13 +37,13 @@ from pydantic import SecretStr
 
 from clock import FakeClock, ThreadSpawn
 from demo_oracle import model_totals
-from exporter.account import AccountConfig
-from exporter.app import create_app
-from exporter.config import Settings
-from exporter.demo import DemoAccount
-from exporter.logs import configure_logging
-from exporter.period import next_period_start, period_start
-from exporter.service import UsageExporter
+from exporter.config.settings import Settings
+from exporter.core.account import AccountConfig
+from exporter.core.logs import configure_logging
+from exporter.core.period import next_period_start, period_start
+from exporter.live.app import create_app
+from exporter.live.service import UsageExporter
+from exporter.upstream.demo import DemoAccount
 from exporter.web.server import create_server, serve_in_thread
 from fake_upstream import FakeUpstream
 from waiting import wait_for

@@ -27,24 +27,24 @@ from test_client import recording_transport
 
 from clock import FakeClock
 from demo_oracle import model_totals
-from exporter.account import AccountConfig
-from exporter.app import landing_page
-from exporter.client import UsageClient
-from exporter.config import ConfigError, build_settings
-from exporter.demo import DemoAccount, demo_transport
-from exporter.period import PeriodWindow, parse_iso
-from exporter.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval
-from exporter.service import MAX_CONCURRENT_REFRESHES, UsageExporter
-from exporter.snapshot import merge
-from exporter.split import (
+from exporter.config.settings import ConfigError, build_settings
+from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow, parse_iso
+from exporter.core.values import FetchResult, UpstreamError, UsageSnapshot
+from exporter.live.app import landing_page
+from exporter.live.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval
+from exporter.live.service import MAX_CONCURRENT_REFRESHES, UsageExporter
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient
+from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.pieces import (
     RECHECK_SECONDS,
     REFETCH_SECONDS,
     SETTLE_SECONDS,
     PieceFetcher,
     fetch_in_pieces,
 )
-from exporter.telemetry import Telemetry
-from exporter.usage import FetchResult, UpstreamError, UsageSnapshot
+from exporter.upstream.summing import merge
 from fake_upstream import FakeUpstream
 from waiting import wait_for
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from child_process import ExporterProcess, Processes
-from exporter.client import UsageClient
-from exporter.config import ConfigError, build_settings
-from exporter.demo import DemoAccount
-from exporter.period import current_window
-from exporter.usage import UpstreamError
+from exporter.config.settings import ConfigError, build_settings
+from exporter.core.period import current_window
+from exporter.core.values import UpstreamError
+from exporter.upstream.client import UsageClient
+from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream
 from pki import Identity, _ca, _issue
 from waiting import wait_for

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from exporter.logs import mask_value
-from exporter.yamlfile import Schema, YAMLFileError, load_mapping, unknown_key
+from exporter.config.yamlfile import Schema, YAMLFileError, load_mapping, unknown_key
+from exporter.core.logs import mask_value
 
 # Keys of newer exporter-toolkit releases that this exporter cannot honour.
 # Ignoring them would serve less securely than the user asked, so they fail.

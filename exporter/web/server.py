@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
 
-from exporter.config import parse_listen_address
+from exporter.config.settings import parse_listen_address
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter.logs import mask_value
+from exporter.core.logs import mask_value
 from exporter.web.schema import TLSServerSchema, WebConfigError
 
 if TYPE_CHECKING:

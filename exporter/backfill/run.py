@@ -11,7 +11,7 @@ OpenMetrics file of its own in ``FILE.parts/``: a run that fails or is
 interrupted says which periods are missing, and the same command run again
 fetches only those. ``FILE`` itself appears only when every period is there.
 
-The series are built by :mod:`exporter.history`; see docs/backfill.md.
+The series are built by :mod:`exporter.backfill.replay`; see docs/backfill.md.
 """
 
 from __future__ import annotations
@@ -34,21 +34,21 @@ from typing import Any, BinaryIO, TextIO
 
 import httpx
 
-from exporter.account import AccountConfig
-from exporter.backfill_output import PartStore, merge_parts
-from exporter.backfill_upstream import PeriodFetcher, describe
-from exporter.client import UsageClient
-from exporter.collector import COUNTERS, CollectorOptions
-from exporter.config import ConfigError, Settings, parse_duration
-from exporter.history import SeriesWriter, render
-from exporter.period import (
+from exporter.backfill.fetch import PeriodFetcher, describe
+from exporter.backfill.output import PartStore, merge_parts
+from exporter.backfill.replay import SeriesWriter, render
+from exporter.config.settings import ConfigError, Settings, parse_duration
+from exporter.core.account import AccountConfig
+from exporter.core.period import (
     PeriodWindow,
     monotonic_clock,
     next_period_start,
     period_start,
     wall_clock,
 )
-from exporter.usage import InvalidResponse, UpstreamError
+from exporter.core.values import InvalidResponse, UpstreamError
+from exporter.metrics.business import COUNTERS, CollectorOptions
+from exporter.upstream.client import UsageClient
 
 log = logging.getLogger("exporter.backfill")
 

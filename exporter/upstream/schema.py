@@ -118,7 +118,7 @@ Points = Annotated[tuple[T, ...], _NullAsEmpty(tuple)]
 # Rows, entities and points (about 3,000 rows and 64,000 points in an 8 MB
 # response) are validated by pydantic-core into plain dicts, not model
 # instances: same config, same field types, so the same values are accepted and
-# rejected. A key is missing when upstream left it out; :func:`~exporter.snapshot.summarize`
+# rejected. A key is missing when upstream left it out; :func:`~exporter.upstream.summing.summarize`
 # reads ``row.get(...)``. A dict holding only strings and numbers is not tracked
 # by the cyclic GC, where a model instance is, with its ``__dict__`` and set of
 # fields: three objects per row that outlive the parse made every large refresh

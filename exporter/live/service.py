@@ -12,12 +12,10 @@ from collections.abc import Callable
 import httpx
 from prometheus_client import CollectorRegistry
 
-from exporter.client import UsageClient
-from exporter.collector import CollectorOptions
-from exporter.config import Settings, format_duration
-from exporter.exposition import ExpositionRenderer
-from exporter.period import monotonic_clock, wall_clock
-from exporter.scheduler import (
+from exporter.config.settings import Settings, format_duration
+from exporter.core.period import monotonic_clock, wall_clock
+from exporter.core.values import AccountView
+from exporter.live.scheduler import (
     AccountRefresher,
     RefreshPolicy,
     Spawn,
@@ -25,8 +23,10 @@ from exporter.scheduler import (
     refresh_interval,
     spawn_thread,
 )
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient
 
 log = logging.getLogger("exporter")
 

@@ -3,7 +3,7 @@
 It asks only for the sections that are exported and drops zero points (which
 keeps responses far below the API gateway's 6 MB limit). A response too large
 all the same is raised as :class:`ResponseTooLarge`: cutting the period into
-pieces, and remembering how, is :mod:`exporter.split`'s concern.
+pieces, and remembering how, is :mod:`exporter.upstream.pieces`'s concern.
 
 Failures are raised as :class:`UpstreamError`, which carries the ``reason``
 label of the failure counter and, for 429, the server's ``Retry-After``.
@@ -23,23 +23,23 @@ import httpx
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.account import AccountConfig
-from exporter.models import UsageResponse
-from exporter.period import (
+from exporter.core.account import AccountConfig
+from exporter.core.period import (
     PeriodWindow,
     describe_window,
     isoformat_utc,
     monotonic_clock,
     wall_clock,
 )
-from exporter.snapshot import summarize
-from exporter.usage import (
+from exporter.core.values import (
     FetchResult,
     InvalidResponse,
     ResponseTooLarge,
     UpstreamError,
     UsageSnapshot,
 )
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import summarize
 
 log = logging.getLogger("exporter.upstream")
 

@@ -9,7 +9,7 @@ the refresh, and only up to the time the caller can afford.
 Whatever the number of scrapers and replicas' scrape rates, an account sees at
 most one request in flight, none during a back-off, and never more than the
 hourly cap. The cap counts calls, and a refresh that needs k calls (an account
-whose period is fetched in pieces, see :mod:`exporter.split`) starts only when
+whose period is fetched in pieces, see :mod:`exporter.upstream.pieces`) starts only when
 the cap has room for all k: it runs whole or waits. Refreshes are paced so that
 the hourly budget lasts the hour (:func:`refresh_interval`), and the accounts'
 refreshes are spread over the TTL rather than fired together.
@@ -25,19 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from exporter.account import AccountConfig
-from exporter.ledger import PeriodLedger
-from exporter.memory import release_free_memory
-from exporter.period import (
+from exporter.core.account import AccountConfig
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import (
     PeriodKind,
     PeriodWindow,
     current_window,
     monotonic_clock,
     wall_clock,
 )
-from exporter.split import PieceFetcher, WindowFetch
-from exporter.telemetry import Telemetry
-from exporter.usage import AccountView, UpstreamError
+from exporter.core.values import AccountView, UpstreamError
+from exporter.live.memory import release_free_memory
+from exporter.metrics.own import Telemetry
+from exporter.upstream.pieces import PieceFetcher, WindowFetch
 
 log = logging.getLogger("exporter.scheduler")
 
@@ -55,7 +55,7 @@ def refresh_interval(ttl: float, cap: int, steady_calls: int = 1, recheck_calls:
     """How often an account can be refreshed: the TTL, or longer when the cap says so.
 
     A refresh costs *steady_calls* calls, and once a day a recheck costs
-    *recheck_calls* (see :mod:`exporter.split`): within any hour, at most one
+    *recheck_calls* (see :mod:`exporter.upstream.pieces`): within any hour, at most one
     recheck and as many steady refreshes as the rest of the cap allows. Spread
     evenly, the budget lasts the whole hour, instead of being spent in the first
     minutes and leaving the data to age until the hour ends.

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from exporter.models import CountPoint, UsageResponse, as_float, identifier
-from exporter.period import PeriodWindow
-from exporter.usage import (
+from exporter.core.period import PeriodWindow
+from exporter.core.values import (
     SECTIONS,
     AnyTotals,
     CountTotals,
@@ -25,6 +24,7 @@ from exporter.usage import (
     UserTotals,
     add_totals,
 )
+from exporter.upstream.schema import CountPoint, UsageResponse, as_float, identifier
 
 
 def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from exporter.logs import mask
+from exporter.core.logs import mask
 
 DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

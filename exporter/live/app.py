@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from exporter import __version__
-from exporter.service import UsageExporter
+from exporter.live.service import UsageExporter
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment

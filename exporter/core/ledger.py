@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from exporter.usage import SECTIONS, AnyTotals, Totals, UsageSnapshot, add_totals
+from exporter.core.values import SECTIONS, AnyTotals, Totals, UsageSnapshot, add_totals
 
 OTHER_ID = "__other__"
 

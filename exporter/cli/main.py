@@ -19,9 +19,14 @@ from typing import Any, NoReturn
 import httpx
 
 from exporter import __version__
-from exporter.config import ConfigError, Settings, format_duration, settings_from_environment
-from exporter.logs import configure_logging, secret_variants
-from exporter.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
+from exporter.config.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
+from exporter.config.settings import (
+    ConfigError,
+    Settings,
+    format_duration,
+    settings_from_environment,
+)
+from exporter.core.logs import configure_logging, secret_variants
 
 log = logging.getLogger("exporter")
 
@@ -100,7 +105,7 @@ def parse_command(argv: Sequence[str]) -> tuple[str, Settings, dict[str, Any]]:
         command, args = args[0], args[1:]
     parser = build_parser()
     if command == "backfill":
-        from exporter import backfill
+        from exporter.backfill import run as backfill
 
         backfill.add_arguments(parser)
     namespace = vars(parser.parse_args(args))
@@ -124,7 +129,7 @@ def _secrets(settings: Settings) -> set[str]:
 def _transport(settings: Settings) -> httpx.BaseTransport | None:
     if not settings.demo:
         return None
-    from exporter.demo import demo_upstream
+    from exporter.upstream.demo import demo_upstream
 
     return demo_upstream()
 
@@ -138,11 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format, _secrets(settings))
     if command == "check":
-        from exporter.check import run_check
+        from exporter.check.command import run_check
 
         return run_check(settings, _transport(settings), sys.stdout)
     if command == "backfill":
-        from exporter.backfill import run_backfill_command
+        from exporter.backfill.run import run_backfill_command
 
         return run_backfill_command(settings, own, _transport(settings))
     return serve(settings)
@@ -150,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code."""
-    from exporter.app import create_app
-    from exporter.service import UsageExporter
+    from exporter.live.app import create_app
+    from exporter.live.service import UsageExporter
     from exporter.web.server import ServerLimits, create_server, serve_in_thread
 
     app: Any

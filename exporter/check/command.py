@@ -11,12 +11,12 @@ from typing import TextIO
 
 import httpx
 
-from exporter.client import UsageClient
-from exporter.config import Settings
-from exporter.logs import mask
-from exporter.period import current_window
-from exporter.split import fetch_in_pieces
-from exporter.usage import UpstreamError
+from exporter.config.settings import Settings
+from exporter.core.logs import mask
+from exporter.core.period import current_window
+from exporter.core.values import UpstreamError
+from exporter.upstream.client import UsageClient
+from exporter.upstream.pieces import fetch_in_pieces
 
 TOP_MODELS = 5
 

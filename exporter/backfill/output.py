@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from exporter.config import ConfigError
-from exporter.period import PeriodWindow
+from exporter.config.settings import ConfigError
+from exporter.core.period import PeriodWindow
 
 log = logging.getLogger("exporter.backfill")
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from exporter.period import PeriodWindow, describe_window
+from exporter.core.period import PeriodWindow, describe_window
 
 if TYPE_CHECKING:  # a pydantic model: only its type is needed here
-    from exporter.account import AccountConfig
+    from exporter.core.account import AccountConfig
 
 
 class ModelTotals(NamedTuple):
@@ -48,7 +48,7 @@ class UserTotals(NamedTuple):
     discount: float
 
 
-# Each kind's first field is what it is ranked by (spend, count): see exporter.ledger.
+# Each kind's first field is what it is ranked by (spend, count): see exporter.core.ledger.
 Totals = ModelTotals | CountTotals | UsageTotals | UserTotals
 AnyTotals = TypeVar("AnyTotals", ModelTotals, CountTotals, UsageTotals, UserTotals)
 

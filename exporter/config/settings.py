@@ -28,11 +28,11 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.account import DEFAULT_API_URL, AccountConfig, check_api_url
-from exporter.demo import demo_account_config
-from exporter.logs import mask_value
-from exporter.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
-from exporter.yamlfile import MAX_BYTES, Schema, YAMLFileError, load_mapping, unknown_key
+from exporter.config.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
+from exporter.config.yamlfile import MAX_BYTES, Schema, YAMLFileError, load_mapping, unknown_key
+from exporter.core.account import DEFAULT_API_URL, AccountConfig, check_api_url
+from exporter.core.logs import mask_value
+from exporter.upstream.demo import demo_account_config
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,

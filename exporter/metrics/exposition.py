@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
-from exporter.collector import CollectorOptions, collect_accounts, is_withdrawn
-from exporter.period import wall_clock
-from exporter.usage import AccountView
+from exporter.core.period import wall_clock
+from exporter.core.values import AccountView
+from exporter.metrics.business import CollectorOptions, collect_accounts, is_withdrawn
 
 
 class _Exposition:

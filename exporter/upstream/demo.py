@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from exporter.account import AccountConfig
-from exporter.period import parse_iso
+from exporter.core.account import AccountConfig
+from exporter.core.period import parse_iso
 
 # The usage names documented by Scenario's API reference at the time of
 # writing, plus a few seen in the wild; upstream adds new ones over time.

@@ -18,8 +18,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from exporter.period import PeriodKind, next_period_start
-from exporter.usage import AccountView, Totals, UsageSnapshot
+from exporter.core.period import PeriodKind, next_period_start
+from exporter.core.values import AccountView, Totals, UsageSnapshot
 
 FOLDED_SECTIONS = ("models", "users")
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from exporter.account import DEFAULT_API_URL
+from exporter.core.account import DEFAULT_API_URL
 
 ENV_PREFIX = "SCENARIO_EXPORTER_"
 

@@ -31,14 +31,14 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from exporter.account import AccountConfig
-from exporter.collector import CollectorOptions, collect_accounts
-from exporter.config import parse_duration
-from exporter.ledger import PeriodLedger
-from exporter.models import UsageResponse
-from exporter.period import PeriodWindow, parse_iso
-from exporter.snapshot import merge, summarize
-from exporter.usage import AccountView, UsageSnapshot
+from exporter.config.settings import parse_duration
+from exporter.core.account import AccountConfig
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import PeriodWindow, parse_iso
+from exporter.core.values import AccountView, UsageSnapshot
+from exporter.metrics.business import CollectorOptions, collect_accounts
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import merge, summarize
 
 DAY_SECONDS = 86400.0
 # The last sample of a period, stamped before the next period starts.

@@ -29,17 +29,17 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from exporter.account import AccountConfig
-from exporter.client import RequestPermit
-from exporter.period import PeriodWindow, describe_window
-from exporter.snapshot import merge
-from exporter.usage import (
+from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow, describe_window
+from exporter.core.values import (
     FetchResult,
     InvalidResponse,
     ResponseTooLarge,
     UpstreamError,
     UsageSnapshot,
 )
+from exporter.upstream.client import RequestPermit
+from exporter.upstream.summing import merge
 
 log = logging.getLogger("exporter.split")
 

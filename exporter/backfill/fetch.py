@@ -2,7 +2,7 @@
 
 One request per account and period; when the gateway says the answer is too
 large, the period is cut on UTC midnights as the live exporter cuts it
-(:func:`exporter.split.finer_split`) and each piece asked for, down to a single
+(:func:`exporter.upstream.pieces.finer_split`) and each piece asked for, down to a single
 day. Failures that may pass (429, 5xx, timeouts) are retried with the
 exporter's back-off and ``Retry-After``; the exporter's hourly cap applies, and
 a batch job waits for room under it instead of failing.
@@ -14,13 +14,13 @@ import logging
 import random
 from collections.abc import Callable
 
-from exporter.account import AccountConfig
-from exporter.client import RequestPermit, UsageClient
-from exporter.history import PeriodUsage, join_pieces, split_into_buckets
-from exporter.period import PeriodWindow
-from exporter.scheduler import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
-from exporter.split import finer_split
-from exporter.usage import ResponseTooLarge, UpstreamError
+from exporter.backfill.replay import PeriodUsage, join_pieces, split_into_buckets
+from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow
+from exporter.core.values import ResponseTooLarge, UpstreamError
+from exporter.live.scheduler import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
+from exporter.upstream.client import RequestPermit, UsageClient
+from exporter.upstream.pieces import finer_split
 
 log = logging.getLogger("exporter.backfill")
 
