@@ -43,7 +43,7 @@ from bench.procs import (
 from bench.run import EXPORTER_NODELAY, METRICS, READY_TIMEOUT, _ms, _table, _verdict
 from bench.scrape import REQUESTS, warm_latency
 from bench.workload import account
-from exporter.config.settings import build_settings
+from exporter.config.load import build_settings
 from exporter.core.period import current_window
 from exporter.live.service import UsageExporter
 from exporter.web.server import BACKLOG

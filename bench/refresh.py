@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from bench.procs import API_KEY, API_SECRET, read_proc_status
 from bench.scrape import PROMETHEUS_ACCEPT
 from bench.workload import refresh_window
-from exporter.config.settings import build_settings
+from exporter.config.load import build_settings
 from exporter.core.account import AccountConfig
 from exporter.core.ledger import LedgerResult, PeriodLedger
 from exporter.core.period import PeriodWindow

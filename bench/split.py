@@ -23,10 +23,11 @@ from pydantic import SecretStr
 from bench.run import _table
 from exporter.core.account import AccountConfig
 from exporter.core.period import current_window, parse_iso
-from exporter.live.scheduler import HOUR, AccountRefresher, RefreshPolicy
+from exporter.live.scheduler import AccountRefresher, RefreshPolicy
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.politeness import HOUR
 
 DAY = 86400.0
 MONTH_START = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.config.settings import build_settings
+from exporter.config.accounts import DEMO_API_KEY, DEMO_API_SECRET
+from exporter.config.load import build_settings
 from exporter.live.app import create_app, first_scrape_wait
 from exporter.live.service import UsageExporter
-from exporter.upstream.demo import DEMO_API_KEY, DEMO_API_SECRET, DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount, demo_transport
 from web_call import call
 
 

@@ -24,7 +24,9 @@ from child_process import clean_environment
 from demo_oracle import model_totals
 from exporter.backfill.replay import SeriesWriter, join_pieces, period_to_date, split_into_buckets
 from exporter.backfill.run import BackfillOptions, plan_periods, run_backfill
-from exporter.config.settings import ConfigError, Settings, build_settings
+from exporter.config.load import build_settings
+from exporter.config.settings import Settings
+from exporter.core.errors import ConfigError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow, parse_iso, period_start
 from exporter.core.values import AccountView
@@ -321,8 +323,9 @@ def test_a_day_still_too_large_is_reported_missing(tmp_path: Path,
                         start=date(2026, 10, 1)) == 1
     missing = [r.fields["missing"] for r in caplog.records  # type: ignore[attr-defined]
                if r.getMessage() == "period missing"]
-    assert missing[0].startswith("studio 2026-10-01/2026-11-01 (too_large: upstream says the "
-                                 "answer for one day (2026-10-01/2026-10-02) is too large)")
+    assert missing[0] == ("studio 2026-10-01/2026-11-01 (too_large: the response is too large "
+                          "for the API gateway even for one day "
+                          "(2026-10-01T00:00:00.000Z/2026-10-02T00:00:00.000Z))")
     assert not output.exists()
 
 

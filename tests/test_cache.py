@@ -16,11 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from clock import FakeClock, ThreadSpawn
 from exporter.core.account import AccountConfig
+from exporter.core.errors import UpstreamError
 from exporter.core.period import PeriodWindow
-from exporter.core.values import AccountView, FetchResult, ModelTotals, UpstreamError, UsageSnapshot
+from exporter.core.values import AccountView, FetchResult, ModelTotals, UsageSnapshot
 from exporter.live.memory import release_free_memory
-from exporter.live.scheduler import BACKOFF_BASE_SECONDS, AccountRefresher, RefreshPolicy
+from exporter.live.scheduler import AccountRefresher, RefreshPolicy
 from exporter.metrics.own import Telemetry
+from exporter.upstream.politeness import BACKOFF_BASE_SECONDS
 from waiting import wait_for
 
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret="s3cr3t",

@@ -9,7 +9,7 @@ import sys
 import httpx
 
 from exporter.check.command import run_check
-from exporter.config.settings import build_settings
+from exporter.config.load import build_settings
 from exporter.upstream.demo import DemoAccount, demo_transport
 
 ENV = {"SCENARIO_API_KEY": "key-check", "SCENARIO_API_SECRET": "secret-check"}

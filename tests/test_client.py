@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from test_cache import ACCOUNT
 
+from exporter.core.errors import UpstreamError
 from exporter.core.period import PeriodWindow
-from exporter.core.values import UpstreamError
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient, parse_retry_after
 from exporter.upstream.demo import DemoAccount, demo_transport

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config.settings import (
-    ConfigError,
-    Settings,
-    build_settings,
-    format_duration,
-    parse_duration,
-)
+from exporter.config.load import build_settings
+from exporter.config.settings import Settings
+from exporter.core.durations import format_duration, parse_duration
+from exporter.core.errors import ConfigError
 
 CREDS = {"SCENARIO_API_KEY": "key-1", "SCENARIO_API_SECRET": "secret-1"}
 

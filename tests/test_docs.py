@@ -40,12 +40,6 @@ def test_every_metric_of_the_contract_is_documented() -> None:
         assert f"`{spec.name}_total`" in metrics_doc, spec.name
 
 
-def test_the_readme_import_graph_is_the_one_the_source_has() -> None:
-    result = subprocess.run([sys.executable, "scripts/import_graph.py", "--check"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout
-
-
 def test_the_shared_values_import_no_other_layer() -> None:
     """usage.py is what the layers share: importing it pulls in no scheduler, client, web."""
     code = ("import sys, exporter.core.values; "

@@ -13,6 +13,7 @@ from prometheus_client.core import Metric
 from test_collector_golden import NOW, OPENMETRICS, fixture_views
 
 from conftest import require_tool
+from exporter.core.errors import FailureReason
 from exporter.core.values import AccountView
 from exporter.metrics.business import CollectorOptions
 from exporter.metrics.exposition import ExpositionRenderer
@@ -73,7 +74,7 @@ def test_each_format_is_rendered_on_its_own() -> None:
 def test_a_change_of_the_exporter_counters_renders_again() -> None:
     scene = Scene()
     before = scene.scrape(packed=True)
-    scene.telemetry.count_failure("broken", "auth")
+    scene.telemetry.count_failure("broken", FailureReason.AUTH)
     after = gzip.decompress(scene.scrape(packed=True))
     assert scene.counting.collected == 2
     line = b'scenario_exporter_refresh_failures_total{account="broken",reason="auth"}'

@@ -51,9 +51,10 @@ from pydantic.alias_generators import to_camel
 from conftest import IN_CI, require_tool
 from exporter import models
 from exporter.core.account import AccountConfig
+from exporter.core.errors import InvalidResponse, UpstreamError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow
-from exporter.core.values import AccountView, InvalidResponse, Totals, UpstreamError, UsageSnapshot
+from exporter.core.values import AccountView, Totals, UsageSnapshot
 from exporter.metrics.business import COUNTERS, CollectorOptions
 from exporter.metrics.exposition import ExpositionRenderer
 from exporter.metrics.own import Telemetry

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from exporter.core.errors import InvalidResponse
 from exporter.core.period import PeriodWindow
-from exporter.core.values import InvalidResponse
 from exporter.upstream.schema import UNKNOWN_ID, UsageResponse
 from exporter.upstream.summing import summarize
 

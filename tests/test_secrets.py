@@ -20,7 +20,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from child_process import ExporterProcess, Exposition, Processes
-from exporter.config.settings import Settings, build_settings
+from exporter.config.load import build_settings
+from exporter.config.settings import Settings
 from exporter.core.account import AccountConfig
 from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream

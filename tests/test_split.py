@@ -27,12 +27,13 @@ from test_client import recording_transport
 
 from clock import FakeClock
 from demo_oracle import model_totals
-from exporter.config.settings import ConfigError, build_settings
+from exporter.config.load import build_settings
 from exporter.core.account import AccountConfig
+from exporter.core.errors import ConfigError, FailureReason, UpstreamError
 from exporter.core.period import PeriodWindow, parse_iso
-from exporter.core.values import FetchResult, UpstreamError, UsageSnapshot
+from exporter.core.values import FetchResult, UsageSnapshot
 from exporter.live.app import landing_page
-from exporter.live.scheduler import HOUR, AccountRefresher, RefreshPolicy, refresh_interval
+from exporter.live.scheduler import AccountRefresher, RefreshPolicy, refresh_interval
 from exporter.live.service import MAX_CONCURRENT_REFRESHES, UsageExporter
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
@@ -44,6 +45,7 @@ from exporter.upstream.pieces import (
     PieceFetcher,
     fetch_in_pieces,
 )
+from exporter.upstream.politeness import HOUR
 from exporter.upstream.summing import merge
 from fake_upstream import FakeUpstream
 from waiting import wait_for
@@ -434,7 +436,7 @@ def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
     assert requests_200() == f"{name} 1.0" == requests_200() == requests_200(packed=True)
     exporter.telemetry.record_request("default", "200", 0.1, 10)
     assert requests_200(packed=True) == f"{name} 2.0" == requests_200()
-    exporter.telemetry.count_failure("default", "timeout")
+    exporter.telemetry.count_failure("default", FailureReason.TIMEOUT)
     text = exporter.renderer.render(None, gzip=False)[0].decode()
     assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
         in text

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from child_process import ExporterProcess, Processes
-from exporter.config.settings import ConfigError, build_settings
+from exporter.config.load import build_settings
+from exporter.core.errors import ConfigError, UpstreamError
 from exporter.core.period import current_window
-from exporter.core.values import UpstreamError
 from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import DemoAccount
 from fake_upstream import FakeUpstream

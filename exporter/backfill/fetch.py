@@ -1,11 +1,11 @@
 """Past periods from upstream, as politely as the live exporter asks.
 
 One request per account and period; when the gateway says the answer is too
-large, the period is cut on UTC midnights as the live exporter cuts it
-(:func:`exporter.upstream.pieces.finer_split`) and each piece asked for, down to a single
-day. Failures that may pass (429, 5xx, timeouts) are retried with the
-exporter's back-off and ``Retry-After``; the exporter's hourly cap applies, and
-a batch job waits for room under it instead of failing.
+large, the period is cut on UTC midnights by the live exporter's own loop
+(:func:`exporter.upstream.pieces.fetch_day_pieces`), down to a single day.
+Failures that may pass (429, 5xx, timeouts) are retried with the live
+exporter's back-off and ``Retry-After``; the same hourly cap applies, and a
+batch job waits for room under it instead of failing.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from collections.abc import Callable
 
 from exporter.backfill.replay import PeriodUsage, join_pieces, split_into_buckets
 from exporter.core.account import AccountConfig
+from exporter.core.errors import UpstreamError
 from exporter.core.period import PeriodWindow
-from exporter.core.values import ResponseTooLarge, UpstreamError
-from exporter.live.scheduler import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, RequestCap
 from exporter.upstream.client import RequestPermit, UsageClient
-from exporter.upstream.pieces import finer_split
+from exporter.upstream.pieces import fetch_day_pieces
+from exporter.upstream.politeness import RequestCap, backoff_delay
 
 log = logging.getLogger("exporter.backfill")
 
 MAX_ATTEMPTS = 5  # per period, for failures that may pass (429, 5xx, timeouts)
-RETRIABLE = frozenset({"rate_limited", "server_error", "timeout", "connection_error"})
 CAP_POLL_SECONDS = 30.0
 
 
@@ -50,34 +49,24 @@ class PeriodFetcher:
                 return join_pieces(window, self._pieces(account, window))
             except UpstreamError as exc:
                 failures += 1
-                if exc.reason not in RETRIABLE or failures >= MAX_ATTEMPTS:
+                if not exc.reason.may_pass or failures >= MAX_ATTEMPTS:
                     raise
-                # The exporter's back-off: doubling, jittered, at least Retry-After.
-                delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
-                delay *= self._rng.uniform(0.5, 1.0)
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
+                delay = backoff_delay(failures, self._rng, exc.retry_after)
                 log.warning("retrying", extra={"fields": {
                     "account": account.name, "period": describe(window),
-                    "reason": exc.reason, "error": str(exc), "attempt": failures,
+                    "reason": exc.reason.value, "error": str(exc), "attempt": failures,
                     "retry_in_seconds": round(delay, 1)}})
                 self._sleep(delay)
 
     def _pieces(self, account: AccountConfig, window: PeriodWindow) -> list[PeriodUsage]:
-        try:
-            response, _ = self._client.fetch_response(account, window, self._permit(account))
-        except ResponseTooLarge:
-            # The live exporter's cuts: pieces of whole UTC days, each as large as fits.
-            days = finer_split(None, window)
-            if days is None:
-                raise UpstreamError("too_large", f"upstream says the answer for one day "
-                                                 f"({describe(window)}) is too large") from None
-            pieces = window.day_pieces(days)
-            log.info("splitting period", extra={"fields": {
-                "account": account.name, "window": describe(window),
-                "pieces": " + ".join(describe(piece) for piece in pieces)}})
-            return [usage for piece in pieces for usage in self._pieces(account, piece)]
-        return [split_into_buckets(response, window)]
+        permit = self._permit(account)
+
+        def fetch_piece(piece: PeriodWindow) -> PeriodUsage:
+            response, _ = self._client.fetch_response(account, piece, permit)
+            return split_into_buckets(response, piece)
+
+        pieces, _ = fetch_day_pieces(fetch_piece, window, None, account=account.name)
+        return pieces
 
     def _permit(self, account: AccountConfig) -> RequestPermit:
         """The hourly cap: a batch job waits for room where the exporter would skip."""

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from exporter.config.settings import ConfigError
+from exporter.core.errors import ConfigError
 from exporter.core.period import PeriodWindow
 
 log = logging.getLogger("exporter.backfill")

@@ -31,8 +31,8 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Sample
 
-from exporter.config.settings import parse_duration
 from exporter.core.account import AccountConfig
+from exporter.core.durations import parse_duration
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow, parse_iso
 from exporter.core.values import AccountView, UsageSnapshot

@@ -37,8 +37,10 @@ import httpx
 from exporter.backfill.fetch import PeriodFetcher, describe
 from exporter.backfill.output import PartStore, merge_parts
 from exporter.backfill.replay import SeriesWriter, render
-from exporter.config.settings import ConfigError, Settings, parse_duration
+from exporter.config.settings import Settings
 from exporter.core.account import AccountConfig
+from exporter.core.durations import parse_duration
+from exporter.core.errors import ConfigError, FailureReason, InvalidResponse, UpstreamError
 from exporter.core.period import (
     PeriodWindow,
     monotonic_clock,
@@ -46,7 +48,6 @@ from exporter.core.period import (
     period_start,
     wall_clock,
 )
-from exporter.core.values import InvalidResponse, UpstreamError
 from exporter.metrics.business import COUNTERS, CollectorOptions
 from exporter.upstream.client import UsageClient
 
@@ -306,10 +307,10 @@ def _write_periods(settings: Settings, options: BackfillOptions, periods: list[P
                     families = writer.period_families(usage)
                 except InvalidResponse as exc:  # sums beyond the range of floats
                     missing.append(_missing(account, window, UpstreamError(
-                        "invalid_response", f"invalid response: {exc}")))
+                        FailureReason.INVALID_RESPONSE, f"invalid response: {exc}")))
                     continue
                 except UpstreamError as exc:
-                    refused = exc if exc.reason == "auth" else None
+                    refused = exc if exc.reason is FailureReason.AUTH else None
                     missing.append(_missing(account, window, exc))
                     continue
                 store.put(account.name, window, render(families))

@@ -12,9 +12,9 @@ from typing import TextIO
 import httpx
 
 from exporter.config.settings import Settings
+from exporter.core.errors import UpstreamError
 from exporter.core.logs import mask
 from exporter.core.period import current_window
-from exporter.core.values import UpstreamError
 from exporter.upstream.client import UsageClient
 from exporter.upstream.pieces import fetch_in_pieces
 

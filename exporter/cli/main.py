@@ -19,13 +19,11 @@ from typing import Any, NoReturn
 import httpx
 
 from exporter import __version__
+from exporter.config.load import settings_from_environment
 from exporter.config.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
-from exporter.config.settings import (
-    ConfigError,
-    Settings,
-    format_duration,
-    settings_from_environment,
-)
+from exporter.config.settings import Settings
+from exporter.core.durations import format_duration
+from exporter.core.errors import ConfigError
 from exporter.core.logs import configure_logging, secret_variants
 
 log = logging.getLogger("exporter")
@@ -129,9 +127,10 @@ def _secrets(settings: Settings) -> set[str]:
 def _transport(settings: Settings) -> httpx.BaseTransport | None:
     if not settings.demo:
         return None
-    from exporter.upstream.demo import demo_upstream
+    from exporter.config.accounts import DEMO_API_KEY, DEMO_API_SECRET
+    from exporter.upstream.demo import DemoAccount, demo_transport
 
-    return demo_upstream()
+    return demo_transport(DemoAccount(), DEMO_API_KEY, DEMO_API_SECRET)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

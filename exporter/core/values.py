@@ -1,4 +1,4 @@
-"""The values every layer shares: totals, snapshots, fetch results, errors, views.
+"""The values every layer shares: totals, snapshots, fetch results, views.
 
 Plain frozen data and exceptions, standard library only: the client produces
 them, the scheduler holds them, the ledger folds them and the collector reads
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from exporter.core.period import PeriodWindow, describe_window
+from exporter.core.period import PeriodWindow
 
 if TYPE_CHECKING:  # a pydantic model: only its type is needed here
     from exporter.core.account import AccountConfig
@@ -58,10 +58,6 @@ def add_totals(first: AnyTotals, second: AnyTotals) -> AnyTotals:
     return type(first)._make(a + b for a, b in zip(first, second, strict=True))
 
 
-class InvalidResponse(ValueError):
-    """The upstream answer cannot be turned into valid totals."""
-
-
 @dataclass(frozen=True)
 class UserIdentity:
     """What ``entities.users`` says about one user id."""
@@ -95,24 +91,6 @@ class FetchResult:
     snapshot: UsageSnapshot
     requests: int
     body_bytes: int
-
-
-class UpstreamError(Exception):
-    """A refresh that failed; ``reason`` is the failure-counter label."""
-
-    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class ResponseTooLarge(UpstreamError):
-    """The response for *window* exceeds what the API gateway can send (HTTP 413)."""
-
-    def __init__(self, window: PeriodWindow) -> None:
-        super().__init__("too_large", "the response is too large for the API gateway "
-                                      f"({describe_window(window)})")
-        self.window = window
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from exporter.core.account import AccountConfig
+from exporter.core.errors import FailureReason, UpstreamError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import (
     PeriodKind,
@@ -34,18 +34,14 @@ from exporter.core.period import (
     monotonic_clock,
     wall_clock,
 )
-from exporter.core.values import AccountView, UpstreamError
+from exporter.core.values import AccountView
 from exporter.live.memory import release_free_memory
 from exporter.metrics.own import Telemetry
 from exporter.upstream.pieces import PieceFetcher, WindowFetch
+from exporter.upstream.politeness import HOUR, RequestCap, backoff_delay
 
 log = logging.getLogger("exporter.scheduler")
 
-# Back-off after a failed refresh: 10 s, 20 s, 40 s ... capped at 30 min, each
-# multiplied by a random factor in [0.5, 1] so that replicas spread out.
-BACKOFF_BASE_SECONDS = 10.0
-BACKOFF_CAP_SECONDS = 1800.0
-HOUR = 3600.0
 
 Spawn = Callable[[Callable[[], None]], None]
 
@@ -88,40 +84,6 @@ def limit_concurrency(spawn: Spawn, limit: int) -> Spawn:
         spawn(limited)
 
     return spawn_limited
-
-
-class RequestCap:
-    """At most *limit* upstream requests in any sliding hour."""
-
-    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
-        self._limit = limit
-        self._clock = clock
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def _expire(self, now: float) -> None:
-        while self._sent and now - self._sent[0] >= HOUR:
-            self._sent.popleft()
-
-    def try_acquire(self) -> bool:
-        """Take one request from the budget, or say no."""
-        with self._lock:
-            now = self._clock()
-            self._expire(now)
-            if len(self._sent) >= self._limit:
-                return False
-            self._sent.append(now)
-            return True
-
-    @property
-    def limit(self) -> int:
-        return self._limit
-
-    def has_room(self, calls: int = 1) -> bool:
-        """Whether *calls* requests would be allowed now (without taking them)."""
-        with self._lock:
-            self._expire(self._clock())
-            return len(self._sent) + calls <= self._limit
 
 
 @dataclass(frozen=True)
@@ -232,8 +194,8 @@ class AccountRefresher:
             self._fail(exc.reason, str(exc), exc.retry_after, started_wall, fields, started)
         except Exception as exc:  # a bug must not kill refreshes for good
             log.exception("refresh crashed", extra={"fields": fields})
-            self._fail("internal_error", f"internal error: {type(exc).__name__}", None,
-                       started_wall, fields, started)
+            self._fail(FailureReason.INTERNAL_ERROR, f"internal error: {type(exc).__name__}",
+                       None, started_wall, fields, started)
         else:
             if outcome.decreases:
                 self._telemetry.count_decreases(self.account.name, outcome.decreases)
@@ -265,15 +227,12 @@ class AccountRefresher:
             # The response is dropped by now: give what it took back to the system.
             release_free_memory()
 
-    def _fail(self, reason: str, message: str, retry_after: float | None, started_wall: float,
-              fields: dict[str, object], started: float) -> None:
+    def _fail(self, reason: FailureReason, message: str, retry_after: float | None,
+              started_wall: float, fields: dict[str, object], started: float) -> None:
         self._telemetry.count_failure(self.account.name, reason)
         with self._lock:
             self._failures += 1
-            delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (self._failures - 1))
-            delay *= self._rng.uniform(0.5, 1.0)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
+            delay = backoff_delay(self._failures, self._rng, retry_after)
             self._not_before = self._clock() + delay
             previous = self._view
             self._view = AccountView(
@@ -283,6 +242,6 @@ class AccountRefresher:
                 refresh_interval=previous.refresh_interval)
             self._in_flight = False
         log.warning("refresh failed", extra={"fields": {
-            **fields, "status": "error", "reason": reason, "error": message,
+            **fields, "status": "error", "reason": reason.value, "error": message,
             "retry_in_seconds": round(delay, 1),
             "duration_seconds": round(self._clock() - started, 3)}})

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import httpx
 from prometheus_client import CollectorRegistry
 
-from exporter.config.settings import Settings, format_duration
+from exporter.config.settings import Settings
+from exporter.core.durations import format_duration
 from exporter.core.period import monotonic_clock, wall_clock
 from exporter.core.values import AccountView
 from exporter.live.scheduler import (

@@ -22,19 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter import __version__
-
-FAILURE_REASONS = (
-    "auth",
-    "rate_limited",
-    "server_error",
-    "client_error",
-    "timeout",
-    "connection_error",
-    "invalid_response",
-    "too_large",
-    "request_cap",
-    "internal_error",
-)
+from exporter.core.errors import FailureReason
 
 # Upstream latency: Scenario answers in tens of ms to tens of seconds (large windows).
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -93,8 +81,8 @@ class Telemetry:
             self.upstream_duration.labels(account)
             self.response_bytes.labels(account)
             self.decreases.labels(account)
-            for reason in FAILURE_REASONS:
-                self.refresh_failures.labels(account, reason)
+            for reason in FailureReason:
+                self.refresh_failures.labels(account, reason.value)
 
     def record_request(self, account: str, code: str, seconds: float,
                        body_bytes: int | None) -> None:
@@ -105,9 +93,9 @@ class Telemetry:
             self.response_bytes.labels(account).set(body_bytes)
         self._changed()
 
-    def count_failure(self, account: str, reason: str) -> None:
+    def count_failure(self, account: str, reason: FailureReason) -> None:
         """Count one failed refresh of *account*."""
-        self.refresh_failures.labels(account, reason).inc()
+        self.refresh_failures.labels(account, reason.value).inc()
         self._changed()
 
     def count_decreases(self, account: str, decreases: int) -> None:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.core.account import AccountConfig
+from exporter.core.errors import FailureReason, InvalidResponse, ResponseTooLarge, UpstreamError
 from exporter.core.period import (
     PeriodWindow,
     describe_window,
@@ -31,13 +32,7 @@ from exporter.core.period import (
     monotonic_clock,
     wall_clock,
 )
-from exporter.core.values import (
-    FetchResult,
-    InvalidResponse,
-    ResponseTooLarge,
-    UpstreamError,
-    UsageSnapshot,
-)
+from exporter.core.values import FetchResult, UsageSnapshot
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import summarize
 
@@ -132,12 +127,12 @@ class UsageClient:
               permit: RequestPermit | None, read: Callable[[bytes], T]) -> tuple[T, int]:
         """One call: the cap, HTTP, status mapping, and *read* of a 200 body."""
         if permit is not None and not permit():
-            raise UpstreamError("request_cap", "the hourly cap of upstream requests "
+            raise UpstreamError(FailureReason.REQUEST_CAP, "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
         try:
             credentials = f"{account.key()}:{account.secret()}"
         except ValueError as exc:  # a key or secret file gone or emptied since start-up
-            raise UpstreamError("auth", f"cannot read the credentials: {exc}") from None
+            raise UpstreamError(FailureReason.AUTH, f"cannot read the credentials: {exc}") from None
         token = base64.b64encode(credentials.encode()).decode()
         url = (account.api_url or self._api_url) + "/usages"
         started = self._monotonic()
@@ -146,11 +141,11 @@ class UsageClient:
                                       headers={"Authorization": f"Basic {token}"})
         except httpx.TimeoutException:
             self._record(account.name, "timeout", self._monotonic() - started, None)
-            raise UpstreamError("timeout", "upstream did not answer in time "
+            raise UpstreamError(FailureReason.TIMEOUT, "upstream did not answer in time "
                                            "(--upstream.timeout)") from None
         except httpx.HTTPError as exc:
             self._record(account.name, "connection_error", self._monotonic() - started, None)
-            raise UpstreamError("connection_error",
+            raise UpstreamError(FailureReason.CONNECTION_ERROR,
                                 f"cannot reach upstream: {type(exc).__name__}") from None
         seconds = self._monotonic() - started
         body = response.content
@@ -163,7 +158,8 @@ class UsageClient:
                 result = read(body)
             except (ValidationError, InvalidResponse) as exc:
                 self._record(account.name, "invalid_response", seconds, len(body))
-                raise UpstreamError("invalid_response", _validation_summary(exc)) from None
+                raise UpstreamError(FailureReason.INVALID_RESPONSE,
+                                    _validation_summary(exc)) from None
             self._record(account.name, "200", seconds, len(body))
             return result, len(body)
 
@@ -171,16 +167,18 @@ class UsageClient:
         if status == 413 or (status >= 500 and _speaks_of_size(body)):
             raise ResponseTooLarge(window)
         if status in (401, 403):
-            raise UpstreamError("auth", f"upstream refused the credentials (HTTP {status}); "
-                                        "check the API key and secret")
+            raise UpstreamError(FailureReason.AUTH, "upstream refused the credentials "
+                                f"(HTTP {status}); check the API key and secret")
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall())
             hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
-            raise UpstreamError("rate_limited", f"upstream rate-limited us (HTTP 429{hint})",
+            raise UpstreamError(FailureReason.RATE_LIMITED,
+                                f"upstream rate-limited us (HTTP 429{hint})",
                                 retry_after=retry_after)
         if status >= 500:
-            raise UpstreamError("server_error", f"upstream failed (HTTP {status})")
-        raise UpstreamError("client_error", f"upstream rejected the request (HTTP {status})")
+            raise UpstreamError(FailureReason.SERVER_ERROR, f"upstream failed (HTTP {status})")
+        raise UpstreamError(FailureReason.CLIENT_ERROR,
+                            f"upstream rejected the request (HTTP {status})")
 
 
 def _speaks_of_size(body: bytes) -> bool:

@@ -25,9 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from exporter.core.account import AccountConfig
 from exporter.core.period import parse_iso
 
 # The usage names documented by Scenario's API reference at the time of
@@ -40,11 +38,6 @@ USAGE_NAMES = (
 )
 ASSET_KINDS = ("3d", "audio", "document", "image", "image-hdr", "json", "video")
 NSFW_LABELS = ("explicit", "suggestive", "violence", "gore")
-
-# The account --demo watches: fixed credentials that only the demo transport accepts.
-DEMO_API_KEY = "demo-key"
-DEMO_API_SECRET = "demo-secret"
-DEMO_BUDGET_CU = 1_200_000.0
 
 DAY = 86400.0
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -360,15 +353,3 @@ def demo_transport(account: DemoAccount, api_key: str, api_secret: str) -> httpx
                               headers={"Content-Type": "application/json"})
 
     return httpx.MockTransport(handle)
-
-
-def demo_account_config(budget_creative_units: float | None = None) -> AccountConfig:
-    """The account ``--demo`` watches; its budget can still be set by flag."""
-    budget = DEMO_BUDGET_CU if budget_creative_units is None else budget_creative_units
-    return AccountConfig(name="demo", api_key=DEMO_API_KEY,
-                         api_secret=SecretStr(DEMO_API_SECRET), budget_creative_units=budget)
-
-
-def demo_upstream() -> httpx.MockTransport:
-    """The transport ``--demo`` serves: a :class:`DemoAccount` behind the demo credentials."""
-    return demo_transport(DemoAccount(), DEMO_API_KEY, DEMO_API_SECRET)

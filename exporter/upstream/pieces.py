@@ -21,6 +21,10 @@ the whole exactly, and a :class:`PieceFetcher` remembers, per account:
   time, and the number of pieces once an hour.
 
 An account that needs no split costs exactly one call per refresh, as before.
+
+:func:`fetch_day_pieces` is the one loop that cuts a window finer when the
+gateway refuses a piece; the live :class:`PieceFetcher` and the backfill both
+fetch through it.
 """
 
 from __future__ import annotations
@@ -28,20 +32,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from exporter.core.account import AccountConfig
+from exporter.core.errors import FailureReason, InvalidResponse, ResponseTooLarge, UpstreamError
 from exporter.core.period import PeriodWindow, describe_window
-from exporter.core.values import (
-    FetchResult,
-    InvalidResponse,
-    ResponseTooLarge,
-    UpstreamError,
-    UsageSnapshot,
-)
+from exporter.core.values import FetchResult, UsageSnapshot
 from exporter.upstream.client import RequestPermit
 from exporter.upstream.summing import merge
 
 log = logging.getLogger("exporter.split")
+
+T = TypeVar("T")
 
 WindowFetch = Callable[[AccountConfig, PeriodWindow, "RequestPermit | None"], FetchResult]
 
@@ -67,6 +69,38 @@ def finer_split(days: int | None, piece: PeriodWindow) -> int | None:
     while finer * 2 < limit:
         finer *= 2
     return finer
+
+
+def fetch_day_pieces(fetch_piece: Callable[[PeriodWindow], T], window: PeriodWindow,
+                     days: int | None, *, account: str,
+                     on_finer: Callable[[int], None] | None = None) -> tuple[list[T], int | None]:
+    """Fetch *window* as pieces of *days* whole UTC days (None: in one call), in time order.
+
+    When the gateway refuses a piece as too large (*fetch_piece* raises
+    :class:`ResponseTooLarge`), the rest of the window, from that piece on, is
+    cut into pieces of the next smaller split (:func:`finer_split`), and
+    *on_finer* hears of it; a single day still too large fails with reason
+    ``too_large``. Returns what each piece gave, and the split that worked.
+    """
+    pieces = window.day_pieces(days)
+    parts: list[T] = []
+    while len(parts) < len(pieces):
+        piece = pieces[len(parts)]
+        try:
+            parts.append(fetch_piece(piece))
+        except ResponseTooLarge:
+            days = finer_split(days, piece)
+            if days is None:
+                raise UpstreamError(FailureReason.TOO_LARGE,
+                                    "the response is too large for the API gateway even for "
+                                    f"one day ({describe_window(piece)})") from None
+            log.info("splitting the period", extra={"fields": {
+                "account": account, "too_large": describe_window(piece),
+                "days_per_piece": days}})
+            if on_finer is not None:
+                on_finer(days)
+            pieces[len(parts):] = PeriodWindow(piece.start, window.end).day_pieces(days)
+    return parts, days
 
 
 class PieceFetcher:
@@ -127,44 +161,32 @@ class PieceFetcher:
         and so is a finer split learnt from a 413; a coarser split on trial is
         kept only when the whole fetch worked.
         """
-        full, days, pieces = self._plan(window)
+        full, days, _ = self._plan(window)
         if full:
             self._refetched_at = window.end
         if days != self.days:
             self._checked_at = window.end
-        parts: list[UsageSnapshot] = []
         requests = body_bytes = 0
-        index = 0
+
+        def fetch_piece(piece: PeriodWindow) -> UsageSnapshot:
+            nonlocal requests, body_bytes
+            cached = None if full else self._closed.get(piece)
+            if cached is not None:
+                return cached
+            requests += 1
+            result = self._fetch_window(account, piece, permit)
+            body_bytes += result.body_bytes
+            if (window.end - piece.end).total_seconds() >= SETTLE_SECONDS:
+                self._closed[piece] = result.snapshot
+            return result.snapshot
+
+        def learn(finer: int) -> None:
+            self.days = finer
+            self._checked_at = window.end  # just learnt: no coarser try for a day
+
         try:
-            while index < len(pieces):
-                piece = pieces[index]
-                cached = None if full else self._closed.get(piece)
-                if cached is not None:
-                    parts.append(cached)
-                    index += 1
-                    continue
-                try:
-                    result = self._fetch_window(account, piece, permit)
-                except ResponseTooLarge:
-                    requests += 1
-                    finer = finer_split(days, piece)
-                    if finer is None:
-                        raise UpstreamError(
-                            "too_large", "the response is too large for the API gateway "
-                            f"even for one day ({describe_window(piece)})") from None
-                    log.info("splitting the period", extra={"fields": {
-                        "account": account.name, "too_large": describe_window(piece),
-                        "days_per_piece": finer}})
-                    days = self.days = finer
-                    self._checked_at = window.end  # just learnt: no coarser try for a day
-                    pieces[index:] = PeriodWindow(piece.start, window.end).day_pieces(days)
-                    continue
-                requests += result.requests
-                body_bytes += result.body_bytes
-                parts.append(result.snapshot)
-                if (window.end - piece.end).total_seconds() >= SETTLE_SECONDS:
-                    self._closed[piece] = result.snapshot
-                index += 1
+            parts, days = fetch_day_pieces(fetch_piece, window, days, account=account.name,
+                                           on_finer=learn)
             self.days = days  # a coarser split on trial is learnt once it has worked
         finally:
             grid = set(window.day_pieces(self.days))
@@ -174,7 +196,8 @@ class PieceFetcher:
             for part in parts[1:]:
                 total = merge(total, part)
         except InvalidResponse as exc:
-            raise UpstreamError("invalid_response", f"invalid response: {exc}") from None
+            raise UpstreamError(FailureReason.INVALID_RESPONSE,
+                                f"invalid response: {exc}") from None
         return FetchResult(total, requests, body_bytes)
 
 

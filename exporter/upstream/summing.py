@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
+from exporter.core.errors import InvalidResponse
 from exporter.core.period import PeriodWindow
 from exporter.core.values import (
     SECTIONS,
     AnyTotals,
     CountTotals,
-    InvalidResponse,
     ModelTotals,
     Totals,
     UsageSnapshot,
