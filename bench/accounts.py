@@ -45,7 +45,7 @@ from bench.scrape import REQUESTS, warm_latency
 from bench.workload import account
 from exporter.config.load import build_settings
 from exporter.core.period import current_window
-from exporter.live.service import UsageExporter
+from exporter.live.service import build_exporter
 from exporter.web.server import BACKLOG
 from fake_upstream import FakeUpstream
 from web_call import http_get
@@ -154,7 +154,7 @@ def cpu_figures(sizes: Sizes) -> dict[str, float]:
         settings = build_settings({"scenario.api-url": "http://upstream.invalid/v1"},
                                   {}, config_file(Path(tmp), sizes))
     hours = [0.0]  # the exporter's monotonic clock: an hour passes between rounds
-    exporter = UsageExporter(settings, transport=transport, spawn=lambda work: work(),
+    exporter = build_exporter(settings, transport=transport, spawn=lambda work: work(),
                              clock=lambda: hours[0] * 3600)
     try:
         refreshes = 0

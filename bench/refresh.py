@@ -107,7 +107,7 @@ def timing(repeats: int, files: list[str]) -> list[dict[str, Any]]:
 def memory(file: str) -> dict[str, Any]:
     # Everything a serving exporter imports, before the baseline is read.
     from exporter.live.app import create_app
-    from exporter.live.service import UsageExporter
+    from exporter.live.service import build_exporter
     from exporter.web.server import create_server  # noqa: F401 - imported when serving
 
     gc.collect()
@@ -118,15 +118,15 @@ def memory(file: str) -> dict[str, Any]:
         {"scenario.api-url": UPSTREAM, "limits.max-models": str(CAP),
          "limits.max-users": str(CAP), "web.listen-address": "127.0.0.1:0"},
         {"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET})
-    exporter = UsageExporter(settings, transport=_transport(lambda: held[0]),
+    exporter = build_exporter(settings, transport=_transport(lambda: held[0]),
                              spawn=lambda work: work())  # the refresh runs right here
     create_app(exporter)
     exporter.start()
     if not exporter.views()[0].up:
         raise SystemExit(f"the refresh failed: {exporter.views()[0].last_error}")
     peak_refresh = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    text, _ = exporter.renderer.render(None, gzip=False)
-    packed, _ = exporter.renderer.render(PROMETHEUS_ACCEPT, gzip=True)
+    _, text = exporter.exposition.respond(None, None)
+    _, packed = exporter.exposition.respond(PROMETHEUS_ACCEPT, "gzip")
     peak_all = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     held.clear()
     del text, packed

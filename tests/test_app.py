@@ -15,7 +15,8 @@ import pytest
 from exporter.config.accounts import DEMO_API_KEY, DEMO_API_SECRET
 from exporter.config.load import build_settings
 from exporter.live.app import create_app, first_scrape_wait
-from exporter.live.service import UsageExporter
+from exporter.live.exporter import UsageExporter
+from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount, demo_transport
 from web_call import call
 
@@ -23,7 +24,7 @@ from web_call import call
 def demo_exporter(transport: httpx.BaseTransport | None = None,
                   spawn: Callable[[Callable[[], None]], None] | None = None) -> UsageExporter:
     settings = build_settings({"demo": True}, {})
-    return UsageExporter(
+    return build_exporter(
         settings, transport=transport or demo_transport(DemoAccount(models=5, users=3),
                                                         DEMO_API_KEY, DEMO_API_SECRET),
         spawn=spawn or (lambda work: work()))

@@ -22,15 +22,19 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from child_process import clean_environment
 from demo_oracle import model_totals
+from exporter.backfill.command import BackfillOptions
+from exporter.backfill.plan import plan_periods
 from exporter.backfill.replay import SeriesWriter, join_pieces, period_to_date, split_into_buckets
-from exporter.backfill.run import BackfillOptions, plan_periods, run_backfill
+from exporter.backfill.run import run_backfill
+from exporter.cli.exit import run_program
 from exporter.config.load import build_settings
 from exporter.config.settings import Settings
 from exporter.core.errors import ConfigError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow, parse_iso, period_start
 from exporter.core.values import AccountView
-from exporter.metrics.business import CollectorOptions, collect_accounts
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.collect import AccountsCollector
 from exporter.upstream.demo import DemoAccount, demo_transport
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import summarize
@@ -109,9 +113,11 @@ def backfill(settings: Settings, upstream: Upstream, output: Path | str, *,
     time = time or FakeTime()
     options = BackfillOptions(start, end, str(output),
                               tuple(sorted((labels if labels is not None else LABELS).items())))
-    return run_backfill(settings, options, upstream.transport, wall=lambda: time.wall,
-                        clock=lambda: time.monotonic, sleep=time.sleep,
-                        stdout=stdout, stderr=stderr or io.StringIO())
+    stderr = stderr or io.StringIO()
+    # Through the command line's exit-code policy, as `scenario-exporter backfill` runs it.
+    return run_program(lambda: run_backfill(
+        settings, options, upstream.transport, wall=lambda: time.wall,
+        clock=lambda: time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]]:
@@ -172,8 +178,8 @@ def test_the_last_sample_of_a_period_is_the_live_exposition_of_the_whole_period(
     live = PeriodLedger(4, 2).apply(summarize(response, AUGUST))
     view = AccountView(settings_account, snapshot=live.snapshot, folded=live.folded, up=True)
     expected = {(s.name, frozenset({**s.labels, **LABELS}.items())): s.value
-                for f in collect_accounts([view], AUGUST.end.timestamp(), options)
-                if not f.name.startswith("scenario_exporter_") for s in f.samples}
+                for f in AccountsCollector([view], AUGUST.end.timestamp(), options).collect()
+                for s in f.samples}
     last = AUGUST.end.timestamp() - 0.001
     written = {(s.name, frozenset(s.labels.items())): s.value
                for f in families for s in f.samples if s.timestamp == last}

@@ -19,7 +19,7 @@ def test_summary_of_a_good_account() -> None:
     settings = build_settings({"budget.creative-units": "100000"}, ENV)
     account = DemoAccount(models=8, users=3)
     out = io.StringIO()
-    assert run_check(settings, demo_transport(account, "key-check", "secret-check"), out) == 0
+    assert run_check(settings, demo_transport(account, "key-check", "secret-check"), out) is True
     text = out.getvalue()
     assert text.startswith("account default (key key-…), month from ")
     assert "OK: 1 request(s)" in text and "period-to-date spend:" in text
@@ -33,7 +33,7 @@ def test_failure_gives_the_reason_and_exit_1() -> None:
     settings = build_settings({}, ENV)
     out = io.StringIO()
     transport = httpx.MockTransport(lambda r: httpx.Response(401, json={}))
-    assert run_check(settings, transport, out) == 1
+    assert run_check(settings, transport, out) is False
     assert "FAILED (auth): upstream refused the credentials (HTTP 401)" in out.getvalue()
 
 

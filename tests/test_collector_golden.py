@@ -22,8 +22,9 @@ from exporter.core.account import AccountConfig
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodKind, PeriodWindow
 from exporter.core.values import AccountView, UsageSnapshot
-from exporter.metrics.business import AccountsCollector, CollectorOptions, collect_accounts
-from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.collect import AccountsCollector
+from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.schema import UsageResponse
 
@@ -57,9 +58,10 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 def render(openmetrics: bool, options: CollectorOptions | None = None) -> bytes:
     """The business series as /metrics serves them (an empty registry of exporter series)."""
-    renderer = ExpositionRenderer(fixture_views, CollectorRegistry(),
-                                  options or CollectorOptions(), wall=lambda: NOW.timestamp())
-    body, content_type = renderer.render(OPENMETRICS if openmetrics else None, gzip=False)
+    exposition = Exposition(fixture_views, CollectorRegistry(),
+                            options or CollectorOptions(), wall=lambda: NOW.timestamp())
+    headers, body = exposition.respond(OPENMETRICS if openmetrics else None, None)
+    content_type = dict(headers)["Content-Type"]
     assert content_type.startswith("application/openmetrics-text" if openmetrics
                                    else "text/plain")
     return body
@@ -97,8 +99,8 @@ def test_user_identity_labels_only_when_opted_in() -> None:
 @freeze_time(NOW)
 def test_golden_values_are_the_fixture_sums() -> None:
     registry = CollectorRegistry()
-    registry.register(AccountsCollector(fixture_views, lambda: NOW.timestamp(),
-                                        CollectorOptions()))
+    registry.register(AccountsCollector(fixture_views(), NOW.timestamp(), CollectorOptions(),
+                                        own=CollectorRegistry()))
     value = registry.get_sample_value
     labels = {"account": "studio", "model_id": "model_flux-dev"}
     assert value("scenario_model_cost_creative_units_total", labels) == 1000.0
@@ -143,7 +145,7 @@ def test_period_end_is_the_start_of_the_next_period(period: PeriodKind, start: d
     """What the projection and the "period ends in" panel count down to."""
     view = replace(fixture_views()[0], snapshot=UsageSnapshot(PeriodWindow(start, start)))
     registry = CollectorRegistry()
-    registry.register(AccountsCollector(lambda: [view], start.timestamp,
+    registry.register(AccountsCollector([view], start.timestamp(),
                                         CollectorOptions(period=period)))
     assert registry.get_sample_value("scenario_period_end_timestamp_seconds",
                                      {"account": "studio"}) == end.timestamp()
@@ -154,9 +156,11 @@ def test_period_end_is_the_start_of_the_next_period(period: PeriodKind, start: d
 def test_business_series_are_withdrawn_past_max_stale() -> None:
     views = fixture_views()
     options = CollectorOptions(max_stale=3600)
-    fresh = {f.name for f in collect_accounts(views, NOW.timestamp() + 3599, options)
-             if f.samples}
-    stale = {f.name: f for f in collect_accounts(views, NOW.timestamp() + 3601, options)}
+    own = CollectorRegistry()
+    fresh = {f.name for f in AccountsCollector(views, NOW.timestamp() + 3599, options,
+                                                own=own).collect() if f.samples}
+    stale = {f.name: f for f in AccountsCollector(views, NOW.timestamp() + 3601, options,
+                                                   own=own).collect()}
     assert "scenario_model_cost_creative_units" in fresh
     for name, family in stale.items():
         if name.startswith("scenario_") and family.type in ("counter", "info"):
@@ -188,9 +192,10 @@ def test_full_scrape_body_parses_and_passes_promtool(accept: str | None, gzip: b
     telemetry = Telemetry(registry, ["studio", "broken"])
     telemetry.record_request("studio", "200", 0.3, 12345)
     telemetry.refresh_failures.labels("broken", "auth").inc()
-    renderer = ExpositionRenderer(fixture_views, registry, CollectorOptions(),
-                                  wall=lambda: NOW.timestamp())
-    body, content_type = renderer.render(accept, gzip)
+    exposition = Exposition(fixture_views, registry, CollectorOptions(),
+                            wall=lambda: NOW.timestamp())
+    headers, body = exposition.respond(accept, "gzip" if gzip else None)
+    content_type = dict(headers)["Content-Type"]
     if gzip:
         import gzip as gzip_module
         body = gzip_module.decompress(body)

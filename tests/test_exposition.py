@@ -1,4 +1,4 @@
-"""The production renderer: one render per change of what a scrape shows, per format."""
+"""The production /metrics answer: one render per change of what a scrape shows, per format."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from conftest import require_tool
 from exporter.core.errors import FailureReason
 from exporter.core.values import AccountView
 from exporter.metrics.business import CollectorOptions
-from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 
 
 class CountingCollector:
-    """Counts how often the renderer collects the exporter's registry."""
+    """Counts how often a render collects the exporter's registry."""
 
     def __init__(self) -> None:
         self.collected = 0
@@ -32,7 +32,7 @@ class CountingCollector:
 
 
 class Scene:
-    """A renderer over views and a wall clock that the test changes."""
+    """/metrics over views and a wall clock that the test changes."""
 
     def __init__(self, max_stale: float = 7200.0) -> None:
         self.views = fixture_views()
@@ -41,12 +41,12 @@ class Scene:
         self.counting = CountingCollector()
         self.registry.register(self.counting)
         self.telemetry = Telemetry(self.registry, ["studio", "broken"])
-        self.renderer = ExpositionRenderer(
+        self.exposition = Exposition(
             lambda: self.views, self.registry, CollectorOptions(max_stale=max_stale),
-            wall=lambda: self.now, telemetry_generation=lambda: self.telemetry.generation)
+            wall=lambda: self.now, own_generation=lambda: self.telemetry.generation)
 
     def scrape(self, accept: str | None = None, packed: bool = False) -> bytes:
-        return self.renderer.render(accept, packed)[0]
+        return self.exposition.respond(accept, "gzip" if packed else None)[1]
 
 
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
@@ -107,10 +107,9 @@ def test_without_a_generation_every_scrape_renders() -> None:
     registry = CollectorRegistry(auto_describe=False)
     counting = CountingCollector()
     registry.register(counting)
-    renderer = ExpositionRenderer(fixture_views, registry, CollectorOptions(),
-                                  wall=NOW.timestamp)
-    renderer.render(None, False)
-    renderer.render(None, False)
+    exposition = Exposition(fixture_views, registry, CollectorOptions(), wall=NOW.timestamp)
+    exposition.respond(None, None)
+    exposition.respond(None, None)
     assert counting.collected == 2
 
 

@@ -56,7 +56,7 @@ from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow
 from exporter.core.values import AccountView, Totals, UsageSnapshot
 from exporter.metrics.business import COUNTERS, CollectorOptions
-from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
@@ -390,12 +390,11 @@ def _check_exposition(families: list[Any], snapshot: UsageSnapshot, folded: Mapp
     return counters
 
 
-def _renderer(views: list[AccountView], telemetry: CollectorRegistry, user_identity: bool,
-              now: float) -> ExpositionRenderer:
-    """A renderer over fixed views at a fixed time."""
-    return ExpositionRenderer(lambda: views, telemetry,
-                              CollectorOptions(user_identity=user_identity),
-                              wall=lambda: now)
+def _exposition(views: list[AccountView], telemetry: CollectorRegistry, user_identity: bool,
+                now: float) -> Exposition:
+    """/metrics over fixed views at a fixed time."""
+    return Exposition(lambda: views, telemetry, CollectorOptions(user_identity=user_identity),
+                      wall=lambda: now)
 
 
 def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: bool,
@@ -428,12 +427,13 @@ def run_refreshes(refreshes: list[Body], caps: tuple[int, int], user_identity: b
         result = ledger.apply(snapshot)
         view = AccountView(ACCOUNT, version, result.snapshot, result.folded, up=True,
                            attempted=True)
-        renderer = _renderer([view, broken], telemetry, user_identity,
-                             now=window.end.timestamp() + 60)
+        exposition = _exposition([view, broken], telemetry, user_identity,
+                                 now=window.end.timestamp() + 60)
         for accept in (None, OPENMETRICS):
-            plain, content_type = renderer.render(accept, gzip=False)
-            zipped, zipped_type = renderer.render(accept, gzip=True)
-            assert zipped_type == content_type
+            headers, plain = exposition.respond(accept, None)
+            zipped_headers, zipped = exposition.respond(accept, "gzip")
+            content_type = dict(headers)["Content-Type"]
+            assert dict(zipped_headers)["Content-Type"] == content_type
             assert gzip.decompress(zipped) == plain
             openmetrics = accept is not None
             assert content_type.startswith(

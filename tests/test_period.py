@@ -100,7 +100,8 @@ def test_counter_reset_and_created_change_at_the_month_boundary() -> None:
         totals = ModelTotals(hours, 0, 0, 0, hours)
         return FetchResult(UsageSnapshot(window, models={"m": totals}), 1, 10)
 
-    from exporter.metrics.business import CollectorOptions, collect_accounts
+    from exporter.metrics.business import CollectorOptions
+    from exporter.metrics.collect import AccountsCollector
 
     account = AccountConfig(name="a", api_key="k", api_secret="s")
     with freeze_time("2026-12-31 22:00:00") as frozen:
@@ -109,8 +110,9 @@ def test_counter_reset_and_created_change_at_the_month_boundary() -> None:
 
         def cost_and_created() -> tuple[float, float]:
             refresher.get()
-            families = {f.name: f for f in collect_accounts(
-                [refresher.view], datetime.now(timezone.utc).timestamp(), CollectorOptions())}
+            families = {f.name: f for f in AccountsCollector(
+                [refresher.view], datetime.now(timezone.utc).timestamp(),
+                CollectorOptions()).collect()}
             samples = families["scenario_model_cost_creative_units"].samples
             total = next(s.value for s in samples if s.name.endswith("_total"))
             created = next(s.value for s in samples if s.name.endswith("_created"))

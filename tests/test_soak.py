@@ -42,7 +42,8 @@ from exporter.core.account import AccountConfig
 from exporter.core.logs import configure_logging
 from exporter.core.period import next_period_start, period_start
 from exporter.live.app import create_app
-from exporter.live.service import UsageExporter
+from exporter.live.exporter import UsageExporter
+from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from exporter.web.server import create_server, serve_in_thread
 from fake_upstream import FakeUpstream
@@ -198,7 +199,7 @@ def make_exporter(url: str, clock: FakeClock, spawn: Callable[[Callable[[], None
         upstream_timeout=30, max_requests_per_hour=1000, max_models=100, max_users=6,
         accounts=(AccountConfig(name="soak", api_key=API_KEY, api_secret=SecretStr(API_SECRET),
                                 budget_creative_units=50_000.0),))
-    return UsageExporter(settings, clock=clock.monotonic, wall=clock.wall, spawn=spawn)
+    return build_exporter(settings, clock=clock.monotonic, wall=clock.wall, spawn=spawn)
 
 
 def fresh_exporter_series(url: str, clock: FakeClock, openmetrics: bool) -> Series:
@@ -206,8 +207,8 @@ def fresh_exporter_series(url: str, clock: FakeClock, openmetrics: bool) -> Seri
     exporter = make_exporter(url, clock, lambda work: work())
     try:
         exporter.start()
-        body, content_type = exporter.renderer.render(OPENMETRICS if openmetrics else None,
-                                                      gzip=False)
+        headers, body = exporter.exposition.respond(OPENMETRICS if openmetrics else None, None)
+        content_type = dict(headers)["Content-Type"]
         return parse(body, content_type).business()
     finally:
         exporter.close()

@@ -34,7 +34,7 @@ from exporter.core.period import PeriodWindow, parse_iso
 from exporter.core.values import FetchResult, UsageSnapshot
 from exporter.live.app import landing_page
 from exporter.live.scheduler import AccountRefresher, RefreshPolicy, refresh_interval
-from exporter.live.service import MAX_CONCURRENT_REFRESHES, UsageExporter
+from exporter.live.service import MAX_CONCURRENT_REFRESHES, build_exporter
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import DemoAccount, demo_transport
@@ -306,7 +306,7 @@ def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> N
         settings = build_settings({"scenario.api-url": fake.url, "cache.ttl": "10s"},
                                   {"SCENARIO_API_KEY": "key-123",
                                    "SCENARIO_API_SECRET": "s3cr3t"})
-        exporter = UsageExporter(settings, clock=clock.monotonic, wall=clock.wall,
+        exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
                                  spawn=lambda work: work())
         calls_at: list[float] = []
         per_refresh = []
@@ -351,7 +351,7 @@ accounts:
 """)
         settings = build_settings({"scenario.api-url": first.url}, {}, config)
         assert settings.accounts[1].api_url == second.url
-        exporter = UsageExporter(settings)
+        exporter = build_exporter(settings)
         try:
             exporter.prepare_scrape(10)
             views = {v.account.name: v for v in exporter.views()}
@@ -400,7 +400,7 @@ def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
     clock = FakeClock(T0)
     settings = build_settings({"cache.ttl": "10s"}, {"SCENARIO_API_KEY": "key-123",
                                                      "SCENARIO_API_SECRET": "s3cr3t"})
-    exporter = UsageExporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
+    exporter = build_exporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
                              wall=clock.wall, spawn=lambda work: None)
     page = landing_page(exporter, clock.wall()).decode()
     assert "--cache.ttl=10s cannot be met with --upstream.max-requests-per-hour=60: " \
@@ -410,11 +410,11 @@ def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
     (line,) = [r for r in caplog.records if "cannot be met" in r.getMessage()]
     assert line.__dict__["fields"]["refresh_interval"] == "1m"
 
-    exporter = UsageExporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
+    exporter = build_exporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
                              wall=clock.wall, spawn=lambda work: work())
     exporter.start()
     assert "refreshes default every 1m" in landing_page(exporter, clock.wall()).decode()
-    fine = UsageExporter(build_settings({}, {"SCENARIO_API_KEY": "k", "SCENARIO_API_SECRET": "s"}),
+    fine = build_exporter(build_settings({}, {"SCENARIO_API_KEY": "k", "SCENARIO_API_SECRET": "s"}),
                          transport=gateway(demo(), None), spawn=lambda work: None)
     assert fine.cap_notice() is None
     assert "cannot be met" not in landing_page(fine, clock.wall()).decode()
@@ -423,13 +423,13 @@ def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
 def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
     """Many accounts make many exporter series: a warm scrape reuses their text."""
     settings = build_settings({}, {"SCENARIO_API_KEY": "key-123", "SCENARIO_API_SECRET": "s3cr3t"})
-    exporter = UsageExporter(settings, transport=gateway(demo(), None),
+    exporter = build_exporter(settings, transport=gateway(demo(), None),
                              spawn=lambda work: work())
     exporter.start()
     name = 'scenario_exporter_upstream_requests_total{account="default",code="200"}'
 
     def requests_200(packed: bool = False) -> str:
-        body = exporter.renderer.render(None, gzip=packed)[0]
+        body = exporter.exposition.respond(None, "gzip" if packed else None)[1]
         text = (gzip.decompress(body) if packed else body).decode()
         return next(line for line in text.splitlines() if line.startswith(name))
 
@@ -437,7 +437,7 @@ def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
     exporter.telemetry.record_request("default", "200", 0.1, 10)
     assert requests_200(packed=True) == f"{name} 2.0" == requests_200()
     exporter.telemetry.count_failure("default", FailureReason.TIMEOUT)
-    text = exporter.renderer.render(None, gzip=False)[0].decode()
+    text = exporter.exposition.respond(None, None)[1].decode()
     assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
         in text
 
@@ -486,7 +486,7 @@ def test_at_most_a_few_accounts_refresh_at_once() -> None:
         path = Path(tmp) / "config.yml"
         path.write_text(json.dumps(config))
         settings = build_settings({}, {}, path)
-    exporter = UsageExporter(settings, transport=httpx.MockTransport(handle))
+    exporter = build_exporter(settings, transport=httpx.MockTransport(handle))
     try:
         exporter.start()
         wait_for(lambda: running[0] == MAX_CONCURRENT_REFRESHES, 10, "the first refreshes")

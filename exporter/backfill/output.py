@@ -9,6 +9,8 @@ time order, so each series' samples stay in time order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -20,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from exporter.backfill.command import BackfillOptions
+from exporter.config.settings import Settings
 from exporter.core.errors import ConfigError
 from exporter.core.period import PeriodWindow
 
@@ -46,6 +50,19 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fingerprint(settings: Settings, options: BackfillOptions) -> str:
+    """What shapes a period's file: parts written under other settings are not reused."""
+    shape = {
+        "format": 1, "api_url": settings.api_url, "period": settings.period,
+        "anchor_day": settings.period_anchor_day, "labels": options.labels,
+        "max_models": settings.max_models, "max_users": settings.max_users,
+        "user_identity": settings.user_identity,
+        "accounts": {a.name: [a.project_ids, a.budget_creative_units]
+                     for a in settings.accounts},
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
 class PartStore:

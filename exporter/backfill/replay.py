@@ -36,15 +36,14 @@ from exporter.core.durations import parse_duration
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow, parse_iso
 from exporter.core.values import AccountView, UsageSnapshot
-from exporter.metrics.business import CollectorOptions, collect_accounts
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.collect import AccountsCollector
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import merge, summarize
 
 DAY_SECONDS = 86400.0
 # The last sample of a period, stamped before the next period starts.
 LAST_SAMPLE_OFFSET_SECONDS = 0.001
-# The exporter's own series describe a running process, which did not exist then.
-OWN_SERIES_PREFIX = "scenario_exporter_"
 
 
 @dataclass(frozen=True)
@@ -175,10 +174,10 @@ class SeriesWriter:
             view = AccountView(self._account, snapshot=outcome.snapshot,
                                folded=outcome.folded, up=True, attempted=True)
             stamp = sample_time(snapshot, usage.window)
-            for family in collect_accounts([view], snapshot.window.end.timestamp(),
-                                           self._options, with_created=True):
-                if family.name.startswith(OWN_SERIES_PREFIX):
-                    continue
+            # The business series only: the exporter's own describe a running process,
+            # which did not exist then.
+            for family in AccountsCollector([view], snapshot.window.end.timestamp(),
+                                            self._options).collect():
                 into = families.get(family.name)
                 if into is None:
                     into = families[family.name] = Metric(family.name, family.documentation,

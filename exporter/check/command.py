@@ -21,8 +21,8 @@ from exporter.upstream.pieces import fetch_in_pieces
 TOP_MODELS = 5
 
 
-def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: TextIO) -> int:
-    """Check every configured account; 0 when all answered, 1 otherwise."""
+def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: TextIO) -> bool:
+    """Check every configured account, printing to *out*; True when all answered."""
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
                          ca_file=settings.upstream_ca_file)
     window = current_window(datetime.now(timezone.utc), settings.period,
@@ -63,4 +63,4 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 out.write(f"  assets created: {kinds}\n")
     finally:
         client.close()
-    return 1 if failed else 0
+    return not failed

@@ -1,0 +1,1 @@
+"""The command line: the subcommands and their flags, and the one exit-code policy."""

@@ -1,32 +1,31 @@
-"""Command line: ``scenario-exporter [flags]`` serves; ``scenario-exporter check`` tests keys.
+"""The command line: ``scenario-exporter [serve] | check | backfill``, each with its flags.
 
-Exit codes: 0 success, 1 runtime failure (``check`` found a problem, the port
-is taken), 2 invalid configuration (one line on stderr naming the setting).
+Every command takes the exporter's settings (flags, environment, YAML file);
+``backfill`` adds its own. The command's outcome becomes an exit code in one
+place, :func:`exporter.cli.exit.run_program`: 0 success, 1 runtime failure
+(``check`` found a problem, the port is taken), 2 invalid configuration (one
+line on stderr naming the setting), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import platform
-import signal
 import sys
-import threading
-from collections.abc import Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import httpx
 
 from exporter import __version__
+from exporter.backfill import command as backfill_command
+from exporter.cli.exit import PROGRAM, run_program
 from exporter.config.load import settings_from_environment
 from exporter.config.options import ACCOUNT_OPTIONS, CREDENTIAL_HELP, OPTIONS
 from exporter.config.settings import Settings
-from exporter.core.durations import format_duration
 from exporter.core.errors import ConfigError
 from exporter.core.logs import configure_logging, secret_variants
-
-log = logging.getLogger("exporter")
 
 DESCRIPTION = """\
 Prometheus exporter for Scenario (scenario.com) usage and Creative Unit billing.
@@ -35,11 +34,6 @@ Reads GET /v1/usages for the current billing period and exposes period-to-date
 counters per model, user, usage name, asset kind and NSFW label on /metrics.
 Upstream data is cached (--cache.ttl) and shared by all scrapes, so any number
 of scrapers cannot overload the API.
-
-Commands:
-  (none)   serve /metrics
-  check    call upstream once per account, print a summary, exit 0 or 1
-  backfill write past periods as OpenMetrics for promtool (docs/backfill.md)
 """
 
 EPILOG = f"""\
@@ -59,22 +53,52 @@ flags win over the environment, which wins over the file.
 without credentials: {CREDENTIAL_HELP}.
 """
 
+Transport = httpx.BaseTransport | None
+
+
+def _serve(settings: Settings, arguments: dict[str, Any], transport: Transport) -> bool:
+    from exporter.live.service import serve
+
+    return serve(settings, transport)
+
+
+def _check(settings: Settings, arguments: dict[str, Any], transport: Transport) -> bool:
+    from exporter.check.command import run_check
+
+    return run_check(settings, transport, sys.stdout)
+
+
+def _backfill(settings: Settings, arguments: dict[str, Any], transport: Transport) -> bool:
+    from exporter.backfill.run import run
+
+    return run(settings, arguments, transport)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: what it does, its own flags, and how it runs."""
+
+    help: str
+    run: Callable[[Settings, dict[str, Any], Transport], bool]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command("serve /metrics (the default when no command is given)", _serve),
+    "check": Command("call upstream once per account, print a summary, exit 0 or 1", _check),
+    "backfill": Command("write past periods as OpenMetrics for promtool (docs/backfill.md)",
+                        _backfill, backfill_command.add_arguments),
+}
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line and exit code 2 (no usage dump)."""
+    """argparse, whose errors are configuration errors: one line, exit code 2, no usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"scenario-exporter: {message}\n")
-        raise SystemExit(2)
+        raise ConfigError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="scenario-exporter", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     argument_default=argparse.SUPPRESS)
-    parser.add_argument("--version", action="version",
-                        version=f"scenario-exporter {__version__} "
-                                f"(python {platform.python_version()})")
+def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config.file", dest="config.file", metavar="FILE",
                         help="YAML file with settings and an accounts list "
                              "(env SCENARIO_EXPORTER_CONFIG_FILE).")
@@ -86,32 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(f"--{option.flag}", dest=option.flag, metavar=option.metavar,
                                 help=f"{option.help} (env {option.env})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: the settings' flags, then one subcommand each with the same flags."""
+    style: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter,
+                             "argument_default": argparse.SUPPRESS, "epilog": EPILOG}
+    parser = _Parser(prog=PROGRAM, description=DESCRIPTION, **style)
+    parser.add_argument("--version", action="version",
+                        version=f"{PROGRAM} {__version__} (python {platform.python_version()})")
+    _add_settings(parser)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help, description=command.help, **style)
+        _add_settings(sub)
+        if command.add_arguments is not None:
+            command.add_arguments(sub)
     return parser
-
-
-def parse(argv: Sequence[str]) -> tuple[str, Settings]:
-    """Return the command (``serve``, ``check`` or ``backfill``) and validated settings."""
-    command, settings, _ = parse_command(argv)
-    return command, settings
-
-
-def parse_command(argv: Sequence[str]) -> tuple[str, Settings, dict[str, Any]]:
-    """The command, validated settings, and the command's own arguments (backfill's)."""
-    args = list(argv)
-    command = "serve"
-    if args and args[0] in ("check", "backfill"):
-        command, args = args[0], args[1:]
-    parser = build_parser()
-    if command == "backfill":
-        from exporter.backfill import run as backfill
-
-        backfill.add_arguments(parser)
-    namespace = vars(parser.parse_args(args))
-    config_file = namespace.pop("config.file", None)
-    own = {}
-    if command == "backfill":
-        own = backfill.backfill_arguments(namespace)
-    return command, settings_from_environment(namespace, config_file), own
 
 
 def _secrets(settings: Settings) -> set[str]:
@@ -124,7 +139,8 @@ def _secrets(settings: Settings) -> set[str]:
     return found
 
 
-def _transport(settings: Settings) -> httpx.BaseTransport | None:
+def _transport(settings: Settings) -> Transport:
+    """The built-in demo upstream with --demo; None: Scenario's API over the network."""
     if not settings.demo:
         return None
     from exporter.config.accounts import DEMO_API_KEY, DEMO_API_SECRET
@@ -134,83 +150,14 @@ def _transport(settings: Settings) -> httpx.BaseTransport | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scenario-exporter`` command."""
-    try:
-        command, settings, own = parse_command(sys.argv[1:] if argv is None else argv)
-    except ConfigError as exc:
-        sys.stderr.write(f"scenario-exporter: {exc}\n")
-        return 2
-    configure_logging(settings.log_level, settings.log_format, _secrets(settings))
-    if command == "check":
-        from exporter.check.command import run_check
+    """Entry point of the ``scenario-exporter`` command; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
 
-        return run_check(settings, _transport(settings), sys.stdout)
-    if command == "backfill":
-        from exporter.backfill.run import run_backfill_command
+    def program() -> bool:
+        arguments = vars(build_parser().parse_args(args))
+        command = COMMANDS[arguments.pop("command", None) or "serve"]
+        settings = settings_from_environment(arguments, arguments.pop("config.file", None))
+        configure_logging(settings.log_level, settings.log_format, _secrets(settings))
+        return command.run(settings, arguments, _transport(settings))
 
-        return run_backfill_command(settings, own, _transport(settings))
-    return serve(settings)
-
-
-def serve(settings: Settings) -> int:
-    """Serve until SIGTERM or SIGINT; returns the exit code."""
-    from exporter.live.app import create_app
-    from exporter.live.service import UsageExporter
-    from exporter.web.server import ServerLimits, create_server, serve_in_thread
-
-    app: Any
-    ssl_context = None
-    security = None
-    exporter = UsageExporter(settings, transport=_transport(settings))
-    app = create_app(exporter)
-    if settings.web_config_file is not None:
-        from exporter.web.schema import WebConfigError
-        from exporter.web.security import HEALTH_PATHS, WebSecurity
-
-        open_paths = HEALTH_PATHS if settings.web_health_without_auth else frozenset()
-        try:
-            security = WebSecurity.from_file(str(settings.web_config_file),
-                                             open_paths=open_paths)
-        except WebConfigError as exc:
-            sys.stderr.write(f"scenario-exporter: {exc}\n")
-            return 2
-        ssl_context = security.ssl_context()
-        app = security.wrap(app)
-    try:
-        server = create_server(settings.listen_address, app, ssl_context, ServerLimits(
-            header_timeout=settings.web_header_timeout, max_threads=settings.web_max_threads))
-    except OSError as exc:
-        sys.stderr.write(f"scenario-exporter: --web.listen-address {settings.listen_address}: "
-                         f"{exc.strerror or exc}\n")
-        return 1
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if security is not None:
-        web_security = security
-
-        def on_hangup(signum: int, frame: FrameType | None) -> None:
-            # Reload off the signal handler: it may wait for a reload in progress.
-            threading.Thread(target=web_security.reload, name="sighup", daemon=True).start()
-
-        signal.signal(signal.SIGHUP, on_hangup)
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    log.info("listening", extra={"fields": {
-        "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "port": port, "tls": ssl_context is not None, "version": __version__,
-        "accounts": ",".join(a.name for a in settings.accounts),
-        "demo": settings.demo, "cache_ttl": format_duration(settings.cache_ttl)}})
-    exporter.start()
-    thread = serve_in_thread(server)
-    stop.wait()
-    log.info("shutting down")
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-    exporter.close()
-    return 0
+    return run_program(program)

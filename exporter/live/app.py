@@ -1,14 +1,13 @@
 """The WSGI application: ``/metrics``, a landing page, health and readiness.
 
 Built by :func:`create_app` around a :class:`UsageExporter`; it does no I/O of
-its own beyond answering the request.
+its own beyond answering the request. ``/metrics`` is the exporter's
+:meth:`~exporter.metrics.exposition.Exposition.respond`.
 """
 
 from __future__ import annotations
 
-import gzip
 import html
-import re
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from exporter import __version__
-from exporter.live.service import UsageExporter
+from exporter.live.exporter import UsageExporter
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -36,82 +35,6 @@ def first_scrape_wait(header: str | None) -> float:
         timeout = DEFAULT_SCRAPE_TIMEOUT
     # Leave half a second for rendering and the network, or 10% of short timeouts.
     return max(timeout - SCRAPE_TIMEOUT_MARGIN, timeout * 0.9)
-
-
-# What a media range in Accept may say for the exposition formats; anything
-# else in a range drops that range, as Prometheus' own servers fall back to the
-# text format on a malformed Accept. Nothing else from the header reaches
-# Content-Type.
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+*-]+")
-_PARAMETERS = {
-    "version": re.compile(r"\d{1,3}\.\d{1,3}(?:\.\d{1,3})?"),
-    "escaping": re.compile(r"allow-utf-8|underscores|dots|values"),
-    "charset": re.compile(r"[A-Za-z0-9_-]{1,32}"),
-    "q": re.compile(r"[01](?:\.\d{0,3})?"),
-}
-
-
-def negotiable_accept(header: str | None) -> str:
-    """*header* reduced to the media ranges whose every parameter is well formed."""
-    ranges: list[str] = []
-    for part in (header or "").split(","):
-        media, *params = (token.strip() for token in part.split(";"))
-        if not _MEDIA_TYPE.fullmatch(media):
-            continue
-        kept = [media]
-        for param in params:
-            name, _, value = param.partition("=")
-            name, value = name.strip().lower(), value.strip().strip('"')
-            pattern = _PARAMETERS.get(name)
-            if pattern is None or not pattern.fullmatch(value):
-                break
-            kept.append(f"{name}={value}")
-        else:
-            ranges.append(";".join(kept))
-    return ",".join(ranges)
-
-
-def gzip_wanted(header: str | None) -> bool:
-    """Whether Accept-Encoding asks for gzip with a non-zero quality (``gzip;q=0`` refuses it)."""
-    for part in (header or "").split(","):
-        coding, *params = (token.strip() for token in part.split(";"))
-        if coding.lower() != "gzip":
-            continue
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        return quality > 0  # NaN is not > 0
-    return False
-
-
-def select_samples(body: bytes, names: set[str]) -> bytes:
-    """Keep the samples named in *names* (``name[]=`` in the query), with their families' comments.
-
-    prometheus_client's own handler restricts the registry to these sample
-    names; both exposition formats write each family as its comment lines
-    followed by its samples, so filtering the text gives the same result.
-    """
-    out: list[bytes] = []
-    comments: list[bytes] = []
-    for line in body.splitlines(keepends=True):
-        if line.startswith(b"# EOF"):
-            out.append(line)
-        elif line.startswith(b"#"):
-            if line.startswith(b"# HELP ") or not comments:
-                comments = []
-            comments.append(line)
-        else:
-            name = line.split(b"{", 1)[0].split(b" ", 1)[0].decode("utf-8", "replace")
-            if name in names:
-                out.extend(comments)
-                comments = []
-                out.append(line)
-    return b"".join(out)
 
 
 def _when(timestamp: float | None, now: float) -> str:
@@ -169,17 +92,10 @@ def create_app(exporter: UsageExporter) -> WSGIApplication:
         if path == metrics_path:
             exporter.prepare_scrape(
                 first_scrape_wait(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")))
-            compress = gzip_wanted(environ.get("HTTP_ACCEPT_ENCODING"))
             names = set(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", ()))
-            body, content_type = exporter.renderer.render(
-                negotiable_accept(environ.get("HTTP_ACCEPT")), compress and not names)
-            if names:
-                body = select_samples(body, names)
-                if compress:
-                    body = gzip.compress(body)
-            extra = [("Content-Encoding", "gzip")] if compress else []
-            extra.append(("Vary", "Accept, Accept-Encoding"))
-            return _reply(start_response, "200 OK", body, content_type, extra, head)
+            headers, body = exporter.exposition.respond(
+                environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), names)
+            return _reply(start_response, "200 OK", body, head=head, headers=headers)
         if path == "/":
             return _reply(start_response, "200 OK", landing_page(exporter, time.time()),
                           "text/html; charset=utf-8", head=head)
@@ -198,8 +114,9 @@ def create_app(exporter: UsageExporter) -> WSGIApplication:
 
 def _reply(start_response: StartResponse, status: str, body: bytes,
            content_type: str = "text/plain; charset=utf-8",
-           extra: list[tuple[str, str]] | None = None, head: bool = False) -> list[bytes]:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
-               *(extra or [])]
-    start_response(status, headers)
+           extra: list[tuple[str, str]] | None = None, head: bool = False,
+           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+    """Send *body* with its length; *headers* (Content-Type included) replace the plain ones."""
+    sent = headers or [("Content-Type", content_type), *(extra or [])]
+    start_response(status, [*sent, ("Content-Length", str(len(body)))])
     return [] if head else [body]

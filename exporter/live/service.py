@@ -1,31 +1,39 @@
-"""Wiring: one refresher per configured account, a shared client, a renderer.
+"""The live exporter's one composition root: the data side, the web side, start and stop.
 
-This is where the data flow of the package is assembled:
-config -> client -> models -> cache -> collector -> exposition.
+:class:`UsageExporter` assembles the data side (a client shared by one
+refresher per account, the exporter's own series, ``/metrics``); :func:`serve`
+puts the web side in front of it (the application, the web config, the HTTP
+server), starts it, and stops everything on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
 
+from exporter import __version__
 from exporter.config.settings import Settings
 from exporter.core.durations import format_duration
+from exporter.core.errors import StartupError
 from exporter.core.period import monotonic_clock, wall_clock
-from exporter.core.values import AccountView
+from exporter.live.app import create_app
+from exporter.live.exporter import UsageExporter
 from exporter.live.scheduler import (
     AccountRefresher,
     RefreshPolicy,
     Spawn,
     limit_concurrency,
-    refresh_interval,
     spawn_thread,
 )
 from exporter.metrics.business import CollectorOptions
-from exporter.metrics.exposition import ExpositionRenderer
+from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
 
@@ -36,91 +44,90 @@ log = logging.getLogger("exporter")
 MAX_CONCURRENT_REFRESHES = 4
 
 
-class UsageExporter:
-    """Everything a running exporter holds; HTTP handlers only talk to this."""
+def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None = None,
+                   clock: Callable[[], float] = monotonic_clock,
+                   wall: Callable[[], float] = wall_clock,
+                   spawn: Spawn = spawn_thread) -> UsageExporter:
+    """The data side for *settings*: one client shared by one refresher per account.
 
-    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
-                 clock: Callable[[], float] = monotonic_clock,
-                 wall: Callable[[], float] = wall_clock,
-                 spawn: Spawn = spawn_thread) -> None:
-        self.settings = settings
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.telemetry = Telemetry(self.registry, [a.name for a in settings.accounts])
-        self.client = UsageClient(settings.api_url, settings.upstream_timeout,
-                                  transport=transport, record=self.telemetry.record_request,
-                                  monotonic=clock, wall=wall, ca_file=settings.upstream_ca_file)
-        limited = limit_concurrency(spawn, MAX_CONCURRENT_REFRESHES)
-        policy = RefreshPolicy(
-            ttl=settings.cache_ttl, period=settings.period,
-            anchor_day=settings.period_anchor_day,
-            max_requests_per_hour=settings.max_requests_per_hour,
-            max_models=settings.max_models, max_users=settings.max_users)
-        self.refreshers = [
-            AccountRefresher(
-                account, self.client.fetch_window, self.telemetry, policy,
-                clock=clock, wall=wall, spawn=limited)
-            for account in settings.accounts
-        ]
-        self.renderer = ExpositionRenderer(
-            self.views, self.registry,
-            CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
-                             user_identity=settings.user_identity),
-            wall=wall, telemetry_generation=lambda: self.telemetry.generation)
-        self._clock = clock
+    *transport* replaces the network (the demo upstream, tests); *clock*, *wall*
+    and *spawn* are the time and the threads the refreshes are given.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    telemetry = Telemetry(registry, [a.name for a in settings.accounts])
+    client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
+                         record=telemetry.record_request, monotonic=clock, wall=wall,
+                         ca_file=settings.upstream_ca_file)
+    limited = limit_concurrency(spawn, MAX_CONCURRENT_REFRESHES)
+    policy = RefreshPolicy(
+        ttl=settings.cache_ttl, period=settings.period, anchor_day=settings.period_anchor_day,
+        max_requests_per_hour=settings.max_requests_per_hour,
+        max_models=settings.max_models, max_users=settings.max_users)
+    refreshers = [AccountRefresher(account, client.fetch_window, telemetry, policy,
+                                   clock=clock, wall=wall, spawn=limited)
+                  for account in settings.accounts]
+    exposition = Exposition(
+        lambda: [r.view for r in refreshers], registry,
+        CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
+                         user_identity=settings.user_identity),
+        wall=wall, own_generation=lambda: telemetry.generation)
+    return UsageExporter(settings, registry, telemetry, client, refreshers, exposition, clock)
 
-    def views(self) -> list[AccountView]:
-        """What every account currently serves (triggers nothing)."""
-        return [r.view for r in self.refreshers]
 
-    def ttl_limited_by_cap(self) -> float | None:
-        """The refresh interval the hourly cap allows, when it is longer than the TTL."""
-        settings = self.settings
-        interval = refresh_interval(settings.cache_ttl, settings.max_requests_per_hour)
-        return interval if interval > settings.cache_ttl else None
+def serve(settings: Settings, transport: httpx.BaseTransport | None = None) -> bool:
+    """Serve until SIGTERM or SIGINT; True once stopped cleanly.
 
-    def cap_notice(self) -> str | None:
-        """One line when the hourly cap makes refreshes rarer than the TTL, else None."""
-        ttl = self.settings.cache_ttl
-        slower = {r.account.name: r.view.refresh_interval for r in self.refreshers
-                  if (r.view.refresh_interval or 0) > ttl}
-        if not slower:
-            start_up = self.ttl_limited_by_cap()
-            if start_up is None:
-                return None
-            slower = {"every account": start_up}
-        each = ", ".join(f"{name} every {format_duration(round(seconds))}"
-                         for name, seconds in slower.items() if seconds is not None)
-        return (f"--cache.ttl={format_duration(ttl)} cannot be met with "
-                f"--upstream.max-requests-per-hour={self.settings.max_requests_per_hour}: "
-                f"refreshes {each}")
+    A bad web config raises :class:`~exporter.core.errors.ConfigError`, a listen
+    address that cannot be bound :class:`StartupError`, both before serving.
+    """
+    from exporter.web.server import ServerLimits, create_server, serve_in_thread
 
-    def start(self) -> None:
-        """Start the first refresh of every account, so that readiness comes without a scrape."""
-        interval = self.ttl_limited_by_cap()
-        if interval is not None:
-            log.warning("the TTL cannot be met with the hourly cap", extra={"fields": {
-                "cache_ttl": format_duration(self.settings.cache_ttl),
-                "max_requests_per_hour": self.settings.max_requests_per_hour,
-                "refresh_interval": format_duration(interval),
-                "hint": "each account is refreshed at most this often; raise "
-                        "--upstream.max-requests-per-hour or --cache.ttl"}})
-        for refresher in self.refreshers:
-            refresher.maybe_refresh()
+    app: Any
+    ssl_context = None
+    security = None
+    exporter = build_exporter(settings, transport=transport)
+    app = create_app(exporter)
+    if settings.web_config_file is not None:
+        from exporter.web.security import HEALTH_PATHS, WebSecurity
 
-    def prepare_scrape(self, wait: float) -> None:
-        """Trigger due refreshes; wait (at most *wait* seconds in all) for first data."""
-        now = self._clock()
-        deadline = now + wait
-        for refresher in self.refreshers:
-            if refresher.due(now):
-                refresher.maybe_refresh()
-        for refresher in self.refreshers:
-            if not refresher.view.attempted:
-                refresher.wait_first_attempt(max(0.0, deadline - self._clock()))
+        open_paths = HEALTH_PATHS if settings.web_health_without_auth else frozenset()
+        security = WebSecurity.from_file(str(settings.web_config_file), open_paths=open_paths)
+        ssl_context = security.ssl_context()
+        app = security.wrap(app)
+    try:
+        server = create_server(settings.listen_address, app, ssl_context, ServerLimits(
+            header_timeout=settings.web_header_timeout, max_threads=settings.web_max_threads))
+    except OSError as exc:
+        raise StartupError(f"--web.listen-address {settings.listen_address}: "
+                           f"{exc.strerror or exc}") from None
 
-    def ready(self) -> bool:
-        """True once every account has had its first refresh attempt."""
-        return all(r.view.attempted for r in self.refreshers)
+    stop = threading.Event()
 
-    def close(self) -> None:
-        self.client.close()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if security is not None:
+        web_security = security
+
+        def on_hangup(signum: int, frame: FrameType | None) -> None:
+            # Reload off the signal handler: it may wait for a reload in progress.
+            threading.Thread(target=web_security.reload, name="sighup", daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hangup)
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    log.info("listening", extra={"fields": {
+        "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "port": port, "tls": ssl_context is not None, "version": __version__,
+        "accounts": ",".join(a.name for a in settings.accounts),
+        "demo": settings.demo, "cache_ttl": format_duration(settings.cache_ttl)}})
+    exporter.start()
+    thread = serve_in_thread(server)
+    stop.wait()
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    exporter.close()
+    return True

@@ -1,4 +1,4 @@
-"""The collector: account views in, metric families out. Pure: no I/O, no state.
+"""The business families: account views in, metric families out. Pure: no I/O, no state.
 
 Each business counter is the period-to-date sum of upstream points, so its
 ``_created`` is the period start; it resets when a new period begins.
@@ -8,7 +8,7 @@ Each business counter is the period-to-date sum of upstream points, so its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -20,8 +20,6 @@ from prometheus_client.core import (
 
 from exporter.core.period import PeriodKind, next_period_start
 from exporter.core.values import AccountView, Totals, UsageSnapshot
-
-FOLDED_SECTIONS = ("models", "users")
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,9 @@ def is_withdrawn(view: AccountView, now: float, max_stale: float) -> bool:
     return now - view.snapshot.window.end.timestamp() > max_stale
 
 
-def collect_accounts(views: Sequence[AccountView], now: float, options: CollectorOptions,
-                     with_created: bool = True) -> Iterator[Metric]:
-    """All per-account families for *views* at wall-clock time *now*.
+def business_families(views: Sequence[AccountView], now: float, options: CollectorOptions,
+                      with_created: bool = True) -> Iterator[Metric]:
+    """Every business family of *views* at wall-clock time *now*, and ``scenario_up``.
 
     *with_created* adds each counter's ``_created`` (the period start). It is
     meant for OpenMetrics; in the Prometheus text format ``_created`` would be
@@ -114,9 +112,6 @@ def collect_accounts(views: Sequence[AccountView], now: float, options: Collecto
     budget = GaugeMetricFamily("scenario_budget_creative_units",
                                "Configured Creative Unit budget of the period.",
                                labels=["account"])
-    folded = GaugeMetricFamily("scenario_exporter_folded_series",
-                               "Entities folded into __other__ by the cardinality caps.",
-                               labels=["account", "section"])
     for view in views:
         name = view.account.name
         up.add_metric([name], 1.0 if view.up else 0.0)
@@ -127,8 +122,6 @@ def collect_accounts(views: Sequence[AccountView], now: float, options: Collecto
                                                      options.period).timestamp())
         if view.account.budget_creative_units is not None:
             budget.add_metric([name], view.account.budget_creative_units)
-        for section in FOLDED_SECTIONS:
-            folded.add_metric([name, section], float(view.folded.get(section, 0)))
     yield from (up, as_of, start, end, budget)
 
     for spec in COUNTERS:
@@ -154,7 +147,6 @@ def collect_accounts(views: Sequence[AccountView], now: float, options: Collecto
             user_info.add_metric([name, user_id], labels)
     yield model_info
     yield user_info
-    yield folded
 
 
 def _add_counter_samples(family: CounterMetricFamily, account: str, snapshot: UsageSnapshot,
@@ -171,16 +163,3 @@ def _bool_label(value: bool | None) -> str:
     if value is None:
         return "unknown"
     return "true" if value else "false"
-
-
-class AccountsCollector:
-    """A prometheus_client custom collector over views supplied by a callable."""
-
-    def __init__(self, views: Callable[[], Sequence[AccountView]], now: Callable[[], float],
-                 options: CollectorOptions) -> None:
-        self._views = views
-        self._now = now
-        self._options = options
-
-    def collect(self) -> Iterable[Metric]:
-        return collect_accounts(self._views(), self._now(), self._options, with_created=True)

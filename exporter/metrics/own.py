@@ -1,16 +1,17 @@
-"""The exporter's own series: build info, upstream calls, refresh failures, revisions.
+"""The exporter's own series: build info, upstream calls, refresh failures, revisions, folds.
 
-These are events, so they are ordinary prometheus_client counters and
-histograms, registered on a registry that the caller makes (never the global
-one). Label values known in advance (each account, each failure reason) are
-created at start-up so that ``rate()`` sees their first increase.
+Events are ordinary prometheus_client counters and histograms, registered on a
+registry that the caller makes (never the global one). Label values known in
+advance (each account, each failure reason) are created at start-up so that
+``rate()`` sees their first increase. How many ids each account folded into
+``__other__`` is read from the views at each scrape (:func:`folded_family`).
 """
 
 from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +24,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter import __version__
 from exporter.core.errors import FailureReason
+from exporter.core.values import AccountView
+
+# The sections whose ids the cardinality caps fold into __other__ (exporter.core.ledger).
+FOLDED_SECTIONS = ("models", "users")
 
 # Upstream latency: Scenario answers in tens of ms to tens of seconds (large windows).
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -40,6 +45,17 @@ class BuildInfo:
 
     def collect(self) -> Iterable[Metric]:
         return [self._family]
+
+
+def folded_family(views: Sequence[AccountView]) -> GaugeMetricFamily:
+    """``scenario_exporter_folded_series{account, section}``: ids folded into ``__other__``."""
+    family = GaugeMetricFamily("scenario_exporter_folded_series",
+                               "Entities folded into __other__ by the cardinality caps.",
+                               labels=["account", "section"])
+    for view in views:
+        for section in FOLDED_SECTIONS:
+            family.add_metric([view.account.name, section], float(view.folded.get(section, 0)))
+    return family
 
 
 class Telemetry:

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from exporter.config.yamlfile import Schema, YAMLFileError, load_mapping, unknown_key
+from exporter.core.errors import ConfigError
 from exporter.core.logs import mask_value
 
 # Keys of newer exporter-toolkit releases that this exporter cannot honour.
@@ -41,7 +42,7 @@ _UNSUPPORTED_KEYS: Mapping[tuple[str, ...], str] = {
 }
 
 
-class WebConfigError(ValueError):
+class WebConfigError(ConfigError):
     """An invalid web config; ``str()`` is one line naming the file and the field."""
 
     def __init__(self, path: str | os.PathLike[str], field: str, problem: str) -> None:
