@@ -13,8 +13,8 @@ Conventions that every panel follows (and the tests check):
   job=~"$job" and account=~"$account", and grouped by both (two deployments
   never add up; --deployment-label picks another label than job);
 - replicas counted once: max without (instance, pod) before any sum; period
-  counters rated per series, a window with a downward revision left out
-  (see Queries.period_rate);
+  counters rated per series, a window with a downward revision filled with its
+  net change (see Queries.period_rate), as the recording rules do;
 - counters only inside rate()/increase(); period-to-date figures (a counter's
   raw value) through the recording rules of rules/scenario-recording.rules.yml;
 - rates over $__rate_interval, shown per hour; a 5m minimum interval on rate
@@ -43,6 +43,8 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # and the pod that kube-prometheus adds.
 REPLICAS = "instance, pod"
 RATE_WINDOW = "$__rate_interval"
+# The length of $__rate_interval in seconds, from a global variable of Grafana.
+RATE_WINDOW_SECONDS = "($__rate_interval_ms / 1000)"
 MIN_INTERVAL = "5m"  # the exporter's default --cache.ttl
 TAGS = ["scenario", "scenario-exporter"]
 TOP_N = 10
@@ -76,6 +78,12 @@ PROJECTED = "account:scenario_model_cost_creative_units:projected_at_period_end"
 COST = "scenario_model_cost_creative_units_total"
 API_COST = "scenario_model_cost_by_api_key_creative_units_total"
 PERIOD_START_METRIC = "scenario_period_start_timestamp_seconds"
+# The label that tells the series of each period counter apart within an account.
+ID_LABELS = {COST: "model_id", API_COST: "model_id",
+             "scenario_model_discount_creative_units_total": "model_id",
+             "scenario_model_jobs_total": "model_id", "scenario_assets_created_total": "kind",
+             "scenario_nsfw_assets_total": "label", "scenario_usage_total": "usage_name",
+             "scenario_user_consumption_creative_units_total": "user_id"}
 
 
 @dataclass(frozen=True)
@@ -120,15 +128,17 @@ class Queries:
         rate() reads any decrease as a counter reset. A period counter goes down
         when a new period starts (the period start moves), and also when upstream
         revises a value down within a period; there rate() would count the whole
-        period-to-date value as new: a spike that did not happen. Such a window
-        of such a series is left out (a short gap) rather than drawn as a spike.
+        period-to-date value as new: a spike that did not happen. Where a series
+        went down while the period start did not move, the window's net change is
+        used instead, never below 0: what the recording rules do.
         """
-        selector = self.sel(metric, *matchers)
-        rollover = (f"changes({self.sel(PERIOD_START_METRIC)}[{RATE_WINDOW}]) > 0")
-        return (f"rate({selector}[{RATE_WINDOW}])\n"
-                f"unless (\n  resets({selector}[{RATE_WINDOW}]) > 0\n"
-                f"  unless on ({self.deployment_and('job, instance, account')})\n"
-                f"  {rollover}\n)")
+        window = f"{self.sel(metric, *matchers)}[{RATE_WINDOW}]"
+        rollover = f"changes({self.sel(PERIOD_START_METRIC)}[{RATE_WINDOW}]) > 0"
+        return (f"rate({window})\n"
+                f"unless (\n  resets({window}) > 0\n"
+                f"  unless ignoring ({ID_LABELS[metric]})\n"
+                f"  {rollover}\n)\n"
+                f"or\nclamp_min(delta({window}), 0) / {RATE_WINDOW_SECONDS}")
 
     def deployment_and(self, labels: str) -> str:
         names = [name.strip() for name in labels.split(",")]

@@ -45,6 +45,9 @@ COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 # same kind (a duration) that no dashboard uses, mapped back after parsing.
 RANGE_VARIABLES = {"$__rate_interval": timedelta(seconds=1111),
                    "$__range": timedelta(seconds=2222)}
+# ... and these, which stand for numbers: the length of $__rate_interval in
+# milliseconds. Replaced first: its name begins with another variable's.
+NUMBER_VARIABLES = {"$__rate_interval_ms": "1111000"}
 MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~",
              "MatchOp.NotRe": "!~"}
 
@@ -66,6 +69,8 @@ class Selector:
 def selectors(expr: str) -> list[Selector]:
     """Every vector selector of *expr*, with its matchers, range and enclosing function."""
     ranges = {value: name for name, value in RANGE_VARIABLES.items()}
+    for name, number in NUMBER_VARIABLES.items():
+        expr = expr.replace(name, number)
     for name, value in RANGE_VARIABLES.items():
         expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
     found: list[Selector] = []
@@ -103,7 +108,8 @@ def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
             '\n* on (account) group_left (model_name)\n  group by (account, model_name) (info)'
             '\nor on (account)\n'
             'label_replace(b:rec:x{account=~"$account"}, "n", "$1", "m", "(.*)")'
-            ' - 2.5e3 + time() - c offset 1h')
+            ' - 2.5e3 + time() - c offset 1h'
+            ' or clamp_min(delta(d_total[$__rate_interval]), 0) / ($__rate_interval_ms / 1000)')
     found = selectors(expr)
     assert [(s.name, s.range, s.function) for s in found] == [
         ("a_total", "$__rate_interval", "rate"),
@@ -111,6 +117,7 @@ def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
         ("info", None, "group"),
         ("b:rec:x", None, "label_replace"),
         ("c", None, None),
+        ("d_total", "$__rate_interval", "delta"),
     ]
     assert found[0].matchers == {'account=~"$account"', 'x="}"'}
     assert found[1].at == "end()" and found[0].at is None
@@ -261,8 +268,9 @@ def _is_period_counter(name: str) -> bool:
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> None:
     """A rate of a period counter is deduplicated across replicas before it is summed,
-    and leaves out a window where the counter went down without a new period (an
-    upstream revision), which rate() would read as a reset: a spike."""
+    and, in a window where the counter went down without a new period (an upstream
+    revision), which rate() would read as a reset (a spike), is the net change over
+    the window instead: the recording rules' rate, over Grafana's window."""
     for where, expr in exprs(DASHBOARDS[name]):
         found = selectors(expr)
         for selector in found:
@@ -270,6 +278,9 @@ def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> 
                 continue
             resets = Selector(selector.name, selector.matchers, selector.range, "resets")
             assert resets in found and "> 0" in expr, f"{where}: {selector.name}"
+            net_change = Selector(selector.name, selector.matchers, selector.range, "delta")
+            assert net_change in found, f"{where}: {selector.name}"
+            assert "($__rate_interval_ms / 1000)" in expr, where
             assert "max without (instance, pod)" in expr, where
             assert "changes(scenario_period_start_timestamp_seconds" in expr, where
 
@@ -297,7 +308,7 @@ def test_counters_only_inside_rate_or_increase(name: str) -> None:
     for where, expr in exprs(DASHBOARDS[name]):
         for selector in selectors(expr):
             if selector.name.endswith(COUNTER_SUFFIXES):
-                assert selector.function in ("rate", "increase", "resets"), \
+                assert selector.function in ("rate", "increase", "resets", "delta"), \
                     f"{where}: {selector.name}"
                 assert selector.range is not None, f"{where}: {selector.name}"
 
