@@ -3,8 +3,8 @@
 They must import as they are and provision by file or by the Grafana sidecar
 (a datasource variable, no ``__inputs``), follow the project's query
 conventions (every selector filtered by ``$account``, counters only inside
-rate()/increase(), ranges through ``$__rate_interval``), and be what
-scripts/gen_dashboards.py generates. The PromQL checks read each query through
+rate()/increase(), ranges through ``$__rate_interval``). tests/test_mixin.py checks
+that they are what mixin/ generates. The PromQL checks read each query through
 a real PromQL parser (promql-parser, the Rust parser's Python binding).
 """
 
@@ -160,12 +160,6 @@ def test_the_dashboards_are_there() -> None:
     assert set(DASHBOARDS) == {"scenario-usage.json", "scenario-exporter.json"}
 
 
-def test_generated_dashboards_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
-                             "--check"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
-
 def test_uids_and_titles_are_unique_and_fixed() -> None:
     uids = [d["uid"] for d in DASHBOARDS.values()]
     titles = [d["title"] for d in DASHBOARDS.values()]
@@ -288,10 +282,12 @@ def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> 
 def test_another_deployment_label_is_one_option_away(tmp_path: Path) -> None:
     """Regenerated with --deployment-label cluster, every query selects and keeps
     `cluster` instead of `job`."""
-    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
-                    "--deployment-label", "cluster", "--output-dir", str(tmp_path)],
-                   check=True, capture_output=True, timeout=60)
-    for path in sorted(tmp_path.glob("*.json")):
+    subprocess.run([sys.executable, "-m", "mixin", "--deployment-label", "cluster",
+                    "--output-dir", str(tmp_path)], cwd=REPO_ROOT, check=True,
+                   capture_output=True, timeout=60)
+    paths = sorted((tmp_path / "dashboards").glob("*.json"))
+    assert [path.name for path in paths] == sorted(DASHBOARDS)
+    for path in paths:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         variables = [v["name"] for v in dashboard["templating"]["list"]]
         assert variables == ["datasource", "cluster", "account"]
