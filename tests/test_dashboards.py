@@ -66,13 +66,18 @@ class Selector:
     offset: timedelta | None = None
 
 
-def selectors(expr: str) -> list[Selector]:
-    """Every vector selector of *expr*, with its matchers, range and enclosing function."""
-    ranges = {value: name for name, value in RANGE_VARIABLES.items()}
+def parse(expr: str) -> Any:
+    """*expr* parsed, Grafana's variables replaced by stand-ins of their kind."""
     for name, number in NUMBER_VARIABLES.items():
         expr = expr.replace(name, number)
     for name, value in RANGE_VARIABLES.items():
         expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
+    return promql.parse(expr)
+
+
+def selectors(expr: str) -> list[Selector]:
+    """Every vector selector of *expr*, with its matchers, range and enclosing function."""
+    ranges = {value: name for name, value in RANGE_VARIABLES.items()}
     found: list[Selector] = []
 
     def walk(node: Any, function: str | None, window: timedelta | None = None) -> None:
@@ -96,7 +101,7 @@ def selectors(expr: str) -> list[Selector]:
         elif isinstance(node, (promql.ParenExpr, promql.UnaryExpr, promql.SubqueryExpr)):
             walk(node.expr, function)
 
-    walk(promql.parse(expr), None)
+    walk(parse(expr), None)
     return found
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import promql_parser as promql
 import pytest
 import yaml
-from test_dashboards import NUMBER_VARIABLES, RANGE_VARIABLES, exprs
+from test_dashboards import exprs, parse
 
 from conftest import REPO_ROOT
 from mixin import promql as idioms
@@ -162,15 +162,6 @@ def generated_exprs() -> Iterator[tuple[str, str, bool]]:
 
 
 GENERATED = list(generated_exprs())
-
-
-def parse(expr: str) -> Any:
-    """*expr* parsed, Grafana's variables replaced by stand-ins of their kind."""
-    for name, number in NUMBER_VARIABLES.items():
-        expr = expr.replace(name, number)
-    for name, value in RANGE_VARIABLES.items():
-        expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
-    return promql.parse(expr)
 
 
 def business_counters(node: Any, around: tuple[Any, ...] = ()
