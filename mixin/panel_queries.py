@@ -102,4 +102,4 @@ class PanelQueries:
         exporter runs with --metrics.user-identity, ``user_name`` from scenario_user_info;
         a user without an info series stays, unnamed."""
         return promql.with_names(expr, self.by("user_id"), self.sel("scenario_user_info"),
-                                 ("user_name", "is_api_key")) + expr
+                                 ("user_name", "is_api_key"), expr)

@@ -96,9 +96,9 @@ def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
 
 
 def ranking(k: int, counter: str, keys: Sequence[str], over: str) -> str:
-    """The *k* series of *counter* (by *keys*) that grew most over range *over*, ranked
-    once at its end (``@ end()``), so that the same ones are drawn from one end of a
-    graph to the other instead of changing at every step."""
+    """The *k* series of *counter* (a selector; by *keys*) that grew most over range
+    *over*, ranked once at its end (``@ end()``), so that the same ones are drawn from
+    one end of a graph to the other instead of changing at every step."""
     increase = f"increase({counter}[{over}] @ end())"
     return f"topk({k}, {aggregate_by('max', keys, increase)})"
 
@@ -108,13 +108,15 @@ def among(expr: str, keys: Sequence[str], ranked: str) -> str:
     return f"{expr}\nand on ({label_list(keys)})\n  {ranked}"
 
 
-def with_names(expr: str, keys: Sequence[str], info: str, names: Sequence[str]) -> str:
-    """*expr* with the *names* labels of *info* series (the ``group by`` of an _info
-    metric over *keys* and *names*), joined on *keys*; ``group_left``, as the metric
-    contract says. Followed by an ``or on (keys)`` fallback that the caller adds."""
+def with_names(expr: str, keys: Sequence[str], info: str, names: Sequence[str],
+               unnamed: str) -> str:
+    """*expr* with the *names* labels of the _info series *info*, joined on *keys*
+    (``group_left``, as the metric contract says); the series of *expr* that no info
+    series names are those of *unnamed* instead, which a plain join would drop."""
     joined = label_list(names)
     return (f"(\n{indent(expr)}\n)\n* on ({label_list(keys)}) group_left ({joined})\n"
-            f"  {aggregate_by('group', (*keys, *names), info)}\nor on ({label_list(keys)})\n")
+            f"  {aggregate_by('group', (*keys, *names), info)}\nor on ({label_list(keys)})\n"
+            f"{unnamed}")
 
 
 def named_or_id(expr: str, keys: Sequence[str], info: str, name: str, id_label: str,
@@ -126,4 +128,4 @@ def named_or_id(expr: str, keys: Sequence[str], info: str, name: str, id_label: 
     fallback = (f'label_replace(\n  label_replace(\n{indent(expr, "    ")},\n'
                 f'    "{name}", "$1", "{id_label}", "(.*)"\n  ),\n'
                 f'  "{name}", "{folded}", "{id_label}", "__other__"\n)')
-    return with_names(expr, keys, info, (name,)) + fallback
+    return with_names(expr, keys, info, (name,), fallback)
