@@ -3,8 +3,8 @@
 They must import as they are and provision by file or by the Grafana sidecar
 (a datasource variable, no ``__inputs``), follow the project's query
 conventions (every selector filtered by ``$account``, counters only inside
-rate()/increase(), ranges through ``$__rate_interval``), and be what
-scripts/gen_dashboards.py generates. The PromQL checks read each query through
+rate()/increase(), ranges through ``$__rate_interval``). tests/test_mixin.py checks
+that they are what mixin/ generates. The PromQL checks read each query through
 a real PromQL parser (promql-parser, the Rust parser's Python binding).
 """
 
@@ -45,6 +45,9 @@ COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 # same kind (a duration) that no dashboard uses, mapped back after parsing.
 RANGE_VARIABLES = {"$__rate_interval": timedelta(seconds=1111),
                    "$__range": timedelta(seconds=2222)}
+# ... and these, which stand for numbers: the length of $__rate_interval in
+# milliseconds. Replaced first: its name begins with another variable's.
+NUMBER_VARIABLES = {"$__rate_interval_ms": "1111000"}
 MATCH_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~",
              "MatchOp.NotRe": "!~"}
 
@@ -63,11 +66,18 @@ class Selector:
     offset: timedelta | None = None
 
 
+def parse(expr: str) -> Any:
+    """*expr* parsed, Grafana's variables replaced by stand-ins of their kind."""
+    for name, number in NUMBER_VARIABLES.items():
+        expr = expr.replace(name, number)
+    for name, value in RANGE_VARIABLES.items():
+        expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
+    return promql.parse(expr)
+
+
 def selectors(expr: str) -> list[Selector]:
     """Every vector selector of *expr*, with its matchers, range and enclosing function."""
     ranges = {value: name for name, value in RANGE_VARIABLES.items()}
-    for name, value in RANGE_VARIABLES.items():
-        expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
     found: list[Selector] = []
 
     def walk(node: Any, function: str | None, window: timedelta | None = None) -> None:
@@ -91,7 +101,7 @@ def selectors(expr: str) -> list[Selector]:
         elif isinstance(node, (promql.ParenExpr, promql.UnaryExpr, promql.SubqueryExpr)):
             walk(node.expr, function)
 
-    walk(promql.parse(expr), None)
+    walk(parse(expr), None)
     return found
 
 
@@ -103,7 +113,8 @@ def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
             '\n* on (account) group_left (model_name)\n  group by (account, model_name) (info)'
             '\nor on (account)\n'
             'label_replace(b:rec:x{account=~"$account"}, "n", "$1", "m", "(.*)")'
-            ' - 2.5e3 + time() - c offset 1h')
+            ' - 2.5e3 + time() - c offset 1h'
+            ' or clamp_min(delta(d_total[$__rate_interval]), 0) / ($__rate_interval_ms / 1000)')
     found = selectors(expr)
     assert [(s.name, s.range, s.function) for s in found] == [
         ("a_total", "$__rate_interval", "rate"),
@@ -111,6 +122,7 @@ def test_selectors_finds_names_matchers_ranges_and_functions() -> None:
         ("info", None, "group"),
         ("b:rec:x", None, "label_replace"),
         ("c", None, None),
+        ("d_total", "$__rate_interval", "delta"),
     ]
     assert found[0].matchers == {'account=~"$account"', 'x="}"'}
     assert found[1].at == "end()" and found[0].at is None
@@ -151,12 +163,6 @@ def documented_metrics() -> set[str]:
 
 def test_the_dashboards_are_there() -> None:
     assert set(DASHBOARDS) == {"scenario-usage.json", "scenario-exporter.json"}
-
-
-def test_generated_dashboards_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
-                             "--check"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
 def test_uids_and_titles_are_unique_and_fixed() -> None:
@@ -261,8 +267,9 @@ def _is_period_counter(name: str) -> bool:
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> None:
     """A rate of a period counter is deduplicated across replicas before it is summed,
-    and leaves out a window where the counter went down without a new period (an
-    upstream revision), which rate() would read as a reset: a spike."""
+    and, in a window where the counter went down without a new period (an upstream
+    revision), which rate() would read as a reset (a spike), is the net change over
+    the window instead: the recording rules' rate, over Grafana's window."""
     for where, expr in exprs(DASHBOARDS[name]):
         found = selectors(expr)
         for selector in found:
@@ -270,6 +277,9 @@ def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> 
                 continue
             resets = Selector(selector.name, selector.matchers, selector.range, "resets")
             assert resets in found and "> 0" in expr, f"{where}: {selector.name}"
+            net_change = Selector(selector.name, selector.matchers, selector.range, "delta")
+            assert net_change in found, f"{where}: {selector.name}"
+            assert "($__rate_interval_ms / 1000)" in expr, where
             assert "max without (instance, pod)" in expr, where
             assert "changes(scenario_period_start_timestamp_seconds" in expr, where
 
@@ -277,10 +287,12 @@ def test_period_counter_rates_are_replica_safe_and_skip_revisions(name: str) -> 
 def test_another_deployment_label_is_one_option_away(tmp_path: Path) -> None:
     """Regenerated with --deployment-label cluster, every query selects and keeps
     `cluster` instead of `job`."""
-    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen_dashboards.py"),
-                    "--deployment-label", "cluster", "--output-dir", str(tmp_path)],
-                   check=True, capture_output=True, timeout=60)
-    for path in sorted(tmp_path.glob("*.json")):
+    subprocess.run([sys.executable, "-m", "mixin", "--deployment-label", "cluster",
+                    "--output-dir", str(tmp_path)], cwd=REPO_ROOT, check=True,
+                   capture_output=True, timeout=60)
+    paths = sorted((tmp_path / "dashboards").glob("*.json"))
+    assert [path.name for path in paths] == sorted(DASHBOARDS)
+    for path in paths:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         variables = [v["name"] for v in dashboard["templating"]["list"]]
         assert variables == ["datasource", "cluster", "account"]
@@ -297,7 +309,7 @@ def test_counters_only_inside_rate_or_increase(name: str) -> None:
     for where, expr in exprs(DASHBOARDS[name]):
         for selector in selectors(expr):
             if selector.name.endswith(COUNTER_SUFFIXES):
-                assert selector.function in ("rate", "increase", "resets"), \
+                assert selector.function in ("rate", "increase", "resets", "delta"), \
                     f"{where}: {selector.name}"
                 assert selector.range is not None, f"{where}: {selector.name}"
 

@@ -58,8 +58,11 @@ SPEED = 3000.0
 TTL = "2s"
 # Grafana computes these from the dashboard's range and the panel's width;
 # here: 60 one-second scrapes per rate window, the whole run for $__range.
+# In order: $__rate_interval_ms (the same window in milliseconds) before
+# $__rate_interval, whose name it begins with.
 RATE_WINDOW_SECONDS = 60
-SUBSTITUTIONS = {"$__rate_interval": f"{RATE_WINDOW_SECONDS}s", "$__range": "10m",
+SUBSTITUTIONS = {"$__rate_interval_ms": str(RATE_WINDOW_SECONDS * 1000),
+                 "$__rate_interval": f"{RATE_WINDOW_SECONDS}s", "$__range": "10m",
                  "$datasource": "prometheus"}
 # A figure on "pair" is the one on "single" within this much: both replicas
 # serve the same upstream sums, but each refreshes every TTL at its own moment,

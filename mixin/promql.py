@@ -1,0 +1,131 @@
+"""The PromQL idioms of the dashboards and rules, each written once.
+
+Every function returns PromQL text. Composite expressions are laid out on
+several lines (the rule files and Grafana's editor show them as they are):
+an operand that spans lines gets lines of its own, indented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mixin.config import PERIOD_START, MixinConfig, RateWindow
+
+
+def indent(text: str, by: str = "  ") -> str:
+    """*text* with every non-empty line indented *by*."""
+    return "\n".join(by + line if line else line for line in text.splitlines())
+
+
+def enclose(prefix: str, expr: str, *, block: bool | None = None) -> str:
+    """``prefix (expr)``, or ``(expr)`` without a prefix: on one line, or with *expr* on
+    indented lines of its own when it spans lines (or when *block* asks for it, for a
+    long line)."""
+    if block is None:
+        block = "\n" in expr
+    opening = f"{prefix} (" if prefix else "("
+    return f"{opening}\n{indent(expr)}\n)" if block else f"{opening}{expr})"
+
+
+def label_list(labels: Sequence[str]) -> str:
+    """``job, account``: labels as a grouping clause lists them, each once, in order."""
+    return ", ".join(dict.fromkeys(labels))
+
+
+def selector(metric: str, matchers: Sequence[str] = ()) -> str:
+    """``metric{m1, m2}``, or the bare name without matchers."""
+    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
+
+
+def aggregate_without(operator: str, labels: Sequence[str], expr: str, *,
+                      block: bool | None = None) -> str:
+    """``operator without (labels) (expr)``: keeps every other label (rules use it, so
+    that ``job`` and any external label survive)."""
+    return enclose(f"{operator} without ({label_list(labels)})", expr, block=block)
+
+
+def aggregate_by(operator: str, labels: Sequence[str], expr: str) -> str:
+    """``operator by (labels) (expr)``."""
+    return enclose(f"{operator} by ({label_list(labels)})", expr)
+
+
+def dedup(cfg: MixinConfig, expr: str, *, also: Sequence[str] = (),
+          block: bool | None = None) -> str:
+    """*expr* counted once across replicas: ``max without (instance, pod) (expr)``.
+
+    Replicas of one exporter serve the same figures, told apart only by the
+    labels Prometheus adds per target; summing or rating them as they are counts
+    every figure once per replica. ``max``: a replica that has just restarted
+    and has not refreshed yet serves nothing, and the freshest is the closest to
+    the truth. *also* drops more labels at the same time.
+    """
+    return aggregate_without("max", (*cfg.replica_labels, *also), expr, block=block)
+
+
+def per_hour(expr: str) -> str:
+    """A per-second rate as a per-hour one. An expression over several lines is
+    parenthesised: it may end with ``or``/``-``, which bind looser than ``*``."""
+    return f"(\n{indent(expr)}\n) * 3600" if "\n" in expr else f"{expr} * 3600"
+
+
+def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
+                  matchers: Sequence[str] = (), *, increase: bool = False) -> str:
+    """The per-second rate of business *counter* over *window*, per series, that reads
+    the drop of a new period as a reset and does not spike on a downward revision.
+
+    rate() reads any decrease as a counter reset. A period counter goes down when
+    a new period starts (the period start moves: a real reset), and also when
+    upstream revises a value down within a period; there rate() would count the
+    whole period-to-date value as new: a spike that did not happen. Where a
+    series went down while the period start did not move, the window's net
+    change is used instead, never below 0. The period start carries no id
+    label, hence ``ignoring`` it.
+
+    With *increase*, the increase over the window instead of the rate, and a
+    window with a revision is left out rather than filled: a count that went
+    down is not news (the NSFW alert).
+    """
+    series = f"{selector(counter, matchers)}[{window.range}]"
+    rollover = f"changes({selector(PERIOD_START, matchers)}[{window.range}]) > 0"
+    revised = (f"resets({series}) > 0\nunless ignoring ({cfg.id_label(counter)})\n"
+               f"{rollover}")
+    guarded = f"{'increase' if increase else 'rate'}({series})\n{enclose('unless', revised)}"
+    if increase:
+        return guarded
+    return f"{guarded}\nor\nclamp_min(delta({series}), 0) / {window.seconds}"
+
+
+def ranking(k: int, counter: str, keys: Sequence[str], over: str) -> str:
+    """The *k* series of *counter* (a selector; by *keys*) that grew most over range
+    *over*, ranked once at its end (``@ end()``), so that the same ones are drawn from
+    one end of a graph to the other instead of changing at every step."""
+    increase = f"increase({counter}[{over}] @ end())"
+    return f"topk({k}, {aggregate_by('max', keys, increase)})"
+
+
+def among(expr: str, keys: Sequence[str], ranked: str) -> str:
+    """*expr* for the series that *ranked* keeps, matched on *keys*."""
+    return f"{expr}\nand on ({label_list(keys)})\n  {ranked}"
+
+
+def with_names(expr: str, keys: Sequence[str], info: str, names: Sequence[str],
+               unnamed: str) -> str:
+    """*expr* with the *names* labels of the _info series *info*, joined on *keys*
+    (``group_left``, as the metric contract says); the series of *expr* that no info
+    series names are those of *unnamed* instead, which a plain join would drop."""
+    joined = label_list(names)
+    return (f"(\n{indent(expr)}\n)\n* on ({label_list(keys)}) group_left ({joined})\n"
+            f"  {aggregate_by('group', (*keys, *names), info)}\nor on ({label_list(keys)})\n"
+            f"{unnamed}")
+
+
+def named_or_id(expr: str, keys: Sequence[str], info: str, name: str, id_label: str,
+                folded: str) -> str:
+    """*expr* with label *name* from *info*; a series without an info series (no name
+    upstream, or ``__other__``, where the cardinality cap folds the smallest) keeps its
+    id as name, called *folded* for ``__other__``, instead of disappearing, as a plain
+    ``group_left`` join would make it."""
+    fallback = (f'label_replace(\n  label_replace(\n{indent(expr, "    ")},\n'
+                f'    "{name}", "$1", "{id_label}", "(.*)"\n  ),\n'
+                f'  "{name}", "{folded}", "{id_label}", "__other__"\n)')
+    return with_names(expr, keys, info, (name,), fallback)
