@@ -43,6 +43,14 @@ def run_mixin(*args: str) -> subprocess.CompletedProcess[str]:
 
 # -- the committed files ------------------------------------------------------------
 
+def test_the_mixins_counters_are_the_exporters() -> None:
+    """The mixin writes its counters out as data; they are the ones the exporter serves,
+    each told apart by the same label."""
+    from exporter.metrics.business import COUNTERS
+
+    assert BUSINESS_COUNTERS == {f"{spec.name}_total": spec.label for spec in COUNTERS}
+
+
 def test_committed_files_are_what_the_mixin_generates() -> None:
     """Dashboards, rules and the Helm chart's copies: edit mixin/, then python -m mixin."""
     result = run_mixin("--check")

@@ -113,16 +113,19 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser: the settings' flags, then one subcommand each with the same flags."""
+    """The parser: one subcommand each with the settings' flags (which the top-level help
+    shows too, as ``scenario-exporter [flags]`` serves)."""
     style: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter,
                              "argument_default": argparse.SUPPRESS, "epilog": EPILOG}
-    parser = _Parser(prog=PROGRAM, description=DESCRIPTION, **style)
+    parser = _Parser(prog=PROGRAM, description=DESCRIPTION,
+                     usage=f"%(prog)s [{'|'.join(COMMANDS)}] [flags]", **style)
     parser.add_argument("--version", action="version",
                         version=f"{PROGRAM} {__version__} (python {platform.python_version()})")
     _add_settings(parser)
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub = commands.add_parser(name, help=command.help, description=command.help, **style)
+        sub = commands.add_parser(name, prog=f"{PROGRAM} {name}", help=command.help,
+                                  description=command.help, **style)
         _add_settings(sub)
         if command.add_arguments is not None:
             command.add_arguments(sub)
@@ -152,10 +155,14 @@ def _transport(settings: Settings) -> Transport:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scenario-exporter`` command; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Without a command, serve: chosen here rather than by argparse, which would
+    # take the value of a mistyped flag for the name of a command.
+    if not args or args[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        args = ["serve", *args]
 
     def program() -> bool:
         arguments = vars(build_parser().parse_args(args))
-        command = COMMANDS[arguments.pop("command", None) or "serve"]
+        command = COMMANDS[arguments.pop("command")]
         settings = settings_from_environment(arguments, arguments.pop("config.file", None))
         configure_logging(settings.log_level, settings.log_format, _secrets(settings))
         return command.run(settings, arguments, _transport(settings))
