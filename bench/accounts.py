@@ -47,8 +47,8 @@ from exporter.config.load import build_settings
 from exporter.core.period import current_window
 from exporter.live.service import build_exporter
 from exporter.web.server import BACKLOG
-from fake_upstream import FakeUpstream
-from web_call import http_get
+from testkit.fake_upstream import FakeUpstream
+from testkit.web import http_get
 
 STEADY_RSS_GOAL_MIB = 200
 SCRAPE_RATIO_GOAL = 1.5

@@ -1,6 +1,6 @@
 """Child processes of the benchmark: the exporter and the floor server.
 
-Both are the tests' :class:`child_process.ChildProcess` (one wrapper for every
+Both are the testkit's :class:`testkit.processes.ChildProcess` (one wrapper for every
 child of the tests and the benchmark): everything listens on 127.0.0.1 and
 every process is stopped by its handle (SIGTERM, then SIGKILL after a bound),
 whatever happens.
@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from child_process import ChildProcess, ExporterProcess, clean_environment
+from testkit.processes import ChildProcess, ExporterProcess, clean_environment
 
 HOST = "127.0.0.1"
 API_KEY = "bench-key"

@@ -37,10 +37,11 @@ from bench.procs import (
 from bench.scrape import REQUESTS, LoadResult, load, warm_latency
 from bench.stats import LineFit, fit_line, med
 from bench.workload import FULL, QUICK, Sizes, account, refresh_body
-from child_process import REPO_ROOT, clean_environment
 from exporter.web import server as webserver
-from fake_upstream import FakeUpstream
-from web_call import http_get
+from testkit.fake_upstream import FakeUpstream
+from testkit.processes import clean_environment
+from testkit.repo import REPO_ROOT
+from testkit.web import http_get
 
 METRICS = "/metrics"
 # High enough that no model or user is folded into __other__ at any size measured.

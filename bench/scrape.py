@@ -12,8 +12,9 @@ from time import perf_counter
 
 from bench.procs import BenchError, cpu_seconds
 from bench.stats import med
-from child_process import REPO_ROOT, clean_environment, stop_process
-from web_call import http_get
+from testkit.processes import clean_environment, stop_process
+from testkit.repo import REPO_ROOT
+from testkit.web import http_get
 
 # What Prometheus 2.x sends (3.x puts OpenMetrics first too), and a bare GET as
 # curl or a browser would send it.

@@ -1,44 +1,33 @@
-"""Shared test fixtures.
+"""Shared fixtures and markers of the test suite.
 
-Tests that need a tool the machine lacks skip with the reason on a developer's
-laptop and *fail* in CI (``CI=true``): CI must prove everything.
+The suite is laid out by layer (docs/architecture.md): ``unit/`` one module at a
+time, ``component/`` several modules in one process, ``process/`` real child
+processes (the exporter, Prometheus), ``packaging/`` the Helm chart and the
+image, ``artefacts/`` the dashboards, rules and docs. Everything under
+``process/`` and ``packaging/`` is ``slow``, so ``python -m pytest -m "not slow"``
+is the quick unit run; CI runs everything. Helpers shared with the benchmark are
+in ``testkit/``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from child_process import Processes
+from testkit.processes import Processes
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def require_tool(name: str) -> str:
-    """Return the path of executable *name*; skip locally, fail in CI, when missing."""
-    extra = REPO_ROOT / ".cache" / "helm" / name
-    path = shutil.which(name) or (str(extra) if extra.exists() else None)
-    if path is None:
-        message = f"{name} is not installed (scripts/test.sh installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+SLOW_DIRECTORIES = ("process", "packaging")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that starts real processes or soaks is also ``slow``.
-
-    ``python -m pytest -m "not slow"`` is then the quick unit run; the whole
-    suite (scripts/test.sh, CI) runs everything.
-    """
+    """Every test under a slow directory is ``slow`` (and the soak, the fuzz and
+    promtool's month-long rule tests say so themselves)."""
+    tests = Path(__file__).parent
     for item in items:
-        if item.get_closest_marker("e2e") or item.get_closest_marker("soak"):
+        parts = item.path.relative_to(tests).parts
+        if parts and parts[0] in SLOW_DIRECTORIES:
             item.add_marker(pytest.mark.slow)
 
 

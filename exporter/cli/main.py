@@ -152,19 +152,36 @@ def _transport(settings: Settings) -> Transport:
     return demo_transport(DemoAccount(), DEMO_API_KEY, DEMO_API_SECRET)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scenario-exporter`` command; returns the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+@dataclass(frozen=True)
+class Invocation:
+    """What the command line asks for: the command, validated settings, its own flags."""
+
+    command: str
+    settings: Settings
+    arguments: dict[str, Any]
+
+
+def parse(argv: Sequence[str]) -> Invocation:
+    """Read *argv*, the environment and the YAML file; bad input raises :class:`ConfigError`."""
+    args = list(argv)
     # Without a command, serve: chosen here rather than by argparse, which would
     # take the value of a mistyped flag for the name of a command.
     if not args or args[0] not in (*COMMANDS, "-h", "--help", "--version"):
         args = ["serve", *args]
+    arguments = vars(build_parser().parse_args(args))
+    command = arguments.pop("command")
+    settings = settings_from_environment(arguments, arguments.pop("config.file", None))
+    return Invocation(command, settings, arguments)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scenario-exporter`` command; returns the exit code."""
 
     def program() -> bool:
-        arguments = vars(build_parser().parse_args(args))
-        command = COMMANDS[arguments.pop("command")]
-        settings = settings_from_environment(arguments, arguments.pop("config.file", None))
+        invocation = parse(sys.argv[1:] if argv is None else argv)
+        settings = invocation.settings
         configure_logging(settings.log_level, settings.log_format, _secrets(settings))
-        return command.run(settings, arguments, _transport(settings))
+        command = COMMANDS[invocation.command]
+        return command.run(settings, invocation.arguments, _transport(settings))
 
     return run_program(program)

@@ -1,0 +1,235 @@
+"""A real HTTP fake of Scenario's ``GET /v1/usages`` on loopback, with fault modes.
+
+Serves a :class:`exporter.upstream.demo.DemoAccount` (so tests know the true totals),
+checks Basic auth, and misbehaves on demand the way real SaaS APIs do.
+Used by the integration tests, the soak test and the benchmarks.
+
+Run it alone: ``python -m testkit.fake_upstream --port 18080 --mode ok``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.upstream.demo import DemoAccount, Refused, check_request, requested_window
+
+MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
+         "gateway-too-large", "empty")
+API_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+@dataclass
+class Request:
+    """What the fake saw of one request."""
+
+    path: str
+    params: dict[str, str]
+    authorization: str | None
+    at: float
+
+
+@dataclass
+class FakeState:
+    account: DemoAccount
+    api_key: str
+    api_secret: str
+    mode: str = "ok"
+    retry_after: str = "30"
+    slow_seconds: float = 5.0
+    # Windows longer than this are refused as too large (413), in mode "oversized"
+    # only, or in every mode when too_large_above is set (the gateway limit of a
+    # large account: a few days of its usage exceed 6 MB).
+    max_window_seconds: float = 86400.0
+    # Demo seconds per real second since `origin`: activity that a test can see
+    # grow smoothly in a minute (integer job counts step too slowly at 1).
+    speed: float = 1.0
+    origin: float = field(default_factory=time.time)
+    # Downward revisions: CU taken off a model's cost (a refund), by model id.
+    refunds: dict[str, float] = field(default_factory=dict)
+    too_large_above: float | None = None
+    requests: list[Request] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        state = self.server.state
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        with state.lock:
+            state.requests.append(Request(url.path, params, self.headers.get("Authorization"),
+                                          time.time()))
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(state, url.path, params)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, state: FakeState, path: str, params: dict[str, str]) -> None:
+        try:  # routing and auth as the demo API has them; the faults come after
+            check_request(path, self.headers.get("Authorization"), state.api_key,
+                          state.api_secret)
+        except Refused as refused:
+            return self._send(refused.status, refused.body)
+        mode = state.mode
+        if mode in ("500", "401", "403"):
+            return self._send(int(mode), b'{"message":"failure injected by the fake"}')
+        if mode == "429":
+            return self._send(429, b'{"message":"Too Many Requests"}',
+                              {"Retry-After": state.retry_after})
+        if mode == "garbage":
+            return self._send(200, b"<html>502 Bad Gateway</html>{{{")
+        if mode == "empty":
+            return self._send(200, b"{}")
+        try:
+            start, end, sections = requested_window(params)
+        except Refused as refused:
+            return self._send(refused.status, refused.body)
+        length = (end - start).total_seconds()
+        if (mode == "oversized" and length > state.max_window_seconds) or \
+                (state.too_large_above is not None and length > state.too_large_above):
+            return self._send(413, b'{"message":"Response payload size exceeded"}')
+        if mode == "gateway-too-large" and \
+                (end - start).total_seconds() > state.max_window_seconds:
+            return self._send(502, b'{"message":"body size is too long"}')
+        if mode == "slow":
+            time.sleep(state.slow_seconds)
+        if state.speed != 1.0:
+            elapsed = end.timestamp() - state.origin
+            end = datetime.fromtimestamp(state.origin + elapsed * state.speed, timezone.utc)
+        body: dict[str, Any] = state.account.response(start, end, sections)
+        for row in body.get("modelUsages", []):
+            if row["modelId"] in state.refunds and row["points"]:
+                row["points"][0]["cost"] -= state.refunds[row["modelId"]]
+        if mode == "drift":
+            body = _drift(body)
+        if mode == "invalid":
+            body["usages"][0]["points"].append({"time": None, "value": "twelve"})
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if len(data) > API_LIMIT_BYTES:
+            return self._send(413, b'{"message":"Response payload size exceeded"}')
+        self._send(200, data)
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _drift(body: dict[str, Any]) -> dict[str, Any]:
+    """Schema drift that must not break the exporter: unknown fields and sections, numbers
+    as strings, nulls, and new names (usage ``brand-new-usage`` = 7, kind ``hologram`` = 3,
+    a ``null`` NSFW label) exported as they come; known totals stay the same."""
+    body["newSection"] = [{"anything": 1}]
+    body["usages"].append({"usageName": "brand-new-usage", "granularity": "2h",
+                           "points": [{"time": "2026-01-01T00:00:00Z", "value": "7",
+                                       "apiKey": None, "extra": True}]})
+    for row in body["modelUsages"]:
+        row["newField"] = {"nested": [1, 2]}
+        for point in row["points"]:
+            point["cost"] = str(point["cost"])  # numbers as strings
+            point["futureMetric"] = None
+    body["assetUsages"].append({"kind": "hologram", "points": [{"count": 3, "countApiKey": None}]})
+    body["nsfwUsages"].append({"label": None, "points": None})
+    body["entities"]["models"].append({"id": "model_new", "name": None, "extra": "x"})
+    return body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver listens with a backlog of 5: the first refreshes of many
+    # accounts would wait for SYN retransmissions, which no real gateway does.
+    request_queue_size = 128
+    state: FakeState
+
+
+class FakeUpstream:
+    """A loopback server answering like Scenario's API; ``url`` is the ``/v1`` base URL."""
+
+    def __init__(self, account: DemoAccount | None = None, api_key: str = "test-key",
+                 api_secret: str = "test-secret-value", host: str = "127.0.0.1",
+                 port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.state = FakeState(account or DemoAccount(), api_key, api_secret)
+        self._server = _Server((host, port), _Handler)
+        self._server.state = self.state
+        self._scheme = "http"
+        if tls is not None:  # HTTPS with the caller's certificate (custom-CA tests)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{self._scheme}://{host!s}:{port}/v1"
+
+    @property
+    def request_count(self) -> int:
+        with self.state.lock:
+            return len(self.state.requests)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        self.state.mode = mode
+
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--models", type=int, default=36)
+    parser.add_argument("--users", type=int, default=18)
+    parser.add_argument("--too-large-above-days", type=float, default=None,
+                        help="answer 413 for windows longer than this many days")
+    args = parser.parse_args()
+    fake = FakeUpstream(DemoAccount(models=args.models, users=args.users), port=args.port)
+    fake.set_mode(args.mode)
+    if args.too_large_above_days is not None:
+        fake.state.too_large_above = args.too_large_above_days * 86400
+    print(f"serving {fake.url} (key test-key, secret test-secret-value)", flush=True)
+    fake.start()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

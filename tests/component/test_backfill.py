@@ -1,0 +1,540 @@
+"""``scenario-exporter backfill``: past periods written as the live series, politely.
+
+The demo account is the upstream (through the real client, as an httpx
+transport): its totals over any window are known exactly, so every sample can
+be compared with the truth. Clocks and sleeps are fakes: nothing waits.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from exporter.backfill.command import BackfillOptions
+from exporter.backfill.plan import plan_periods
+from exporter.backfill.replay import SeriesWriter, join_pieces, period_to_date, split_into_buckets
+from exporter.backfill.run import run_backfill
+from exporter.cli.exit import run_program
+from exporter.config.load import build_settings
+from exporter.config.settings import Settings
+from exporter.core.errors import ConfigError
+from exporter.core.ledger import PeriodLedger
+from exporter.core.period import PeriodWindow, parse_iso, period_start
+from exporter.core.values import AccountView
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.collect import AccountsCollector
+from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.schema import UsageResponse
+from exporter.upstream.summing import summarize
+from testkit.oracle import model_totals
+from testkit.processes import clean_environment
+
+KEY, SECRET = "key-backfill", "secret-backfill-value"
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back
+AUGUST = PeriodWindow(datetime(2026, 8, 1, tzinfo=timezone.utc),
+                      datetime(2026, 9, 1, tzinfo=timezone.utc))
+LABELS = {"job": "scenario-exporter", "instance": "exporter:10097"}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)  # type: ignore[misc]
+
+
+def two_accounts(tmp_path: Path, **flags: str) -> Settings:
+    config = tmp_path / "accounts.yml"
+    config.write_text(f"""\
+accounts:
+  - name: studio
+    api_key: {KEY}
+    api_secret: {SECRET}
+    budget_creative_units: 50000
+  - name: mobile
+    api_key: {KEY}
+    api_secret: {SECRET}
+""", encoding="utf-8")
+    return build_settings(flags, {}, config)
+
+
+def demo_response(account: DemoAccount, window: PeriodWindow) -> UsageResponse:
+    return UsageResponse.model_validate(account.response(window.start, window.end))
+
+
+class Upstream:
+    """The demo account as a transport, with a log of the windows asked and injected faults."""
+
+    def __init__(self, account: DemoAccount | None = None,
+                 fault: Callable[[datetime, datetime], httpx.Response | None] | None = None
+                 ) -> None:
+        self.account = account or DemoAccount(models=5, users=3, api_keys=1)
+        self.inner = demo_transport(self.account, KEY, SECRET)
+        self.fault = fault
+        self.windows: list[tuple[datetime, datetime]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        window = (parse_iso(request.url.params["startDate"]),
+                  parse_iso(request.url.params["endDate"]))
+        self.windows.append(window)
+        answer = self.fault(*window) if self.fault else None
+        return answer if answer is not None else self.inner.handle_request(request)
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+
+class FakeTime:
+    """A wall clock and a monotonic clock that only move when the code sleeps."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.wall = now.timestamp()
+        self.monotonic = 1000.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.wall += seconds
+        self.monotonic += seconds
+
+
+def backfill(settings: Settings, upstream: Upstream, output: Path | str, *,
+             start: date = date(2026, 8, 1), end: date = date(2026, 11, 1),
+             labels: dict[str, str] | None = None, time: FakeTime | None = None,
+             stdout: Any = None, stderr: Any = None) -> int:
+    time = time or FakeTime()
+    options = BackfillOptions(start, end, str(output),
+                              tuple(sorted((labels if labels is not None else LABELS).items())))
+    stderr = stderr or io.StringIO()
+    # Through the command line's exit-code policy, as `scenario-exporter backfill` runs it.
+    return run_program(lambda: run_backfill(
+        settings, options, upstream.transport, wall=lambda: time.wall,
+        clock=lambda: time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
+
+
+def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]]:
+    """``{(sample name, labels): [(timestamp, value), ...]}`` from an OpenMetrics text."""
+    series: dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            series.setdefault(key, []).append((float(sample.timestamp), sample.value))
+    return series
+
+
+# -- the series -----------------------------------------------------------------
+
+
+def test_each_bucket_gives_the_period_to_date_sums_upstream_has_for_it() -> None:
+    account = DemoAccount(models=6, users=3, api_keys=1)
+    usage = split_into_buckets(demo_response(account, AUGUST), AUGUST)
+    snapshots = list(period_to_date(usage))
+    assert len(snapshots) == 31  # daily buckets for a month-long window
+    for day, snapshot in enumerate(snapshots, start=1):
+        end = AUGUST.start + timedelta(days=day)
+        assert snapshot.window == PeriodWindow(AUGUST.start, end)
+        truth = model_totals(account, AUGUST.start, end)
+        assert {m: t.cost for m, t in snapshot.models.items()} == \
+            {m: t["cost"] for m, t in truth.items()}
+        assert {m: t.jobs for m, t in snapshot.models.items()} == \
+            {m: t["jobs"] for m, t in truth.items()}
+        # Consumption per user is a whole-window figure upstream: the last sample only.
+        assert bool(snapshot.users) == (day == 31)
+
+
+def test_a_period_fetched_in_pieces_adds_up_to_the_whole() -> None:
+    account = DemoAccount(models=4, users=2, api_keys=1)
+    cut = utc(2026, 8, 17)
+    whole = list(period_to_date(split_into_buckets(demo_response(account, AUGUST), AUGUST)))
+    pieces = [split_into_buckets(demo_response(account, w), w)
+              for w in (PeriodWindow(AUGUST.start, cut), PeriodWindow(cut, AUGUST.end))]
+    joined = list(period_to_date(join_pieces(AUGUST, pieces)))
+    assert [s.window for s in joined] == [s.window for s in whole]
+    assert joined[-1].models == whole[-1].models and joined[-1].usages == whole[-1].usages
+    # The demo rounds consumption per window to the cent: pieces add up to the cent.
+    assert joined[-1].users.keys() == whole[-1].users.keys()
+    for user_id, totals in whole[-1].users.items():
+        assert joined[-1].users[user_id] == pytest.approx(totals, abs=0.02)
+
+
+def test_the_last_sample_of_a_period_is_the_live_exposition_of_the_whole_period() -> None:
+    """Same names, types, labels (plus the target labels), values and _created as /metrics."""
+    account = DemoAccount(models=6, users=3, api_keys=1)
+    settings_account = build_settings({}, {"SCENARIO_API_KEY": KEY,
+                                            "SCENARIO_API_SECRET": SECRET}).accounts[0]
+    response = demo_response(account, AUGUST)
+    options = CollectorOptions(max_stale=float("inf"))
+    writer = SeriesWriter(settings_account, options, LABELS, max_models=4, max_users=2)
+    families = writer.period_families(split_into_buckets(response, AUGUST))
+
+    live = PeriodLedger(4, 2).apply(summarize(response, AUGUST))
+    view = AccountView(settings_account, snapshot=live.snapshot, folded=live.folded, up=True)
+    expected = {(s.name, frozenset({**s.labels, **LABELS}.items())): s.value
+                for f in AccountsCollector([view], AUGUST.end.timestamp(), options).collect()
+                for s in f.samples}
+    last = AUGUST.end.timestamp() - 0.001
+    written = {(s.name, frozenset(s.labels.items())): s.value
+               for f in families for s in f.samples if s.timestamp == last}
+    assert written == expected
+    assert any(name == "scenario_model_cost_creative_units_total"
+               and ("model_id", "__other__") in labels for name, labels in written)
+    types = {f.name: f.type for f in families}
+    assert types["scenario_model_cost_creative_units"] == "counter"
+    assert types["scenario_model"] == "info"
+    assert not any(name.startswith("scenario_exporter_") for name in types)
+
+
+def test_samples_are_stamped_at_bucket_ends_and_the_last_before_the_next_period() -> None:
+    account_config = build_settings({}, {"SCENARIO_API_KEY": KEY,
+                                         "SCENARIO_API_SECRET": SECRET}).accounts[0]
+    usage = split_into_buckets(demo_response(DemoAccount(models=3, users=2), AUGUST), AUGUST)
+    writer = SeriesWriter(account_config, CollectorOptions(), {}, 500, 1000)
+    families = {f.name: f for f in writer.period_families(usage)}
+    cost = families["scenario_model_cost_creative_units"]
+    model = next(s.labels["model_id"] for s in cost.samples)
+    stamps = [s.timestamp for s in cost.samples
+              if s.name.endswith("_total") and s.labels["model_id"] == model]
+    days = [(AUGUST.start + timedelta(days=d)).timestamp() for d in range(1, 31)]
+    assert stamps == [*days, AUGUST.end.timestamp() - 0.001]
+    created = {s.value for s in cost.samples if s.name.endswith("_created")}
+    assert created == {AUGUST.start.timestamp()}
+    starts = {s.value for s in families["scenario_period_start_timestamp_seconds"].samples}
+    assert starts == {AUGUST.start.timestamp()}
+
+
+def test_each_account_gets_its_own_upstreams_sums(tmp_path: Path) -> None:
+    config = tmp_path / "accounts.yml"
+    config.write_text(f"""\
+accounts:
+  - {{name: studio, api_key: {KEY}, api_secret: {SECRET}}}
+  - {{name: mobile, api_key: other-key, api_secret: other-secret}}
+""", encoding="utf-8")
+    studio, mobile = DemoAccount(models=4, users=2), DemoAccount(models=3, users=2, seed=7)
+    transports = (demo_transport(studio, KEY, SECRET),
+                  demo_transport(mobile, "other-key", "other-secret"))
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        for transport in transports:  # each accepts its own credentials only
+            answer = transport.handle_request(request)
+            if answer.status_code != 401:
+                return answer
+        return httpx.Response(401, json={})
+
+    upstream = Upstream()
+    upstream.handle = handle  # type: ignore[method-assign]
+    output = tmp_path / "out.om"
+    assert backfill(build_settings({}, {}, config), upstream, output,
+                    start=date(2026, 10, 1)) == 0
+    series = parse(output.read_text(encoding="utf-8"))
+    october = PeriodWindow(utc(2026, 10, 1), utc(2026, 11, 1))
+    for name, account in (("studio", studio), ("mobile", mobile)):
+        served = {dict(labels)["model_id"]: samples[-1][1]
+                  for (sample, labels), samples in series.items()
+                  if sample == "scenario_model_cost_creative_units_total"
+                  and dict(labels)["account"] == name}
+        truth = model_totals(account, october.start, october.end)
+        assert served == {model_id: t["cost"] for model_id, t in truth.items()}
+
+
+# -- which periods -----------------------------------------------------------------
+
+
+def test_an_anchor_day_other_than_1_gives_the_live_exporters_periods(tmp_path: Path) -> None:
+    settings = two_accounts(tmp_path, **{"period.anchor-day": "15"})
+    periods = plan_periods(settings, BackfillOptions(date(2026, 8, 20), date(2026, 11, 15),
+                                                     "-"), NOW)
+    assert [(p.start.date(), p.end.date()) for p in periods] == [
+        (date(2026, 8, 15), date(2026, 9, 15)), (date(2026, 9, 15), date(2026, 10, 15)),
+        (date(2026, 10, 15), date(2026, 11, 15))]
+    for p in periods:  # the live exporter, at any time of a period, agrees on its start
+        assert period_start(p.end - timedelta(seconds=1), "month", 15) == p.start
+
+
+def test_anchor_day_backfill_ends_each_period_at_the_fakes_sum(tmp_path: Path) -> None:
+    settings = two_accounts(tmp_path, **{"period.anchor-day": "15"})
+    upstream = Upstream()
+    output = tmp_path / "history.om"
+    assert backfill(settings, upstream, output, start=date(2026, 9, 15),
+                    end=date(2026, 11, 15)) == 0
+    series = parse(output.read_text(encoding="utf-8"))
+    for start, end in ((utc(2026, 9, 15), utc(2026, 10, 15)),
+                       (utc(2026, 10, 15), utc(2026, 11, 15))):
+        for model_id, truth in model_totals(upstream.account, start, end).items():
+            samples = dict(series[("scenario_model_cost_creative_units_total", frozenset(
+                {"account": "mobile", "model_id": model_id, **LABELS}.items()))])
+            assert samples[end.timestamp() - 0.001] == truth["cost"]
+    assert upstream.windows == [(utc(2026, 9, 15), utc(2026, 10, 15)),
+                                (utc(2026, 10, 15), utc(2026, 11, 15))] * 2
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    (date(2026, 10, 1), date(2026, 9, 1), "--start: 2026-10-01 is not before --end 2026-09-01"),
+    (date(2026, 10, 1), date(2026, 11, 2), "--end: 2026-11-02 reaches into the current period, "
+                                           "which began 2026-11-01"),
+    (date(2026, 7, 15), date(2026, 9, 1), "--start: the period of 2026-07-15 begins 2026-07-01, "
+                                          "further back than upstream keeps data"),
+])
+def test_bad_dates_are_refused(tmp_path: Path, start: date, end: date, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + message):
+        plan_periods(two_accounts(tmp_path), BackfillOptions(start, end, "-"), NOW)
+
+
+# -- politeness ----------------------------------------------------------------------
+
+
+def test_one_request_per_period_and_account(tmp_path: Path) -> None:
+    upstream = Upstream()
+    assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om") == 0
+    months = [(utc(2026, 8, 1), utc(2026, 9, 1)), (utc(2026, 9, 1), utc(2026, 10, 1)),
+              (utc(2026, 10, 1), utc(2026, 11, 1))]
+    assert upstream.windows == months * 2
+
+
+def test_too_large_splits_on_days_and_stays_exact(tmp_path: Path) -> None:
+    too_large = httpx.Response(413, json={"message": "Response payload size exceeded"})
+    upstream = Upstream(fault=lambda a, b: too_large if b - a > timedelta(days=10) else None)
+    output = tmp_path / "out.om"
+    assert backfill(two_accounts(tmp_path), upstream, output, start=date(2026, 10, 1)) == 0
+    fetched = [w for w in upstream.windows if w[1] - w[0] <= timedelta(days=10)]
+    assert all(a.hour == 0 and b.hour == 0 for a, b in fetched)
+    # The live exporter's cuts: 16-day pieces from the period start, then 8-day ones.
+    cuts = [utc(2026, 10, day) for day in (1, 9, 17, 25)] + [utc(2026, 11, 1)]
+    assert fetched == list(zip(cuts[:-1], cuts[1:], strict=True)) * 2
+    october = (utc(2026, 10, 1), utc(2026, 11, 1))
+    series = parse(output.read_text(encoding="utf-8"))
+    for model_id, truth in model_totals(upstream.account, *october).items():
+        for field, name in (
+                ("cost", "scenario_model_cost_creative_units_total"),
+                ("cost_api_key", "scenario_model_cost_by_api_key_creative_units_total")):
+            samples = series[(name, frozenset(
+                {"account": "studio", "model_id": model_id, **LABELS}.items()))]
+            assert samples[-1] == (october[1].timestamp() - 0.001, truth[field])
+            assert len(samples) >= 31  # at least daily
+
+
+def test_a_day_still_too_large_is_reported_missing(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    upstream = Upstream(fault=lambda a, b: httpx.Response(413, json={}))
+    output = tmp_path / "out.om"
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(two_accounts(tmp_path), upstream, output,
+                        start=date(2026, 10, 1)) == 1
+    missing = [r.fields["missing"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "period missing"]
+    assert missing[0] == ("studio 2026-10-01/2026-11-01 (too_large: the response is too large "
+                          "for the API gateway even for one day "
+                          "(2026-10-01T00:00:00.000Z/2026-10-02T00:00:00.000Z))")
+    assert not output.exists()
+
+
+def test_sums_that_overflow_are_an_invalid_response_not_a_crash(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    huge = {"modelUsages": [{"modelId": "m", "points": [
+        {"time": f"2026-10-0{day}T00:00:00.000Z", "cost": 1.5e308} for day in (1, 2)]}]}
+    upstream = Upstream(fault=lambda a, b: httpx.Response(200, json=huge))
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om",
+                        start=date(2026, 10, 1)) == 1
+    missing = [r.fields["missing"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "period missing"]
+    assert len(missing) == 2 and all("(invalid_response: " in m for m in missing)
+
+
+def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
+    answers = [httpx.Response(429, headers={"Retry-After": "120"}),
+               httpx.Response(503, json={})]
+    upstream = Upstream(fault=lambda a, b: answers.pop(0) if answers else None)
+    time = FakeTime()
+    assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om",
+                    start=date(2026, 10, 1), time=time) == 0
+    assert time.sleeps[0] >= 120  # Retry-After
+    assert 5 <= time.sleeps[1] <= 20  # the exporter's back-off: 20 s jittered by [0.5, 1]
+    assert len(upstream.windows) == 2 + 2
+
+
+def test_the_hourly_cap_makes_the_run_wait_not_fail(tmp_path: Path) -> None:
+    upstream = Upstream()
+    time = FakeTime()
+    settings = two_accounts(tmp_path, **{"upstream.max-requests-per-hour": "2"})
+    sent_at: list[float] = []
+    inner = upstream.handle
+
+    def timed(request: httpx.Request) -> httpx.Response:
+        sent_at.append(time.monotonic)
+        return inner(request)
+
+    upstream.handle = timed  # type: ignore[method-assign]
+    assert backfill(settings, upstream, tmp_path / "out.om", time=time) == 0
+    assert len(sent_at) == 6
+    for account_calls in (sent_at[:3], sent_at[3:]):
+        assert account_calls[2] - account_calls[0] >= 3600  # never 3 in one hour
+
+
+# -- files, resuming, progress ----------------------------------------------------------
+
+
+def test_an_interrupted_run_resumes_with_only_the_missing_periods(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = two_accounts(tmp_path)
+    output = tmp_path / "out.om"
+    down = Upstream(fault=lambda a, b: httpx.Response(500, json={})
+                    if a == utc(2026, 9, 1) else None)
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(settings, down, output) == 1
+    assert not output.exists()
+    missing = [r.fields["missing"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "period missing"]
+    assert [m.split(" (")[0] for m in missing] == ["studio 2026-09-01/2026-10-01",
+                                                   "mobile 2026-09-01/2026-10-01"]
+    incomplete = next(r for r in caplog.records if r.getMessage() == "backfill incomplete")
+    assert "run the same command again" in incomplete.fields["resume"]  # type: ignore[attr-defined]
+    parts = sorted(p.name for p in (tmp_path / "out.om.parts").glob("*.om"))
+    assert len(parts) == 4
+    for part in (tmp_path / "out.om.parts").glob("*.om"):  # each one valid on its own
+        assert part.read_text(encoding="utf-8").endswith("# EOF\n")
+        parse(part.read_text(encoding="utf-8"))
+
+    resumed = Upstream()
+    assert backfill(settings, resumed, output) == 0
+    assert resumed.windows == [(utc(2026, 9, 1), utc(2026, 10, 1))] * 2
+    assert not (tmp_path / "out.om.parts").exists()
+
+    fresh = tmp_path / "fresh.om"
+    assert backfill(settings, Upstream(), fresh) == 0
+    assert output.read_bytes() == fresh.read_bytes()
+
+
+def test_ctrl_c_keeps_the_finished_periods_for_the_next_run(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = two_accounts(tmp_path)
+    output = tmp_path / "out.om"
+
+    def interrupt(start: datetime, end: datetime) -> httpx.Response | None:
+        if start == utc(2026, 10, 1):
+            raise KeyboardInterrupt
+        return None
+
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(settings, Upstream(fault=interrupt), output) == 130
+    assert any(r.getMessage() == "backfill interrupted" for r in caplog.records)
+    assert not output.exists()
+    assert len(list((tmp_path / "out.om.parts").glob("*.om"))) == 2  # August, September
+    resumed = Upstream()
+    assert backfill(settings, resumed, output) == 0
+    assert resumed.windows == [(utc(2026, 10, 1), utc(2026, 11, 1)),
+                               (utc(2026, 8, 1), utc(2026, 9, 1)),
+                               (utc(2026, 9, 1), utc(2026, 10, 1)),
+                               (utc(2026, 10, 1), utc(2026, 11, 1))]
+
+
+def test_parts_written_with_other_labels_are_not_reused(tmp_path: Path) -> None:
+    settings = two_accounts(tmp_path)
+    output = tmp_path / "out.om"
+    down = Upstream(fault=lambda a, b: httpx.Response(401, json={})
+                    if a == utc(2026, 10, 1) else None)
+    assert backfill(settings, down, output) == 1
+    again = Upstream()
+    assert backfill(settings, again, output, labels={"job": "other"}) == 0
+    assert len(again.windows) == 6
+    assert 'job="other"' in output.read_text(encoding="utf-8")
+    assert 'job="scenario-exporter"' not in output.read_text(encoding="utf-8")
+
+
+def test_refused_credentials_cost_one_request_per_account(tmp_path: Path) -> None:
+    upstream = Upstream(fault=lambda a, b: httpx.Response(401, json={}))
+    assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om") == 1
+    assert len(upstream.windows) == 2
+
+
+def test_stdout_output_and_the_summary(tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    stdout = io.BytesIO()
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(two_accounts(tmp_path), Upstream(), "-", start=date(2026, 10, 1),
+                        stdout=stdout) == 0
+    text = stdout.getvalue().decode()
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    parse(text)
+    sample_lines = [line for line in text.splitlines() if not line.startswith("#")]
+    summary = next(r for r in caplog.records if r.getMessage() == "backfill complete")
+    fields = summary.fields  # type: ignore[attr-defined]
+    assert fields["series"] == len({line.rsplit(" ", 2)[0] for line in sample_lines})
+    assert fields["samples"] == len(sample_lines)
+    assert fields["bytes"] == len(stdout.getvalue())
+    assert fields["first_sample"] == "2026-10-02T00:00:00.000Z"
+    assert fields["last_sample"] == "2026-10-31T23:59:59.999Z"
+    assert fields["periods"] == 1 and fields["requests"] == 2
+    assert list(tmp_path.glob("*.parts")) == []
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    assert backfill(two_accounts(tmp_path), Upstream(), tmp_path / "a.om",
+                    stderr=terminal) == 0
+    assert "backfill: 100%" in terminal.getvalue() and "6/6" in terminal.getvalue()
+
+    with caplog.at_level(logging.INFO, "exporter"):
+        assert backfill(two_accounts(tmp_path), Upstream(), tmp_path / "b.om") == 0
+    done = [r.fields["done"] for r in caplog.records  # type: ignore[attr-defined]
+            if r.getMessage() == "period written"]
+    assert done == [f"{k}/6" for k in range(1, 7)]
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def _current_period_start() -> date:
+    return period_start(datetime.now(timezone.utc)).date()
+
+
+def _months_before(day: date, months: int) -> date:
+    month = day.month - months
+    return day.replace(year=day.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
+
+
+BAD_INPUT = {
+    "start after end": (["--start=2026-10-01", "--end=2026-09-01"], "--start: "),
+    "into the current period": (["--start={last}", "--end={tomorrow}"], "--end: "),
+    "older than upstream keeps": (["--start={old}", "--end={current}"], "--start: "),
+    "not a date": (["--start=August", "--end={current}"], "--start: "),
+    "bad label": (["--start={last}", "--end={current}", "--label=job"], "--label: "),
+    "label of the series": (["--start={last}", "--end={current}", "--label=account=x"],
+                            "--label: "),
+    "unwritable output": (["--start={last}", "--end={current}", "--output={tmp}/no/such/x.om"],
+                          "--output: "),
+    "output is a directory": (["--start={last}", "--end={current}", "--output={tmp}"],
+                              "--output: "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: str) -> None:
+    current = _current_period_start()
+    values = {"current": current, "last": _months_before(current, 1),
+              "old": _months_before(current, 6),
+              "tomorrow": datetime.now(timezone.utc).date() + timedelta(days=1),
+              "tmp": tmp_path}
+    args, prefix = BAD_INPUT[case]
+    argv = [arg.format(**values) for arg in args]
+    if not any(arg.startswith("--output") for arg in argv):
+        argv.append(f"--output={tmp_path / 'out.om'}")
+    result = subprocess.run([sys.executable, "-m", "exporter", "backfill", "--demo", *argv],
+                            capture_output=True, text=True, timeout=60,
+                            env=clean_environment())
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scenario-exporter: " + prefix), lines
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,334 @@
+"""End to end: real Prometheus servers load the rules and scrape real exporters.
+
+Two replicas of one exporter read the same loopback fake of Scenario's API.
+Prometheus *single* scrapes one replica; Prometheus *pair* scrapes both, as
+the chart's HA setup does. Every query of every panel of both dashboards,
+template variables substituted, and every recording rule must give the same
+figure on both (within timing noise: the replicas refresh at their own
+moments), apart from the queries whose meaning is per replica, listed in
+``PER_REPLICA``. Then upstream revises a model's cost down while one replica
+restarts: the replicas still agree, the revision is counted once, and no
+spend-rate panel shows a spike larger than the revision.
+
+Also: every panel query returns data, every rule evaluates with health
+``ok``, and no alert about the exporter's own health is pending on a healthy
+exporter. Every process is stopped at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from exporter.upstream.demo import DemoAccount
+from testkit.dashboards import PanelQuery, panel_queries, recorded_series, substitute
+from testkit.exposition import Exposition
+from testkit.fake_upstream import FakeUpstream
+from testkit.processes import ExporterProcess, Processes, free_port
+from testkit.prometheus import Prometheus, prometheus_config, start_prometheus
+from testkit.repo import REPO_ROOT
+from testkit.tools import require_tool
+from testkit.waiting import wait_for
+
+DASHBOARDS = sorted((REPO_ROOT / "dashboards").glob("*.json"))
+RULE_FILES = sorted((REPO_ROOT / "rules").glob("*.yml"))
+START_TIMEOUT = 30.0
+API_KEY, API_SECRET = "e2e-key", "e2e-secret-value"
+ACCOUNT = "default"
+JOB = "scenario-exporter"
+# Demo seconds per real second: thousands of jobs a minute, so that one-minute
+# rates are smooth enough to compare between the two Prometheus servers.
+SPEED = 3000.0
+TTL = "2s"
+# Grafana computes these from the dashboard's range and the panel's width;
+# here: 60 one-second scrapes per rate window, the whole run for $__range.
+# In order: $__rate_interval_ms (the same window in milliseconds) before
+# $__rate_interval, whose name it begins with.
+RATE_WINDOW_SECONDS = 60
+SUBSTITUTIONS = {"$__rate_interval_ms": str(RATE_WINDOW_SECONDS * 1000),
+                 "$__rate_interval": f"{RATE_WINDOW_SECONDS}s", "$__range": "10m",
+                 "$datasource": "prometheus"}
+# A figure on "pair" is the one on "single" within this much: both replicas
+# serve the same upstream sums, but each refreshes every TTL at its own moment,
+# so a window may hold one more step of a slow integer count: one NSFW flag in
+# a one-minute window is 60/h, one discounted job of a small model hundreds of
+# CU/h. So each figure is compared within 25% of itself, or within 5% of the
+# largest figure of its query (the scale of its panel), or within two events
+# per window. Doubled figures (a replica counted twice) are 100% off.
+RELATIVE_TOLERANCE = 0.25
+SCALE_TOLERANCE = 0.05
+ABSOLUTE_TOLERANCE = 2 * 3600 / RATE_WINDOW_SECONDS
+# Queries whose meaning is per replica: a second replica does change them.
+PER_REPLICA = {
+    "scenario-exporter:Exporter version": "how many replicas run each version",
+    "scenario-exporter:Upstream requests by status code": "each replica calls upstream",
+    "scenario-exporter:Upstream latency": "a distribution of each replica's calls",
+    "scenario-exporter:Refresh failures by reason": "each replica's own refreshes",
+    "scenario-exporter:Scrape duration": "one line per replica",
+}
+# Alerts that must stay silent while the exporter and its upstream are healthy,
+# and (the spike) while Prometheus is too new to know what is usual.
+SILENT_ALERTS = {"ScenarioExporterDown", "ScenarioRefreshFailing", "ScenarioDataStale",
+                 "ScenarioUpstreamRateLimited", "ScenarioSpendSpike"}
+SPEND_RATE_UNIT = "suffix: CU/h"
+REFUND = 5000.0
+
+
+@dataclass
+class Stack:
+    """The fake upstream, two exporter replicas, and the two Prometheus servers."""
+
+    fake: FakeUpstream
+    processes: Processes
+    replicas: list[ExporterProcess]
+    addresses: list[str]
+    single: Prometheus  # scrapes replica 0
+    pair: Prometheus    # scrapes replicas 0 and 1
+
+    def logs(self) -> str:
+        return "\n".join([self.single.process.tail(), self.pair.process.tail(),
+                          *("\n".join(r.stderr_lines[-10:]) for r in self.replicas)])
+
+    def start_replica(self, address: str) -> ExporterProcess:
+        replica = self.processes.start(
+            "--web.listen-address", address, "--scenario.api-url", self.fake.url,
+            "--cache.ttl", TTL, "--upstream.max-requests-per-hour", "100000",
+            "--budget.creative-units", "1e12", "--log.level", "warning",
+            env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET},
+            port=int(address.rpartition(":")[2]))  # the log level hides the listening line
+        replica.wait_ready(timeout=START_TIMEOUT, interval=0.1)
+        return replica
+
+    def restart_replica(self, index: int) -> None:
+        """Stop replica *index* and start a new process on the same address (same target)."""
+        assert self.replicas[index].terminate() == 0
+        self.replicas[index] = self.start_replica(self.addresses[index])
+
+
+def metrics(address: str) -> Exposition:
+    response = httpx.get(f"http://{address}/metrics", timeout=10, trust_env=False)
+    assert response.status_code == 200, response.text
+    return Exposition.parse(response.text)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_tool("prometheus")
+    tmp = tmp_path_factory.mktemp("e2e-prometheus")
+    with FakeUpstream(DemoAccount(), API_KEY, API_SECRET) as fake, Processes() as processes:
+        fake.state.speed = SPEED
+        addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+        stack = Stack(fake, processes, [], addresses, None, None)  # type: ignore[arg-type]
+        stack.replicas = [stack.start_replica(address) for address in addresses]
+        stack.single = start_prometheus(processes, "prometheus-single",
+                                        prometheus_config(addresses[:1], RULE_FILES),
+                                        tmp / "data-single")
+        stack.pair = start_prometheus(processes, "prometheus-pair",
+                                      prometheus_config(addresses, RULE_FILES), tmp / "data-pair")
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def warmed_up(stack: Stack) -> Stack:
+    """Wait until the rate windows hold a full minute of refreshes from both replicas,
+    and every rule has been evaluated with data: recording rules produce series, the
+    last of them (the projection) depending on all the others."""
+    replicas = f'count(count_over_time(up{{job="{JOB}"}}[{RATE_WINDOW_SECONDS}s]) >= 55)'
+
+    def ready() -> bool:
+        for server, count in ((stack.single, 1), (stack.pair, 2)):
+            full = server.query(replicas)
+            if not full or float(full[0]["value"][1]) != count:
+                return False
+            if not server.query(
+                    "account:scenario_model_cost_creative_units:projected_at_period_end"):
+                return False
+            rules = server.rules()
+            if not rules or any(rule["health"] == "unknown" for rule in rules):
+                return False
+        return True
+
+    wait_for(ready, RATE_WINDOW_SECONDS + 60, "a full rate window and evaluated rules",
+             stack.logs, interval=0.5)
+    return stack
+
+
+PANEL_QUERIES = panel_queries()
+RECORDED = sorted(recorded_series())
+# Which model is 10th or 11th of a top-10 may differ between the two servers by
+# timing noise when two models are close: the figures are compared over every
+# model (the ranking itself still runs, on both).
+SHARED = [*RECORDED, *(re.sub(r"\btopk\(\d+,", "topk(1000,", substitute(q.expr, [ACCOUNT]))
+                       for q in PANEL_QUERIES if q.panel_key not in PER_REPLICA)]
+SPEND_RATES = [*(substitute(q.expr, [ACCOUNT]) for q in PANEL_QUERIES
+                 if q.unit == SPEND_RATE_UNIT),
+               "account:scenario_model_cost_creative_units:rate1h * 3600"]
+
+
+def test_the_lists_name_real_panels_and_queries() -> None:
+    assert {q.dashboard for q in PANEL_QUERIES} == {p.stem for p in DASHBOARDS}
+    assert len(PANEL_QUERIES) >= 40
+    assert set(PER_REPLICA) <= {q.panel_key for q in PANEL_QUERIES}
+    assert len(SPEND_RATES) >= 5 and len(RECORDED) >= 10
+
+
+def figures(server: Prometheus, expr: str, at: float) -> dict[frozenset[tuple[str, str]], float]:
+    return {frozenset(sample["metric"].items()): float(sample["value"][1])
+            for sample in server.query(expr, at)}
+
+
+def compare_single_and_pair(stack: Stack) -> list[str]:
+    """Every shared figure on both servers at the same instant; what differs."""
+    at = time.time() - 2
+    differences = []
+    for expr in SHARED:
+        one, two = figures(stack.single, expr, at), figures(stack.pair, expr, at)
+        if set(one) != set(two):
+            differences.append(f"{expr}\n  series only on single: {set(one) - set(two)}"
+                               f"\n  series only on pair: {set(two) - set(one)}")
+            continue
+        scale = max((abs(v) for v in (*one.values(), *two.values()) if math.isfinite(v)),
+                    default=0.0)
+        for labels, a in one.items():
+            b = two[labels]
+            if math.isnan(a) and math.isnan(b):
+                continue
+            if not abs(a - b) <= max(RELATIVE_TOLERANCE * max(abs(a), abs(b)),
+                                     SCALE_TOLERANCE * scale, ABSOLUTE_TOLERANCE):
+                differences.append(f"{expr}\n  {dict(labels)}: single {a:g}, pair {b:g}")
+    return differences
+
+
+def test_two_replicas_give_the_figures_of_one(warmed_up: Stack) -> None:
+    """Every recording rule and every panel query that is not per replica."""
+    differences = compare_single_and_pair(warmed_up)
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.parametrize("query", PANEL_QUERIES, ids=str)
+def test_panel_query_returns_data(warmed_up: Stack, query: PanelQuery) -> None:
+    result = warmed_up.pair.query(substitute(query.expr, [ACCOUNT]))
+    assert result, f"{query}: no data\n{query.expr}"
+    values = [float(sample["value"][1]) for sample in result]
+    assert any(math.isfinite(v) for v in values), f"{query}: only NaN/Inf: {result}"
+    for sample in result:
+        assert sample["metric"].get("account", ACCOUNT) == ACCOUNT
+        assert sample["metric"].get("job", JOB) == JOB
+
+
+def test_annotation_queries_are_valid(warmed_up: Stack) -> None:
+    """Annotations mark rare events (a new period): they may be empty, never invalid."""
+    count = 0
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for annotation in dashboard["annotations"]["list"]:
+            if "expr" in annotation:
+                warmed_up.pair.query(substitute(annotation["expr"], [ACCOUNT]))
+                count += 1
+    assert count >= 1
+
+
+def test_every_rule_evaluates_with_health_ok(warmed_up: Stack) -> None:
+    expected = {rule.get("record") or rule.get("alert")
+                for path in RULE_FILES
+                for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+                for rule in group["rules"]}
+    for server in (warmed_up.single, warmed_up.pair):
+        groups = server.api("rules")["groups"]
+        files = {Path(group["file"]).resolve() for group in groups}
+        assert files == {path.resolve() for path in RULE_FILES}
+        loaded = {rule["name"] for group in groups for rule in group["rules"]}
+        assert loaded == expected
+        for group in groups:
+            for rule in group["rules"]:
+                assert rule["health"] == "ok", f"{group['name']}/{rule['name']}: {rule}"
+                assert not rule.get("lastError"), f"{rule['name']}: {rule['lastError']}"
+
+
+def test_recording_rules_keep_the_job_and_drop_the_replica(warmed_up: Stack) -> None:
+    for record in RECORDED:
+        result = warmed_up.pair.query(record)
+        assert result, record
+        for sample in result:
+            labels = sample["metric"]
+            assert (labels["account"], labels["job"]) == (ACCOUNT, JOB), record
+            assert "instance" not in labels, record
+
+
+def test_no_false_alert_from_a_healthy_exporter_and_a_new_prometheus(warmed_up: Stack) -> None:
+    alerts = warmed_up.pair.api("alerts")["alerts"]
+    noisy = [a for a in alerts if a["labels"]["alertname"] in SILENT_ALERTS]
+    assert noisy == []
+    # Assets flagged before Prometheus started are not news: only a label whose
+    # counter grew while Prometheus watched may alert.
+    for alert in alerts:
+        if alert["labels"]["alertname"] == "ScenarioNSFWAssetsFlagged":
+            grew = warmed_up.pair.query(f'increase(scenario_nsfw_assets_total{{label="'
+                                        f'{alert["labels"]["label"]}"}}[10m]) > 0')
+            assert grew, alert
+
+
+def _cost(expo: Exposition, model_id: str) -> float:
+    value = expo.value("scenario_model_cost_creative_units_total", account=ACCOUNT,
+                       model_id=model_id)
+    assert value is not None, model_id
+    return value
+
+
+def _decreases(expo: Exposition) -> float | None:
+    return expo.value("scenario_exporter_upstream_decreases_total", account=ACCOUNT)
+
+
+def test_a_revision_and_a_restart_change_no_figure_and_make_no_spike(warmed_up: Stack) -> None:
+    """Runs last: it changes upstream. The biggest model is refunded REFUND CU while
+    replica 1 restarts. Replica 0 counts one revision, once; the restarted replica
+    serves what replica 0 serves; the two servers agree again; no spend-rate panel
+    or rule shows a spike larger than the revision spread over its window."""
+    stack = warmed_up
+    before = time.time()
+    baseline = {expr: stack.pair.series_max(expr, before - RATE_WINDOW_SECONDS, before)
+                for expr in SPEND_RATES}
+    first = metrics(stack.addresses[0])
+    costs = first.by_label("scenario_model_cost_creative_units_total", "model_id",
+                           account=ACCOUNT)
+    refunded = max(costs, key=lambda model_id: costs[model_id])
+    assert _decreases(first) == 0.0
+
+    stack.fake.state.refunds[refunded] = REFUND
+    stack.restart_replica(1)
+    revised = time.time()
+    requests = stack.fake.request_count
+    wait_for(lambda: stack.fake.request_count >= requests + 5, 30, "five more refreshes")
+    wait_for(lambda: _decreases(metrics(stack.addresses[0])) == 1.0, 10,
+             "replica 0 to count the revision", stack.logs)
+    # One revision, one count, however many refreshes follow.
+    requests = stack.fake.request_count
+    wait_for(lambda: stack.fake.request_count >= requests + 5, 30, "five more refreshes")
+    served = [metrics(address) for address in stack.addresses]
+    assert _decreases(served[0]) == 1.0
+    assert _decreases(served[1]) == 0.0  # the restarted replica never saw the old value
+    # The same figure from the replica that lived through the revision and the one
+    # started after it, within the growth between their refreshes.
+    assert _cost(served[0], refunded) == pytest.approx(_cost(served[1], refunded), rel=0.02)
+    assert _cost(served[0], refunded) < costs[refunded] + SPEED * 60
+
+    # Wait until the revision is inside every rate window, then out of it.
+    wait_for(lambda: time.time() > revised + RATE_WINDOW_SECONDS + 10,
+             RATE_WINDOW_SECONDS + 20, "the rate windows to pass the revision", interval=1)
+    after = time.time()
+    allowance = REFUND * 3600 / RATE_WINDOW_SECONDS
+    for expr in SPEND_RATES:
+        peak = stack.pair.series_max(expr, revised - 5, after)
+        assert peak <= 1.5 * baseline[expr] + allowance, \
+            f"{expr}\n  peak {peak:g} CU/h after the revision, {baseline[expr]:g} before"
+    differences = compare_single_and_pair(stack)
+    assert not differences, "\n".join(differences)

@@ -1,0 +1,101 @@
+"""The upstream client: the request it sends, and every upstream failure turned into
+a labelled :class:`UpstreamError` (never a secret in it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.core.errors import UpstreamError
+from exporter.core.period import PeriodWindow
+from exporter.metrics.own import Telemetry
+from exporter.upstream.client import UsageClient, parse_retry_after
+from exporter.upstream.demo import DemoAccount, demo_transport
+from testkit.doubles import ACCOUNT, recording_transport
+
+WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
+                      datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
+
+
+def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
+    seen: list[httpx.Request] = []
+    transport = recording_transport(lambda r: httpx.Response(200, json={}), seen)
+    client = UsageClient("https://api.example/v1/", 5, transport=transport)
+    client.fetch_window(ACCOUNT, WINDOW)
+    (request,) = seen
+    assert request.url.path == "/v1/usages"
+    params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+    assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages",
+                      "dropZeroPoints": "true", "startDate": "2026-11-01T00:00:00.000Z",
+                      "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b"}
+    expected = base64.b64encode(b"key-123:s3cr3t").decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert request.headers["User-Agent"].startswith("scenario-exporter/")
+
+
+@pytest.mark.parametrize(("status", "body", "headers", "reason", "retry_after"), [
+    (401, b"{}", {}, "auth", None),
+    (403, b"{}", {}, "auth", None),
+    (429, b"{}", {"Retry-After": "42"}, "rate_limited", 42.0),
+    (429, b"{}", {}, "rate_limited", None),
+    (500, b'{"message":"internal"}', {}, "server_error", None),
+    (504, b"upstream timed out", {}, "server_error", None),
+    (400, b'{"message":"bad dates"}', {}, "client_error", None),
+    (200, b"<html>not json", {}, "invalid_response", None),
+    (200, b'{"usages":[{"usageName":"x","points":[{"value":"abc"}]}]}', {},
+     "invalid_response", None),
+])
+def test_upstream_failures_become_labelled_errors(status: int, body: bytes,
+                                                  headers: dict[str, str], reason: str,
+                                                  retry_after: float | None) -> None:
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry, ["acme"])
+    client = UsageClient("https://api.example/v1", 5, record=telemetry.record_request,
+                         transport=httpx.MockTransport(
+                             lambda r: httpx.Response(status, content=body, headers=headers)))
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_window(ACCOUNT, WINDOW)
+    assert caught.value.reason == reason
+    assert caught.value.retry_after == retry_after
+    assert "s3cr3t" not in str(caught.value)
+    code = "invalid_response" if reason == "invalid_response" else str(status)
+    assert registry.get_sample_value("scenario_exporter_upstream_requests_total",
+                                     {"account": "acme", "code": code}) == 1.0
+
+
+def test_timeouts_and_connection_errors() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    for handler, reason in ((timeout, "timeout"), (refused, "connection_error")):
+        client = UsageClient("https://api.example/v1", 5,
+                             transport=httpx.MockTransport(handler))
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch_window(ACCOUNT, WINDOW)
+        assert caught.value.reason == reason
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert parse_retry_after("120", 0) == 120.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:02:00 GMT", 60.0) == 60.0
+    assert parse_retry_after("soon", 0) is None
+    assert parse_retry_after(None, 0) is None
+
+
+def test_demo_transport_refuses_wrong_credentials() -> None:
+    client = UsageClient("https://api.example/v1", 5, transport=demo_transport(
+        DemoAccount(), "key-123", "other-secret"))
+    with pytest.raises(UpstreamError) as caught:
+        client.fetch_window(ACCOUNT, WINDOW)
+    assert caught.value.reason == "auth"
+    body = DemoAccount().response(WINDOW.start, WINDOW.end)
+    assert json.dumps(body)  # serialisable
