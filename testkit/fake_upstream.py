@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from exporter.upstream.demo import DemoAccount, Refused, check_request, requested_window
+from testkit.oracle import model_totals
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
          "gateway-too-large", "empty")
@@ -60,6 +61,23 @@ class FakeState:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def demo_end(self, end: datetime) -> datetime:
+        """Where the demo account's data ends for a request that ends at *end*: time runs
+        *speed* times faster since *origin*."""
+        if self.speed == 1.0:
+            return end
+        elapsed = end.timestamp() - self.origin
+        return datetime.fromtimestamp(self.origin + elapsed * self.speed, timezone.utc)
+
+    def model_totals(self, start: datetime, end: datetime) -> dict[str, dict[str, float]]:
+        """The fake's exact answer for ``[start, end)``, per model and field: the demo
+        account's truth (:func:`testkit.oracle.model_totals`), sped up, refunds taken off."""
+        totals = model_totals(self.account, start, self.demo_end(end))
+        for model_id, refund in self.refunds.items():
+            if totals.get(model_id, {}).get("jobs"):  # the refund rides on its first point
+                totals[model_id]["cost"] -= refund
+        return totals
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,9 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(502, b'{"message":"body size is too long"}')
         if mode == "slow":
             time.sleep(state.slow_seconds)
-        if state.speed != 1.0:
-            elapsed = end.timestamp() - state.origin
-            end = datetime.fromtimestamp(state.origin + elapsed * state.speed, timezone.utc)
+        end = state.demo_end(end)
         body: dict[str, Any] = state.account.response(start, end, sections)
         for row in body.get("modelUsages", []):
             if row["modelId"] in state.refunds and row["points"]:

@@ -10,17 +10,12 @@ period-to-date spend panel must show them.
 
 from __future__ import annotations
 
-import math
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -30,17 +25,22 @@ from testkit.dashboards import panel_queries, substitute
 from testkit.fake_upstream import FakeUpstream
 from testkit.oracle import model_totals
 from testkit.processes import Processes, clean_environment, free_port
-from testkit.prometheus import prometheus_config, start_prometheus
+from testkit.prometheus import (
+    KEEP_EVERYTHING,
+    Prometheus,
+    backfill_recording_rules,
+    load_openmetrics,
+    prometheus_config,
+    run_tool,
+    start_prometheus,
+)
 from testkit.repo import REPO_ROOT
-from testkit.tools import require_tool
 from testkit.waiting import wait_for
 
 ACCOUNTS = ("studio", "mobile")
 BUDGET = 50000.0
 START_TIMEOUT = 30.0
 OWN_SERIES = "scenario_exporter_"
-# Blocks outside the retention are deleted at start-up: keep a year and more.
-KEEP_EVERYTHING = ("--storage.tsdb.retention.time=400d",)
 
 
 def months() -> list[PeriodWindow]:
@@ -60,27 +60,10 @@ def months() -> list[PeriodWindow]:
 class History:
     fake: FakeUpstream
     months: list[PeriodWindow]
-    prometheus_url: str
+    prometheus: Prometheus  # the backfilled history, and a live exporter's scrapes
     instance: str
     backfill_seconds: float
     backfill_requests: int
-
-    def api(self, path: str, **params: str) -> Any:
-        response = httpx.get(f"{self.prometheus_url}/api/v1/{path}", params=params,
-                             timeout=30, trust_env=False)
-        body = response.json()
-        assert body.get("status") == "success", f"{path} {params}: {body}"
-        return body["data"]
-
-    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.api("query", query=expr, time=f"{at:.3f}")["result"]
-        return result
-
-
-def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kwargs)
-    assert result.returncode == 0, f"{argv[:4]}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 def rule_moments(month: PeriodWindow) -> tuple[datetime, datetime]:
@@ -90,7 +73,6 @@ def rule_moments(month: PeriodWindow) -> tuple[datetime, datetime]:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    promtool = require_tool("promtool")
     tmp = tmp_path_factory.mktemp("backfill-e2e")
     windows = months()
     with FakeUpstream(DemoAccount(models=12, users=6, api_keys=2)) as fake, \
@@ -108,42 +90,32 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         started = time.monotonic()
         # The fake keeps everything; the three months before the current one reach
         # further back than upstream's 120 days late in a month.
-        run([sys.executable, "-m", "exporter", "backfill", f"--config.file={config}",
-             f"--start={windows[0].start:%Y-%m-%d}", f"--end={windows[-1].end:%Y-%m-%d}",
-             f"--output={output}", "--label=job=scenario-exporter", f"--label=instance={instance}",
-             "--upstream.retention=400d"], env=clean_environment(), cwd=REPO_ROOT)
+        run_tool([sys.executable, "-m", "exporter", "backfill", f"--config.file={config}",
+                  f"--start={windows[0].start:%Y-%m-%d}", f"--end={windows[-1].end:%Y-%m-%d}",
+                  f"--output={output}", "--label=job=scenario-exporter",
+                  f"--label=instance={instance}", "--upstream.retention=400d"],
+                 env=clean_environment(), cwd=REPO_ROOT)
         elapsed = time.monotonic() - started
         requests = fake.request_count
         processes.start(f"--config.file={config}", f"--web.listen-address={instance}",
                         "--cache.ttl=5s")
 
         data = tmp / "data"
-        run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(output), str(data)])
-        prometheus = start_prometheus(processes, "prometheus", prometheus_config([instance], []),
-                                      data, *KEEP_EVERYTHING)
-        url = prometheus.url
-        try:
-            wait_for(lambda: httpx.get(f"{url}/api/v1/query", params={
-                "query": 'scenario_model_cost_creative_units_total{account="mobile"}'},
-                trust_env=False, timeout=5).json()["data"]["result"],
-                START_TIMEOUT, "a live scrape", prometheus.process.tail, interval=0.2)
-            # The recording rules, backfilled from the raw history Prometheus now
-            # serves, evaluated every 5m (the lookback delta) so that each daily
-            # sample is seen once. Around two samples only: a whole month takes
-            # minutes (docs/backfill.md has the command for the whole range).
-            for n, moment in enumerate(rule_moments(windows[0])):
-                run([promtool, "tsdb", "create-blocks-from", "rules",
-                     f"--start={math.ceil(moment.timestamp())}",
-                     f"--end={int(moment.timestamp()) + 3600}", f"--url={url}",
-                     "--eval-interval=5m", f"--output-dir={tmp / 'rules' / str(n)}",
-                     str(REPO_ROOT / "rules" / "scenario-recording.rules.yml")])
-        finally:
-            prometheus.process.stop()
-        for block in (tmp / "rules").glob("*/*"):
-            shutil.move(str(block), data / block.name)
+        load_openmetrics([output], data)
+        # The recording rules, backfilled from the raw history, evaluated every 5m
+        # (the lookback delta) so that each daily sample is seen. Around two samples
+        # only: a whole month takes minutes (docs/backfill.md has the command for
+        # the whole range).
+        backfill_recording_rules(
+            processes, data, REPO_ROOT / "rules" / "scenario-recording.rules.yml",
+            [(moment.timestamp(), moment.timestamp() + 3600)
+             for moment in rule_moments(windows[0])], "5m", tmp / "rules", tmp / "passes")
         prometheus = start_prometheus(processes, "prometheus-with-rules",
                                       prometheus_config([instance], []), data, *KEEP_EVERYTHING)
-        yield History(fake, windows, prometheus.url, instance, elapsed, requests)
+        wait_for(lambda: prometheus.query(
+            'scenario_model_cost_creative_units_total{account="mobile"}'),
+            START_TIMEOUT, "a live scrape", prometheus.process.tail, interval=0.2)
+        yield History(fake, windows, prometheus, instance, elapsed, requests)
 
 
 def test_one_request_per_month_and_account(history: History) -> None:
@@ -156,12 +128,12 @@ def test_one_request_per_month_and_account(history: History) -> None:
 def test_the_last_sample_of_each_month_is_the_fakes_sum(history: History, account: str) -> None:
     for month in history.months:
         last = month.end.timestamp() - 0.001
-        result = history.query(f'scenario_model_cost_creative_units_total{{account="{account}"}}',
-                               last)
+        result = history.prometheus.query(
+            f'scenario_model_cost_creative_units_total{{account="{account}"}}', last)
         served = {s["metric"]["model_id"]: float(s["value"][1]) for s in result}
         truth = model_totals(history.fake.state.account, month.start, month.end)
         assert served == {model_id: t["cost"] for model_id, t in truth.items()}, month
-        jobs = history.query(f'scenario_model_jobs_total{{account="{account}"}}', last)
+        jobs = history.prometheus.query(f'scenario_model_jobs_total{{account="{account}"}}', last)
         assert {s["metric"]["model_id"]: float(s["value"][1]) for s in jobs} == \
             {model_id: t["jobs"] for model_id, t in truth.items()}
 
@@ -171,7 +143,7 @@ def test_each_month_has_daily_samples(history: History) -> None:
         days = round(month.seconds / 86400)
         # A second short of the month: not the previous month's last sample, 1 ms
         # before the month began (range selectors include their start).
-        result = history.query(
+        result = history.prometheus.query(
             f'count_over_time(scenario_model_cost_creative_units_total[{days * 86400 - 1}s])',
             month.end.timestamp() - 0.001)
         assert len(result) == 12 * len(ACCOUNTS)
@@ -179,7 +151,7 @@ def test_each_month_has_daily_samples(history: History) -> None:
 
 
 def _label_sets(history: History, start: float, end: float) -> set[frozenset[tuple[str, str]]]:
-    series = history.api("series", **{"match[]": '{__name__=~"scenario_.+"}',
+    series = history.prometheus.api("series", **{"match[]": '{__name__=~"scenario_.+"}',
                                       "start": f"{start:.3f}", "end": f"{end:.3f}"})
     return {frozenset(s.items()) for s in series if not s["__name__"].startswith(OWN_SERIES)}
 
@@ -209,7 +181,7 @@ def test_the_dashboards_period_to_date_spend_shows_the_backfilled_months(
     # evaluation within 5 minutes after it; look at the 10 minutes after it.
     for sample in rule_moments(first):
         at = sample.timestamp()
-        result = history.api("query_range", query=expr, start=f"{at:.3f}",
+        result = history.prometheus.api("query_range", query=expr, start=f"{at:.3f}",
                              end=f"{at + 600:.3f}", step="30")["result"]
         end = min(sample + timedelta(milliseconds=1), first.end)
         spend = sum(t["cost"] for t in model_totals(account, first.start, end).values())

@@ -2,13 +2,17 @@
 
 Two replicas of one exporter read the same loopback fake of Scenario's API.
 Prometheus *single* scrapes one replica; Prometheus *pair* scrapes both, as
-the chart's HA setup does. Every query of every panel of both dashboards,
-template variables substituted, and every recording rule must give the same
-figure on both (within timing noise: the replicas refresh at their own
-moments), apart from the queries whose meaning is per replica, listed in
-``PER_REPLICA``. Then upstream revises a model's cost down while one replica
-restarts: the replicas still agree, the revision is counted once, and no
-spend-rate panel shows a spike larger than the revision.
+the chart's HA setup does. Each replica serves, per model, exactly what the fake
+answers for the replica's own window (up to its ``scenario_data_as_of_timestamp_seconds``),
+and each server's period-to-date rules give exactly the fake's figures for the
+freshest window it holds: every process is compared with the truth for its own
+window, never two processes with each other within a timing tolerance (the
+replicas refresh at their own moments). Then upstream revises a model's cost
+down while one replica restarts: the revision is counted once, both replicas
+and both servers serve the revised truth, and no spend-rate panel shows a
+spike larger than the revision. That a second replica changes no figure of
+any panel or rule is proven exactly, on identical replica histories, in
+tests/process/test_replica_figures.py.
 
 Also: every panel query returns data, every rule evaluates with health
 ``ok``, and no alert about the exporter's own health is pending on a healthy
@@ -31,7 +35,7 @@ import yaml
 
 from exporter.upstream.demo import DemoAccount
 from testkit.dashboards import PanelQuery, panel_queries, recorded_series, substitute
-from testkit.exposition import Exposition
+from testkit.exposition import Exposition, moment
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes, free_port
 from testkit.prometheus import Prometheus, prometheus_config, start_prometheus
@@ -46,41 +50,26 @@ API_KEY, API_SECRET = "e2e-key", "e2e-secret-value"
 ACCOUNT = "default"
 JOB = "scenario-exporter"
 # Demo seconds per real second: thousands of jobs a minute, so that one-minute
-# rates are smooth enough to compare between the two Prometheus servers.
+# rates are smooth and a revision is small beside a window's growth.
 SPEED = 3000.0
 TTL = "2s"
 # Grafana computes these from the dashboard's range and the panel's width;
-# here: 60 one-second scrapes per rate window, the whole run for $__range.
-# In order: $__rate_interval_ms (the same window in milliseconds) before
-# $__rate_interval, whose name it begins with.
+# here: 60 one-second scrapes per rate window.
 RATE_WINDOW_SECONDS = 60
-SUBSTITUTIONS = {"$__rate_interval_ms": str(RATE_WINDOW_SECONDS * 1000),
-                 "$__rate_interval": f"{RATE_WINDOW_SECONDS}s", "$__range": "10m",
-                 "$datasource": "prometheus"}
-# A figure on "pair" is the one on "single" within this much: both replicas
-# serve the same upstream sums, but each refreshes every TTL at its own moment,
-# so a window may hold one more step of a slow integer count: one NSFW flag in
-# a one-minute window is 60/h, one discounted job of a small model hundreds of
-# CU/h. So each figure is compared within 25% of itself, or within 5% of the
-# largest figure of its query (the scale of its panel), or within two events
-# per window. Doubled figures (a replica counted twice) are 100% off.
-RELATIVE_TOLERANCE = 0.25
-SCALE_TOLERANCE = 0.05
-ABSOLUTE_TOLERANCE = 2 * 3600 / RATE_WINDOW_SECONDS
-# Queries whose meaning is per replica: a second replica does change them.
-PER_REPLICA = {
-    "scenario-exporter:Exporter version": "how many replicas run each version",
-    "scenario-exporter:Upstream requests by status code": "each replica calls upstream",
-    "scenario-exporter:Upstream latency": "a distribution of each replica's calls",
-    "scenario-exporter:Refresh failures by reason": "each replica's own refreshes",
-    "scenario-exporter:Scrape duration": "one line per replica",
-}
 # Alerts that must stay silent while the exporter and its upstream are healthy,
 # and (the spike) while Prometheus is too new to know what is usual.
 SILENT_ALERTS = {"ScenarioExporterDown", "ScenarioRefreshFailing", "ScenarioDataStale",
                  "ScenarioUpstreamRateLimited", "ScenarioSpendSpike"}
 SPEND_RATE_UNIT = "suffix: CU/h"
 REFUND = 5000.0
+# The model counters and the field of the fake's truth (testkit.oracle) each serves.
+MODEL_FIELDS = {
+    "scenario_model_cost_creative_units_total": "cost",
+    "scenario_model_cost_by_api_key_creative_units_total": "cost_api_key",
+    "scenario_model_discount_creative_units_total": "discount",
+    "scenario_model_discount_by_api_key_creative_units_total": "discount_api_key",
+    "scenario_model_jobs_total": "jobs",
+}
 
 
 @dataclass
@@ -164,21 +153,25 @@ def warmed_up(stack: Stack) -> Stack:
 
 PANEL_QUERIES = panel_queries()
 RECORDED = sorted(recorded_series())
-# Which model is 10th or 11th of a top-10 may differ between the two servers by
-# timing noise when two models are close: the figures are compared over every
-# model (the ranking itself still runs, on both).
-SHARED = [*RECORDED, *(re.sub(r"\btopk\(\d+,", "topk(1000,", substitute(q.expr, [ACCOUNT]))
-                       for q in PANEL_QUERIES if q.panel_key not in PER_REPLICA)]
 SPEND_RATES = [*(substitute(q.expr, [ACCOUNT]) for q in PANEL_QUERIES
                  if q.unit == SPEND_RATE_UNIT),
                "account:scenario_model_cost_creative_units:rate1h * 3600"]
+# The period-to-date recording rules of a model counter, with the counter each reads.
+PERIOD_TO_DATE = [
+    (rule["record"], rule["expr"], counter)
+    for path in RULE_FILES
+    for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    for rule in group["rules"]
+    if rule.get("record", "").endswith(":period_to_date")
+    for counter in re.findall(r"\bscenario_model_[a-z_]+_total\b", rule["expr"])]
 
 
 def test_the_lists_name_real_panels_and_queries() -> None:
     assert {q.dashboard for q in PANEL_QUERIES} == {p.stem for p in DASHBOARDS}
     assert len(PANEL_QUERIES) >= 40
-    assert set(PER_REPLICA) <= {q.panel_key for q in PANEL_QUERIES}
     assert len(SPEND_RATES) >= 5 and len(RECORDED) >= 10
+    assert len(PERIOD_TO_DATE) >= 4
+    assert {counter for _, _, counter in PERIOD_TO_DATE} <= set(MODEL_FIELDS)
 
 
 def figures(server: Prometheus, expr: str, at: float) -> dict[frozenset[tuple[str, str]], float]:
@@ -186,31 +179,59 @@ def figures(server: Prometheus, expr: str, at: float) -> dict[frozenset[tuple[st
             for sample in server.query(expr, at)}
 
 
-def compare_single_and_pair(stack: Stack) -> list[str]:
-    """Every shared figure on both servers at the same instant; what differs."""
-    at = time.time() - 2
+def replica_differences(stack: Stack, served: Exposition) -> list[str]:
+    """What one replica serves per model, against what the fake answers for the replica's
+    own window (its period start to its ``scenario_data_as_of_timestamp_seconds``)."""
+    start = served.value("scenario_period_start_timestamp_seconds", account=ACCOUNT)
+    as_of = served.value("scenario_data_as_of_timestamp_seconds", account=ACCOUNT)
+    assert start is not None and as_of is not None
+    truth = stack.fake.state.model_totals(moment(start), moment(as_of))
     differences = []
-    for expr in SHARED:
-        one, two = figures(stack.single, expr, at), figures(stack.pair, expr, at)
-        if set(one) != set(two):
-            differences.append(f"{expr}\n  series only on single: {set(one) - set(two)}"
-                               f"\n  series only on pair: {set(two) - set(one)}")
-            continue
-        scale = max((abs(v) for v in (*one.values(), *two.values()) if math.isfinite(v)),
-                    default=0.0)
-        for labels, a in one.items():
-            b = two[labels]
-            if math.isnan(a) and math.isnan(b):
-                continue
-            if not abs(a - b) <= max(RELATIVE_TOLERANCE * max(abs(a), abs(b)),
-                                     SCALE_TOLERANCE * scale, ABSOLUTE_TOLERANCE):
-                differences.append(f"{expr}\n  {dict(labels)}: single {a:g}, pair {b:g}")
+    for counter, field in MODEL_FIELDS.items():
+        expected = {model_id: totals[field] for model_id, totals in truth.items()}
+        got = served.by_label(counter, "model_id", account=ACCOUNT)
+        if got != expected:
+            differences.append(f"{counter} up to {as_of}: served {got}, the fake {expected}")
     return differences
 
 
-def test_two_replicas_give_the_figures_of_one(warmed_up: Stack) -> None:
-    """Every recording rule and every panel query that is not per replica."""
-    differences = compare_single_and_pair(warmed_up)
+def server_differences(stack: Stack, server: Prometheus) -> list[str]:
+    """Each period-to-date rule of a model counter, evaluated on *server* a moment ago,
+    against the fake's answer for the freshest window the server holds then."""
+    at = time.time() - 2
+    def freshest(gauge: str) -> float:
+        (value,) = figures(server, f'max without (instance, pod) ({gauge}{{account="{ACCOUNT}"}})',
+                           at).values()
+        return value
+
+    as_of = freshest("scenario_data_as_of_timestamp_seconds")
+    start = freshest("scenario_period_start_timestamp_seconds")
+    truth = stack.fake.state.model_totals(moment(start), moment(as_of))
+    differences = []
+    for record, expr, counter in PERIOD_TO_DATE:
+        field = MODEL_FIELDS[counter]
+        got = {dict(labels).get("model_id"): value
+               for labels, value in figures(server, expr, at).items()}
+        if None in got:  # summed over the models
+            expected = {None: sum(totals[field] for totals in truth.values())}
+        else:
+            expected = {model_id: totals[field] for model_id, totals in truth.items()}
+        if got != expected:
+            differences.append(f"{server.name} {record} up to {as_of}: {got}, "
+                               f"the fake {expected}")
+    return differences
+
+
+def test_each_replica_serves_the_fakes_figures_for_its_own_window(warmed_up: Stack) -> None:
+    differences = [line for address in warmed_up.addresses
+                   for line in replica_differences(warmed_up, metrics(address))]
+    assert not differences, "\n".join(differences)
+
+
+def test_each_server_holds_the_fakes_period_to_date(warmed_up: Stack) -> None:
+    """One replica or two, the period-to-date figures are the fake's, exactly."""
+    differences = [line for server in (warmed_up.single, warmed_up.pair)
+                   for line in server_differences(warmed_up, server)]
     assert not differences, "\n".join(differences)
 
 
@@ -290,9 +311,9 @@ def _decreases(expo: Exposition) -> float | None:
 
 def test_a_revision_and_a_restart_change_no_figure_and_make_no_spike(warmed_up: Stack) -> None:
     """Runs last: it changes upstream. The biggest model is refunded REFUND CU while
-    replica 1 restarts. Replica 0 counts one revision, once; the restarted replica
-    serves what replica 0 serves; the two servers agree again; no spend-rate panel
-    or rule shows a spike larger than the revision spread over its window."""
+    replica 1 restarts. Replica 0 counts one revision, once; both replicas and both
+    servers serve the revised truth; no spend-rate panel or rule shows a spike larger
+    than the revision spread over its window."""
     stack = warmed_up
     before = time.time()
     baseline = {expr: stack.pair.series_max(expr, before - RATE_WINDOW_SECONDS, before)
@@ -316,9 +337,10 @@ def test_a_revision_and_a_restart_change_no_figure_and_make_no_spike(warmed_up: 
     served = [metrics(address) for address in stack.addresses]
     assert _decreases(served[0]) == 1.0
     assert _decreases(served[1]) == 0.0  # the restarted replica never saw the old value
-    # The same figure from the replica that lived through the revision and the one
-    # started after it, within the growth between their refreshes.
-    assert _cost(served[0], refunded) == pytest.approx(_cost(served[1], refunded), rel=0.02)
+    # The replica that lived through the revision and the one started after it
+    # each serve the fake's revised figures for their own windows.
+    differences = [line for expo in served for line in replica_differences(stack, expo)]
+    assert not differences, "\n".join(differences)
     assert _cost(served[0], refunded) < costs[refunded] + SPEED * 60
 
     # Wait until the revision is inside every rate window, then out of it.
@@ -330,5 +352,6 @@ def test_a_revision_and_a_restart_change_no_figure_and_make_no_spike(warmed_up: 
         peak = stack.pair.series_max(expr, revised - 5, after)
         assert peak <= 1.5 * baseline[expr] + allowance, \
             f"{expr}\n  peak {peak:g} CU/h after the revision, {baseline[expr]:g} before"
-    differences = compare_single_and_pair(stack)
+    differences = [line for server in (stack.single, stack.pair)
+                   for line in server_differences(stack, server)]
     assert not differences, "\n".join(differences)
