@@ -12,13 +12,12 @@ chart and exporter cannot drift apart.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,29 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from testkit.helm import (
+    CASES,
+    CHART,
+    CI_VALUES,
+    MOUNT_ROOT,
+    NAMESPACE,
+    RELEASE,
+    Manifest,
+    RenderError,
+    case_id,
+    ci_values,
+    container,
+    helm,
+    install_dry_run,
+    load_values,
+    of_kind,
+    one,
+    render,
+    self_signed_pair,
+    volume_of,
+)
 from testkit.repo import IN_CI, REPO_ROOT
 from testkit.tools import require_tool
-
-CHART = REPO_ROOT / "helm" / "scenario-exporter"
-CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-CASES = [pytest.param(None, id="default")] + [pytest.param(p, id=p.stem) for p in CI_VALUES]
-NAMESPACE = "monitoring"
-RELEASE = "scen"
-MOUNT_ROOT = "/etc/scenario-exporter"
-
-Manifest = dict[str, Any]
 
 
 def _kube_versions() -> list[str]:
@@ -50,93 +61,14 @@ def _kube_versions() -> list[str]:
 KUBE_VERSIONS = _kube_versions()
 
 
-class RenderError(Exception):
-    """helm template failed; str() is its stderr."""
-
-
-@functools.cache
-def _helm() -> str:
-    return require_tool("helm")
-
-
-@functools.cache
-def _run_template(values_files: tuple[str, ...], sets: tuple[str, ...],
-                  set_strings: tuple[str, ...]) -> str:
-    command = [_helm(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    for path in values_files:
-        command += ["--values", path]
-    for item in sets:
-        command += ["--set", item]
-    for item in set_strings:
-        command += ["--set-string", item]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        raise RenderError(result.stderr.strip())
-    return result.stdout
-
-
-def render(values: Path | None = None, *, sets: Sequence[str] = (),
-           set_strings: Sequence[str] = (), extra_files: Sequence[Path] = ()) -> list[Manifest]:
-    """Render the chart with ``helm template``; return its objects."""
-    files = tuple(str(p) for p in ([values] if values else []) + list(extra_files))
-    text = _run_template(files, tuple(sets), tuple(set_strings))
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def render_text(values: Path | None = None, *, sets: Sequence[str] = ()) -> str:
-    files = (str(values),) if values else ()
-    return _run_template(files, tuple(sets), ())
-
-
-def of_kind(objects: list[Manifest], kind: str) -> list[Manifest]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def one(objects: list[Manifest], kind: str) -> Manifest:
-    found = of_kind(objects, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
-
-
-def container(objects: list[Manifest]) -> Manifest:
-    """The exporter's container (first; extraContainers come after it)."""
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
-    main: Manifest = pod["containers"][0]
-    assert main["name"] == "exporter"
-    return main
-
-
-def ci_values(name: str) -> Path:
-    path = CHART / "ci" / f"{name}-values.yaml"
-    assert path.exists(), path
-    return path
-
-
-def load_values(path: Path | None) -> dict[str, Any]:
-    base: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
-    if path is not None:
-        _merge(base, yaml.safe_load(path.read_text()) or {})
-    return base
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:
-    for key, value in override.items():
-        if value is None:
-            base.pop(key, None)
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
 # ---------------------------------------------------------------------------
 # Lint, render, schemas
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", CASES)
+@pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_helm_lint_strict(values: Path | None) -> None:
-    command = [_helm(), "lint", "--strict", str(CHART)]
+    command = [helm(), "lint", "--strict", str(CHART)]
     if values:
         command += ["--values", str(values)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -152,7 +84,7 @@ def test_ci_values_cover_the_required_cases() -> None:
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-@pytest.mark.parametrize("values", CASES)
+@pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_rendered_objects_are_valid(values: Path | None, kube_version: str) -> None:
     objects = render(values)
     assert objects, "nothing rendered"
@@ -169,7 +101,7 @@ def test_rendered_objects_are_valid(values: Path | None, kube_version: str) -> N
         assert obj["metadata"]["namespace"] == NAMESPACE, where
 
 
-@pytest.mark.parametrize("values", CASES)
+@pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_every_object_has_the_recommended_labels(values: Path | None) -> None:
     objects = render(values)
     for obj in objects:
@@ -306,7 +238,7 @@ def test_operator_schemas_catch_mistakes() -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", CASES)
+@pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_hardened_security_context(values: Path | None) -> None:
     objects = render(values)
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
@@ -367,24 +299,13 @@ def test_secret_value_only_inside_the_secret(sets: list[str]) -> None:
         ("Secret", f"{RELEASE}-scenario-exporter")]
     assert SECRET not in yaml.safe_dump(holders[0]), "stored base64-encoded, in data"
     # Nor in NOTES, nor anywhere else helm prints at install.
-    notes = _install_dry_run(sets)
+    notes = install_dry_run(sets)
     assert SECRET not in notes
     assert notes.count(encoded) == 1
     # The pod gets it as a file, never as a literal environment value.
     for env in container(objects).get("env", []):
         assert "value" not in env or SECRET not in env["value"]
         assert env["name"] != "SCENARIO_API_SECRET", "secrets go in files, not variables"
-
-
-def _install_dry_run(sets: Sequence[str]) -> str:
-    command = [_helm(), "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
-               "--dry-run=client"]
-    for item in sets:
-        command += ["--set", item]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "NOTES:" in result.stdout
-    return result.stdout
 
 
 def test_existing_secret_creates_no_secret() -> None:
@@ -398,7 +319,7 @@ def test_existing_secret_creates_no_secret() -> None:
     key_file = Path(env["SCENARIO_API_KEY_FILE"]["value"])
     secret_file = Path(env["SCENARIO_API_SECRET_FILE"]["value"])
     assert key_file.parent == secret_file.parent
-    volume = _volume_of(objects, key_file.parent)
+    volume = volume_of(objects, key_file.parent)
     assert volume["projected"]["sources"] == [{"secret": {
         "name": config["existingSecret"],
         "items": [{"key": config["existingSecretKeys"]["apiKey"], "path": key_file.name},
@@ -422,13 +343,6 @@ def test_demo_needs_no_credentials() -> None:
     assert "--demo" in container(objects)["args"]
     assert not _chart_secrets(objects)
     assert "env" not in container(objects)
-
-
-def _volume_of(objects: list[Manifest], mount_dir: Path) -> Manifest:
-    mounts = {m["mountPath"]: m["name"] for m in container(objects)["volumeMounts"]}
-    name = mounts[str(mount_dir)]
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    return next(v for v in volumes if v["name"] == name)
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -572,7 +486,7 @@ def _materialise_pod(objects: list[Manifest], root: Path) -> tuple[list[str], di
         elif "secret" in volume and mount["mountPath"] == f"{MOUNT_ROOT}/tls":
             # A kubernetes.io/tls Secret the user (or cert-manager) provides.
             target.mkdir(parents=True, exist_ok=True)
-            cert, key = _self_signed_pair(target)
+            cert, key = self_signed_pair(target)
             shutil.copy(cert, target / "ca.crt")
         for relative, content in entries:
             path = target / relative
@@ -592,7 +506,7 @@ def _materialise_pod(objects: list[Manifest], root: Path) -> tuple[list[str], di
     return args, env, files
 
 
-@pytest.mark.parametrize("values", CASES)
+@pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_exporter_accepts_the_rendered_args_and_files(values: Path | None, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The exporter's own parser takes the Deployment's args, env and mounted files."""
@@ -716,7 +630,7 @@ def test_web_config_is_a_secret_and_keeps_user_tls_settings() -> None:
 ])
 def test_notes_warn_when_basic_auth_would_fail_the_probes(sets: list[str],
                                                           warned: bool) -> None:
-    notes = _install_dry_run(sets).partition("NOTES:")[2]
+    notes = install_dry_run(sets).partition("NOTES:")[2]
     assert ("will get 401" in notes) is warned
     assert "-u USER:PASSWORD" in notes
 
@@ -733,7 +647,7 @@ def test_health_without_auth_flag_and_tcp_probes() -> None:
 
 
 def test_notes_without_credentials_say_how_to_give_them() -> None:
-    notes = _install_dry_run([]).partition("NOTES:")[2]
+    notes = install_dry_run([]).partition("NOTES:")[2]
     assert "no Scenario credentials" in notes
     assert "existingSecret=" in notes
     assert "port-forward service/" in notes
@@ -743,7 +657,7 @@ def test_web_config_from_an_existing_secret() -> None:
     values = ci_values("web-existing-secret")
     objects = render(values)
     assert not of_kind(objects, "Secret")
-    volume = _volume_of(objects, Path(f"{MOUNT_ROOT}/web"))
+    volume = volume_of(objects, Path(f"{MOUNT_ROOT}/web"))
     assert volume["secret"]["secretName"] == "scenario-web-config"
     assert volume["secret"]["items"] == [{"key": "web.yml", "path": "web-config.yml"}]
     endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
@@ -757,36 +671,13 @@ def test_web_config_file_examples_pass_promtool(tmp_path: Path) -> None:
     (web_secret,) = [s for s in of_kind(objects, "Secret") if "web-config.yml" in s["data"]]
     web = yaml.safe_load(base64.b64decode(web_secret["data"]["web-config.yml"]).decode())
     # promtool opens the certificate files: point them at a throw-away pair.
-    cert, key = _self_signed_pair(tmp_path)
+    cert, key = self_signed_pair(tmp_path)
     web["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
     path = tmp_path / "web-config.yml"
     path.write_text(yaml.safe_dump(web))
     result = subprocess.run([promtool, "check", "web-config", str(path)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _self_signed_pair(directory: Path) -> tuple[Path, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scenario-exporter")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 # ---------------------------------------------------------------------------
