@@ -93,10 +93,15 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
     return found[0]
 
 
+def pod_spec(objects: list[Manifest]) -> Manifest:
+    """The spec of the pod template of the one Deployment."""
+    pod: Manifest = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod
+
+
 def container(objects: list[Manifest]) -> Manifest:
     """The exporter's container (first; extraContainers come after it)."""
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
-    main: Manifest = pod["containers"][0]
+    main: Manifest = pod_spec(objects)["containers"][0]
     assert main["name"] == "exporter", f"the first container is {main['name']!r}"
     return main
 
@@ -105,8 +110,13 @@ def volume_of(objects: list[Manifest], mount_dir: Path) -> Manifest:
     """The pod's volume that the exporter's container mounts on *mount_dir*."""
     mounts = {m["mountPath"]: m["name"] for m in container(objects)["volumeMounts"]}
     name = mounts[str(mount_dir)]
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    return next(v for v in volumes if v["name"] == name)
+    return next(v for v in pod_spec(objects)["volumes"] if v["name"] == name)
+
+
+def chart_yaml() -> dict[str, Any]:
+    """The chart's Chart.yaml."""
+    chart: dict[str, Any] = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return chart
 
 
 def ci_values(name: str) -> Path:
@@ -116,7 +126,8 @@ def ci_values(name: str) -> Path:
 
 
 def load_values(path: Path | None) -> dict[str, Any]:
-    """values.yaml with *path* merged over it, as helm merges them (null deletes a key)."""
+    """values.yaml (with *path*, if any, merged over it as helm merges them: null deletes a
+    key)."""
     base: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
     if path is not None:
         _merge(base, yaml.safe_load(path.read_text()) or {})

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from testkit.helm import NAMESPACE, RELEASE, RenderError, ci_values, of_kind, one, render
+from testkit.helm import (
+    NAMESPACE,
+    RELEASE,
+    RenderError,
+    ci_values,
+    of_kind,
+    one,
+    pod_spec,
+    render,
+)
 
 
 def test_pod_disruption_budget_and_strategy() -> None:
@@ -28,7 +37,7 @@ def test_extra_manifests_and_containers_are_templated() -> None:
     objects = render(ci_values("everything-on"))
     extra = {o["metadata"]["name"]: o for o in of_kind(objects, "ConfigMap")}
     assert extra[f"{RELEASE}-extra-string"]["data"] == {"note": "a template string"}
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(objects)
     assert [c["name"] for c in pod["containers"]] == ["exporter", "sidecar"]
     assert pod["containers"][1]["args"] == [f"--target={RELEASE}"]
     mapped = one(render(ci_values("operator-options")), "ConfigMap")

@@ -10,14 +10,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from testkit.helm import CHART
+from testkit.helm import CHART, chart_yaml, load_values
 from testkit.repo import IN_CI, REPO_ROOT
 
 
 def test_chart_metadata() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    chart = chart_yaml()
     assert chart["home"].startswith("https://")
     assert chart["sources"] and all(s.startswith("https://") for s in chart["sources"])
     assert chart["icon"].startswith("https://") and chart["icon"].endswith("/docs/icon.svg")
@@ -44,7 +43,7 @@ def test_chart_readme_parameters_are_generated_from_values(tmp_path: Path) -> No
     text = readme.read_text()
     for section in ("## Install", "## Upgrade", "## Uninstall", "## The image"):
         assert section in text
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values = load_values(None)
     for key in ("podDisruptionBudget.enabled", "strategy", "extraContainers", "extraManifests",
                 "serviceMonitor.interval"):
         assert f"| `{key}`" in text, key

@@ -13,18 +13,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from testkit.helm import (
     CASES,
-    CHART,
     MOUNT_ROOT,
     Manifest,
     case_id,
+    chart_yaml,
     ci_values,
     container,
     load_values,
     one,
+    pod_spec,
     render,
     self_signed_pair,
 )
@@ -33,7 +33,7 @@ from testkit.helm import (
 def test_app_version_equals_package_version() -> None:
     import exporter
 
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    chart = chart_yaml()
     assert chart["appVersion"] == exporter.__version__
     assert container(render())["image"].endswith(f":{exporter.__version__}")
 
@@ -71,7 +71,7 @@ def _materialise_pod(objects: list[Manifest], root: Path) -> tuple[list[str], di
         return base64.b64decode(secret["data"][key]).decode()
 
     main = container(objects)
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(objects)
     volumes = {v["name"]: v for v in pod["volumes"]}
     files: dict[str, str] = {}
     for mount in main["volumeMounts"]:

@@ -16,7 +16,6 @@ from pathlib import Path
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
 from testkit.helm import (
     CASES,
@@ -26,6 +25,7 @@ from testkit.helm import (
     RELEASE,
     Manifest,
     case_id,
+    chart_yaml,
     ci_values,
     container,
     helm,
@@ -35,7 +35,7 @@ from testkit.helm import (
 
 
 def _kube_versions() -> list[str]:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    chart = chart_yaml()
     oldest = re.search(r">=\s*v?(\d+\.\d+)", chart["kubeVersion"])
     assert oldest, f"Chart.yaml kubeVersion {chart['kubeVersion']!r} has no lower bound"
     return [oldest.group(1), ".".join(kubernetes_validate.latest_version().split(".")[:2])]

@@ -23,6 +23,7 @@ from testkit.helm import (
     load_values,
     of_kind,
     one,
+    pod_spec,
     render,
 )
 
@@ -30,7 +31,7 @@ from testkit.helm import (
 @pytest.mark.parametrize("values", CASES, ids=case_id)
 def test_hardened_security_context(values: Path | None) -> None:
     objects = render(values)
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(objects)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -63,7 +63,7 @@ def test_every_value_is_in_the_schema() -> None:
             elif isinstance(value, dict) and value:
                 yield from walk(value, properties[key], f"{where}{key}.")
 
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values = load_values(None)
     assert list(walk(values, schema, "")) == []
     assert set(schema["properties"]) - set(values) == {"global"}
 

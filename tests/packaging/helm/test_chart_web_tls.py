@@ -24,6 +24,7 @@ from testkit.helm import (
     load_values,
     of_kind,
     one,
+    pod_spec,
     render,
     self_signed_pair,
     volume_of,
@@ -51,7 +52,7 @@ def test_tls_switches_probes_and_scrapes_to_https() -> None:
 
 
 def _volume_mount_path(objects: list[Manifest], secret_name: str) -> str:
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(objects)
     volume = next(v for v in pod["volumes"]
                   if v.get("secret", {}).get("secretName") == secret_name)
     mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == volume["name"])
