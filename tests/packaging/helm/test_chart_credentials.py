@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from testkit.helm import (
-    Manifest,
     ci_values,
     container,
     install_dry_run,
@@ -19,15 +18,11 @@ from testkit.helm import (
 )
 
 
-def _chart_secrets(objects: list[Manifest]) -> list[Manifest]:
-    return of_kind(objects, "Secret")
-
-
 def test_existing_secret_creates_no_secret() -> None:
     values = ci_values("existing-secret")
     config = load_values(values)
     objects = render(values)
-    assert not _chart_secrets(objects)
+    assert not of_kind(objects, "Secret")
     env = {e["name"]: e for e in container(objects)["env"]}
     # Both as files of one mounted Secret, so that a rotated pair applies without a restart.
     assert set(env) == {"SCENARIO_API_KEY_FILE", "SCENARIO_API_SECRET_FILE"}
@@ -45,13 +40,13 @@ def test_existing_secret_creates_no_secret() -> None:
 def test_accounts_with_their_own_secrets_create_no_secret() -> None:
     objects = render(sets=["accounts[0].name=a", "accounts[0].apiKey=k",
                            "accounts[0].existingSecret=s"])
-    assert not _chart_secrets(objects)
+    assert not of_kind(objects, "Secret")
 
 
 def test_demo_needs_no_credentials() -> None:
     objects = render(ci_values("demo"))
     assert "--demo" in container(objects)["args"]
-    assert not _chart_secrets(objects)
+    assert not of_kind(objects, "Secret")
     assert "env" not in container(objects)
 
 

@@ -15,7 +15,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from testkit.helm import CHART, CI_VALUES, RenderError, load_values, render
+from testkit.helm import CASES, CHART, RenderError, load_values, render
 
 
 @pytest.mark.parametrize("override", [
@@ -41,17 +41,22 @@ def test_schema_rejects_bad_values(override: dict[str, Any], tmp_path: Path) -> 
         render(values)
 
 
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
+
+
 def test_schema_is_draft_07_and_accepts_the_defaults() -> None:
-    schema = json.loads((CHART / "values.schema.json").read_text())
+    schema = _schema()
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     jsonschema.Draft7Validator.check_schema(schema)
-    for values in [None, *CI_VALUES]:
+    for values in CASES:
         jsonschema.Draft7Validator(schema).validate(load_values(values))
 
 
 def test_every_value_is_in_the_schema() -> None:
     """values.yaml and the schema list the same keys (no undocumented knobs)."""
-    schema = json.loads((CHART / "values.schema.json").read_text())
+    schema = _schema()
 
     def walk(values: dict[str, Any], node: dict[str, Any], where: str) -> Iterator[str]:
         properties = node.get("properties")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -43,12 +44,18 @@ def test_tls_switches_probes_and_scrapes_to_https() -> None:
     assert endpoint["tlsConfig"] == {
         "serverName": f"{RELEASE}-scenario-exporter.{NAMESPACE}.svc",
         "ca": {"secret": {"name": "exporter-tls", "key": "ca.crt"}}}
-    web = yaml.safe_load(base64.b64decode(
-        one(objects, "Secret")["data"]["web-config.yml"]).decode())
+    web = _web_config(one(objects, "Secret"))
     tls_dir = _volume_mount_path(objects, "exporter-tls")
     assert web == {"tls_server_config": {"cert_file": f"{tls_dir}/tls.crt",
                                          "key_file": f"{tls_dir}/tls.key"}}
     assert f"--web.config.file={MOUNT_ROOT}/web/web-config.yml" in main["args"]
+
+
+def _web_config(secret: Manifest) -> dict[str, Any]:
+    """The web config file that the chart's *secret* holds, parsed."""
+    web: dict[str, Any] = yaml.safe_load(
+        base64.b64decode(secret["data"]["web-config.yml"]).decode())
+    return web
 
 
 def _volume_mount_path(objects: list[Manifest], secret_name: str) -> str:
@@ -63,7 +70,7 @@ def test_web_config_is_a_secret_and_keeps_user_tls_settings() -> None:
     objects = render(ci_values("everything-on"))
     values = load_values(ci_values("everything-on"))
     (web_secret,) = [s for s in of_kind(objects, "Secret") if "web-config.yml" in s["data"]]
-    web = yaml.safe_load(base64.b64decode(web_secret["data"]["web-config.yml"]).decode())
+    web = _web_config(web_secret)
     assert web["basic_auth_users"] == values["web"]["config"]["basic_auth_users"]
     assert web["http_server_config"] == values["web"]["config"]["http_server_config"]
     assert "tls_server_config" in web
@@ -114,7 +121,7 @@ def test_web_config_file_examples_pass_promtool(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     objects = render(ci_values("everything-on"))
     (web_secret,) = [s for s in of_kind(objects, "Secret") if "web-config.yml" in s["data"]]
-    web = yaml.safe_load(base64.b64decode(web_secret["data"]["web-config.yml"]).decode())
+    web = _web_config(web_secret)
     # promtool opens the certificate files: point them at a throw-away pair.
     cert, key = self_signed_pair(tmp_path)
     web["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
