@@ -1,7 +1,7 @@
 """The Helm chart as the tests see it: rendered by the real ``helm`` binary (``helm template``
 and ``helm install --dry-run``), its objects picked by kind, its values loaded and merged as
-helm merges them, and the cases every test runs over (the defaults and each
-``ci/*-values.yaml``).
+helm merges them, the cases every test runs over (the defaults and each
+``ci/*-values.yaml``), and the files of a TLS Secret for the pod the tests lay out.
 
 Pytest-free: :func:`helm` finds the binary through :func:`testkit.tools.require_tool`,
 imported when first called.
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from testkit.pki import make_pki
 from testkit.repo import REPO_ROOT
 
 CHART = REPO_ROOT / "helm" / "scenario-exporter"
@@ -144,25 +145,11 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> None:
             base[key] = value
 
 
-def self_signed_pair(directory: Path) -> tuple[Path, Path]:
-    """A throw-away certificate and key, as tls.crt and tls.key in *directory*."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scenario-exporter")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+def write_tls_secret(directory: Path) -> tuple[Path, Path]:
+    """Lay out in *directory* what kubelet mounts for a kubernetes.io/tls Secret: a server
+    certificate and its key from a throw-away PKI (:mod:`testkit.pki`) as tls.crt and
+    tls.key, and its CA as ca.crt. Returns the certificate's and the key's paths."""
+    pki = make_pki()
+    pki.server.write(directory, "tls.crt", "tls.key")
+    (directory / "ca.crt").write_bytes(pki.ca.cert)
+    return directory / "tls.crt", directory / "tls.key"

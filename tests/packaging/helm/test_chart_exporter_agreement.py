@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from testkit.helm import (
     one,
     pod_spec,
     render,
-    self_signed_pair,
+    write_tls_secret,
 )
 
 
@@ -93,8 +92,7 @@ def _materialise_pod(objects: list[Manifest], root: Path) -> tuple[list[str], di
         elif "secret" in volume and mount["mountPath"] == f"{MOUNT_ROOT}/tls":
             # A kubernetes.io/tls Secret the user (or cert-manager) provides.
             target.mkdir(parents=True, exist_ok=True)
-            cert, key = self_signed_pair(target)
-            shutil.copy(cert, target / "ca.crt")
+            write_tls_secret(target)
         for relative, content in entries:
             path = target / relative
             path.parent.mkdir(parents=True, exist_ok=True)

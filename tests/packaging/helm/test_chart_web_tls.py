@@ -27,8 +27,8 @@ from testkit.helm import (
     one,
     pod_spec,
     render,
-    self_signed_pair,
     volume_of,
+    write_tls_secret,
 )
 from testkit.tools import require_tool
 
@@ -123,7 +123,7 @@ def test_web_config_file_examples_pass_promtool(tmp_path: Path) -> None:
     (web_secret,) = [s for s in of_kind(objects, "Secret") if "web-config.yml" in s["data"]]
     web = _web_config(web_secret)
     # promtool opens the certificate files: point them at a throw-away pair.
-    cert, key = self_signed_pair(tmp_path)
+    cert, key = write_tls_secret(tmp_path)
     web["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
     path = tmp_path / "web-config.yml"
     path.write_text(yaml.safe_dump(web))
