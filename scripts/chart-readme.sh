@@ -2,7 +2,8 @@
 # Regenerates the parameters table of helm/scenario-exporter/README.md from the
 # `## @param` comments of values.yaml, with Bitnami's readme-generator-for-helm
 # (npm), installed into .cache/readme-generator. With --install, only installs it
-# (scripts/test.sh does that: tests/test_helm.py checks the README is up to date).
+# (scripts/test.sh does that: tests/packaging/helm/test_chart_docs.py checks the README
+# is up to date).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
