@@ -5,7 +5,7 @@ served behind the guard. Free of pytest."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,12 @@ def assert_refused(path: Path, field: str, problem: str) -> WebConfigError:
         assert error.field == field, error.field
         return error
     raise AssertionError(f"{path} was loaded, not refused with {problem!r}")
+
+
+def refusal_ids(table: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Test ids of a table of refused files, ``(text, field, problem)`` rows: the row's
+    index and the field (the problem where the file as a whole is refused)."""
+    return [f"{i:02d}-{f or p}" for i, (_, f, p) in enumerate(table)]
 
 
 def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -19,7 +19,14 @@ from exporter.web.security import WebSecurity
 from testkit.pki import PKI, make_pki
 from testkit.repo import REPO_ROOT
 from testkit.tools import require_tool
-from testkit.webconfig import NOT_A_HASH, assert_refused, bcrypt_hash, users, write_config
+from testkit.webconfig import (
+    NOT_A_HASH,
+    assert_refused,
+    bcrypt_hash,
+    refusal_ids,
+    users,
+    write_config,
+)
 
 EXAMPLES = sorted((REPO_ROOT / "examples" / "web-config").glob("*.yml"))
 
@@ -42,8 +49,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("text", "field", "problem"), INVALID,
-                         ids=[f"{i:02d}-{f or p}" for i, (_, f, p) in enumerate(INVALID)])
+@pytest.mark.parametrize(("text", "field", "problem"), INVALID, ids=refusal_ids(INVALID))
 def test_invalid_files_fail_with_one_line_naming_the_field(
         tmp_path: Path, text: str, field: str, problem: str) -> None:
     assert_refused(write_config(tmp_path, text), field, problem)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.webconfig import TLS, assert_refused, write_config
+from testkit.webconfig import TLS, assert_refused, refusal_ids, write_config
 
 INVALID = [
     ("unknown: 1\n", "unknown", "unknown setting"),
@@ -47,8 +47,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("text", "field", "problem"), INVALID,
-                         ids=[f"{i:02d}-{f or p}" for i, (_, f, p) in enumerate(INVALID)])
+@pytest.mark.parametrize(("text", "field", "problem"), INVALID, ids=refusal_ids(INVALID))
 def test_invalid_files_fail_with_one_line_naming_the_field(
         tmp_path: Path, text: str, field: str, problem: str) -> None:
     # The format is checked before any file the config names is looked for.

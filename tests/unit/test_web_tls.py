@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from testkit.pki import PKI, make_pki
-from testkit.webconfig import TLS, assert_refused, write_config
+from testkit.webconfig import TLS, assert_refused, refusal_ids, write_config
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("text", "field", "problem"), INVALID,
-                         ids=[f"{i:02d}-{f or p}" for i, (_, f, p) in enumerate(INVALID)])
+@pytest.mark.parametrize(("text", "field", "problem"), INVALID, ids=refusal_ids(INVALID))
 def test_invalid_files_fail_with_one_line_naming_the_field(
         tmp_path: Path, pki: PKI, text: str, field: str, problem: str) -> None:
     tls_dir = pki.write_secret(tmp_path)
