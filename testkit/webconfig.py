@@ -47,9 +47,9 @@ def write_config(directory: Path, text: str, name: str = "web.yml") -> Path:
     return path
 
 
-def assert_refused(path: Path, field: str, problem: str) -> WebConfigError:
-    """The error loading *path* fails with, checked to be one line naming the file and
-    *field* (none: the file as a whole), saying *problem*, and never showing NOT_A_HASH."""
+def assert_refused(path: Path, field: str, problem: str) -> None:
+    """Loading *path* fails with one line that names the file and *field* (none: the
+    file as a whole), says *problem*, and never shows NOT_A_HASH."""
     try:
         WebSecurity.from_file(str(path))
     except WebConfigError as error:
@@ -60,7 +60,7 @@ def assert_refused(path: Path, field: str, problem: str) -> WebConfigError:
         assert "\n" not in message, message
         assert NOT_A_HASH not in message, message
         assert error.field == field, error.field
-        return error
+        return
     raise AssertionError(f"{path} was loaded, not refused with {problem!r}")
 
 
