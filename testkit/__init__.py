@@ -1,4 +1,5 @@
 """Helpers shared by the tests and the benchmarks: child processes, the loopback fake of
 Scenario's API and the truth of its demo account, clocks, waiting, web calls, a PKI, the
-one exposition parser, real Prometheus servers, and the committed dashboards as the tests
-read them. Only :mod:`testkit.tools` imports pytest."""
+web config files of the web tests, the one exposition parser, real Prometheus servers,
+and the committed dashboards as the tests read them. Only :mod:`testkit.tools` imports
+pytest."""

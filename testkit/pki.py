@@ -26,11 +26,16 @@ class Identity:
         return x509.load_pem_x509_certificate(self.cert).public_bytes(serialization.Encoding.DER)
 
     def write(self, directory: Path, cert_name: str, key_name: str) -> None:
-        # Replace, as Kubernetes does, so a reader never sees a half-written file.
-        for name, data in ((cert_name, self.cert), (key_name, self.key)):
-            tmp = directory / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, directory / name)
+        replace_file(directory / cert_name, self.cert)
+        replace_file(directory / key_name, self.key)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write *data* to *path* by renaming a complete file over it, as Kubernetes updates
+    a mounted secret, so that a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _issue(subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, *,
@@ -88,6 +93,12 @@ class PKI:
     client: Identity
     other_ca: Identity
     other_client: Identity
+
+    def write_secret(self, directory: Path) -> Path:
+        """*directory* with tls.crt, tls.key and ca.crt, as a mounted Kubernetes secret."""
+        self.server.write(directory, "tls.crt", "tls.key")
+        (directory / "ca.crt").write_bytes(self.ca.cert)
+        return directory
 
 
 def make_pki() -> PKI:

@@ -45,9 +45,14 @@ def call(app: Callable[..., Any], path: str, method: str = "GET",
     return captured["status"], captured["headers"], body
 
 
-def basic_authorization(user: str, password: str) -> str:
-    """The ``Authorization`` header value of HTTP basic credentials."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+def basic_authorization(user: str, password: str | None = None) -> str:
+    """The ``Authorization`` header value of HTTP basic credentials.
+
+    Without *password*, the credentials are *user* alone, with no colon: a header
+    that no server can split into a user and a password.
+    """
+    credentials = user if password is None else f"{user}:{password}"
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
 @dataclass(frozen=True)
