@@ -9,7 +9,6 @@ time, and none may make the process print a traceback.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import os
 import shutil
@@ -33,6 +32,7 @@ from testkit.pki import PKI, make_pki
 from testkit.processes import ExporterProcess, Processes
 from testkit.repo import IN_CI
 from testkit.waiting import wait_for
+from testkit.web import basic_authorization
 
 #: The non-root user scripts/test.sh creates for the prlimit case when run as root.
 TEST_USER = os.environ.get("SCENARIO_TEST_USER", "scenario-test")
@@ -256,7 +256,8 @@ def test_tls_hang_ups_are_quiet(processes: Processes, tmp_path: Path, pki: PKI) 
 
 
 def _basic(user: str, password: str) -> str:
-    return "Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    """The Authorization header line of a raw request."""
+    return "Authorization: " + basic_authorization(user, password)
 
 
 def test_a_password_flood_does_not_delay_another_clients_first_login(

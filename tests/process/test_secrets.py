@@ -26,10 +26,11 @@ from exporter.upstream.demo import DemoAccount
 from testkit.exposition import Exposition
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes
+from testkit.web import basic_authorization
 
 SECRET = "s3cr3t-Zq8vX1-do-not-leak"
 API_KEY = "leaktest-key-7"
-BASIC = base64.b64encode(f"{API_KEY}:{SECRET}".encode()).decode()
+BASIC = basic_authorization(API_KEY, SECRET).removeprefix("Basic ")
 # The secret, recognisable pieces of it (a truncated or partly masked secret is
 # still a leak), and its Basic encodings.
 FORBIDDEN = (SECRET, "s3cr3t", "Zq8vX1", "do-not-leak", BASIC,
@@ -261,7 +262,7 @@ def test_check_several_accounts_one_failing(processes: Processes, fake: FakeUpst
     assert "account good" in output and "account bad" in output and "auth" in output
     assert_no_secret(output, "check with two accounts")
     assert wrong not in output and wrong[::-1] not in output
-    assert base64.b64encode(f"{API_KEY}:{wrong}".encode()).decode() not in output
+    assert basic_authorization(API_KEY, wrong).removeprefix("Basic ") not in output
 
 
 # -- config objects ------------------------------------------------------------------------

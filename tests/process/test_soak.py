@@ -30,8 +30,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 from pydantic import SecretStr
 
 from exporter.config.settings import Settings
@@ -44,6 +42,7 @@ from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from exporter.web.server import create_server, serve_in_thread
 from testkit.clock import FakeClock, ThreadSpawn
+from testkit.exposition import families, is_openmetrics
 from testkit.fake_upstream import FakeUpstream
 from testkit.oracle import model_totals
 from testkit.waiting import wait_for
@@ -122,15 +121,11 @@ class Scrape:
 
 def parse(body: bytes, content_type: str) -> Scrape:
     """Parse a body with prometheus_client's parser for its format."""
-    text = body.decode("utf-8")
-    openmetrics = content_type.startswith("application/openmetrics-text")
-    if openmetrics:
-        families = parse_om(text)  # type: ignore[no-untyped-call]
-    else:
+    openmetrics = is_openmetrics(content_type)
+    if not openmetrics:
         assert content_type.startswith("text/plain; version=0.0.4"), content_type
-        families = parse_text(text)
     scrape = Scrape(openmetrics)
-    for family in families:
+    for family in families(body.decode("utf-8"), openmetrics):
         for sample in family.samples:
             key = (sample.name, frozenset(sample.labels.items()))
             assert key not in scrape.samples, f"duplicate series {key}"

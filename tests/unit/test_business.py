@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 import pytest
 from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core.period import PeriodKind, PeriodWindow
 from exporter.core.values import UsageSnapshot
@@ -22,6 +20,7 @@ from exporter.metrics.business import CollectorOptions
 from exporter.metrics.collect import AccountsCollector
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
+from testkit.exposition import families
 from testkit.golden import DATA, NOW, OPENMETRICS, WINDOW, fixture_views
 from testkit.tools import require_tool
 
@@ -173,10 +172,10 @@ def test_full_scrape_body_parses_and_passes_promtool(accept: str | None, gzip: b
     if accept:
         assert content_type.startswith("application/openmetrics-text")
         assert text.endswith("# EOF\n") and text.count("# EOF") == 1
-        names = {f.name for f in parse_om(text)}
+        names = {f.name for f in families(text, openmetrics=True)}
     else:
         assert content_type.startswith("text/plain")
-        names = {f.name for f in text_string_to_metric_families(text)}
+        names = {f.name for f in families(text, openmetrics=False)}
         _promtool_check(body)
     assert {"scenario_model_cost_creative_units", "scenario_exporter_build_info",
             "scenario_exporter_upstream_requests"} <= names

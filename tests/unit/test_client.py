@@ -3,7 +3,6 @@ a labelled :class:`UpstreamError` (never a secret in it)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
@@ -18,6 +17,7 @@ from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient, parse_retry_after
 from exporter.upstream.demo import DemoAccount, demo_transport
 from testkit.doubles import ACCOUNT, recording_transport
+from testkit.web import basic_authorization
 
 WINDOW = PeriodWindow(datetime(2026, 11, 1, tzinfo=timezone.utc),
                       datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
@@ -34,8 +34,7 @@ def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
     assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages",
                       "dropZeroPoints": "true", "startDate": "2026-11-01T00:00:00.000Z",
                       "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b"}
-    expected = base64.b64encode(b"key-123:s3cr3t").decode()
-    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert request.headers["Authorization"] == basic_authorization("key-123", "s3cr3t")
     assert request.headers["User-Agent"].startswith("scenario-exporter/")
 
 

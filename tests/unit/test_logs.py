@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -10,6 +9,7 @@ import logging
 import pytest
 
 from exporter.core.logs import REDACTED, configure_logging, secret_variants
+from testkit.web import basic_authorization
 
 
 @pytest.fixture
@@ -50,15 +50,15 @@ def test_secrets_and_their_basic_encoding_are_redacted_from_any_logger(
         stream: io.StringIO) -> None:
     secrets = secret_variants("key-1", "hunter2-secret")
     configure_logging("debug", "logfmt", secrets, stream=stream)
-    basic = base64.b64encode(b"key-1:hunter2-secret").decode()
-    logging.getLogger("some.library").debug("Authorization: Basic %s", basic)
+    header = basic_authorization("key-1", "hunter2-secret")
+    logging.getLogger("some.library").debug("Authorization: %s", header)
     logging.getLogger("exporter").error("oops", extra={"fields": {"secret": "hunter2-secret"}})
     try:
         raise RuntimeError("hunter2-secret in an exception")
     except RuntimeError:
         logging.getLogger("exporter").exception("crash")
     text = stream.getvalue()
-    assert "hunter2-secret" not in text and basic not in text
+    assert "hunter2-secret" not in text and header.removeprefix("Basic ") not in text
     assert text.count(REDACTED) >= 3
 
 
