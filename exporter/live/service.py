@@ -1,9 +1,10 @@
 """The live exporter's one composition root: the data side, the web side, start and stop.
 
-:class:`UsageExporter` assembles the data side (a client shared by one
-refresher per account, the exporter's own series, ``/metrics``); :func:`serve`
-puts the web side in front of it (the application, the web config, the HTTP
-server), starts it, and stops everything on SIGTERM or SIGINT.
+:func:`build_exporter` assembles the data side, a :class:`UsageExporter` (a
+client shared by one refresher per account, the exporter's own series,
+``/metrics``); :func:`serve` puts the web side in front of it (the application,
+the web config, the HTTP server), starts it, and stops everything on SIGTERM or
+SIGINT. Nothing else in the package constructs these parts.
 """
 
 from __future__ import annotations
