@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +35,6 @@ from exporter.upstream.demo import DemoAccount, demo_transport
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import summarize
 from testkit.oracle import model_totals
-from testkit.processes import clean_environment
 
 KEY, SECRET = "key-backfill", "secret-backfill-value"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back
@@ -491,50 +488,3 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
     done = [r.fields["done"] for r in caplog.records  # type: ignore[attr-defined]
             if r.getMessage() == "period written"]
     assert done == [f"{k}/6" for k in range(1, 7)]
-
-
-# -- the command line -------------------------------------------------------------------
-
-
-def _current_period_start() -> date:
-    return period_start(datetime.now(timezone.utc)).date()
-
-
-def _months_before(day: date, months: int) -> date:
-    month = day.month - months
-    return day.replace(year=day.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
-
-
-BAD_INPUT = {
-    "start after end": (["--start=2026-10-01", "--end=2026-09-01"], "--start: "),
-    "into the current period": (["--start={last}", "--end={tomorrow}"], "--end: "),
-    "older than upstream keeps": (["--start={old}", "--end={current}"], "--start: "),
-    "not a date": (["--start=August", "--end={current}"], "--start: "),
-    "bad label": (["--start={last}", "--end={current}", "--label=job"], "--label: "),
-    "label of the series": (["--start={last}", "--end={current}", "--label=account=x"],
-                            "--label: "),
-    "unwritable output": (["--start={last}", "--end={current}", "--output={tmp}/no/such/x.om"],
-                          "--output: "),
-    "output is a directory": (["--start={last}", "--end={current}", "--output={tmp}"],
-                              "--output: "),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: str) -> None:
-    current = _current_period_start()
-    values = {"current": current, "last": _months_before(current, 1),
-              "old": _months_before(current, 6),
-              "tomorrow": datetime.now(timezone.utc).date() + timedelta(days=1),
-              "tmp": tmp_path}
-    args, prefix = BAD_INPUT[case]
-    argv = [arg.format(**values) for arg in args]
-    if not any(arg.startswith("--output") for arg in argv):
-        argv.append(f"--output={tmp_path / 'out.om'}")
-    result = subprocess.run([sys.executable, "-m", "exporter", "backfill", "--demo", *argv],
-                            capture_output=True, text=True, timeout=60,
-                            env=clean_environment())
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scenario-exporter: " + prefix), lines
-    assert list(tmp_path.iterdir()) == []

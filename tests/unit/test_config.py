@@ -1,10 +1,8 @@
-"""Configuration: three layers, and one clear line per invalid value (exit 2)."""
+"""Configuration: three layers, and one clear line per invalid value (exit 2: the real
+command's exit is tested in ``tests/process/test_cli.py``)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,6 @@ from exporter.core.durations import format_duration, parse_duration
 from exporter.core.errors import ConfigError
 
 CREDS = {"SCENARIO_API_KEY": "key-1", "SCENARIO_API_SECRET": "secret-1"}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SCENARIO_", "SCENARIO_EXPORTER_"))}
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=30, env={**clean, **(env or {})}, cwd=cwd)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -223,34 +213,6 @@ def test_missing_credentials_say_how_to_give_them() -> None:
     assert "SCENARIO_API_SECRET" in _error({}, {"SCENARIO_API_KEY": "k"})
     assert "cannot read" in _error({}, {"SCENARIO_API_KEY": "k",
                                         "SCENARIO_API_SECRET_FILE": "/nonexistent"})
-
-
-# -- the real command: exit 2, one line, no traceback, nothing served ---------------
-
-@pytest.mark.parametrize(("args", "env", "needle"), [
-    (["--cache.ttl", "5x"], CREDS, "--cache.ttl"),
-    (["--period.anchor-day", "0"], CREDS, "--period.anchor-day"),
-    (["--no-such-flag"], CREDS, "--no-such-flag"),
-    ([], {}, "--demo"),
-    (["--config.file", "/nonexistent.yml"], CREDS, "--config.file"),
-    (["--web.listen-address", "127.0.0.1:99999"], CREDS, "--web.listen-address"),
-])
-def test_cli_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
-    result = run_cli(*args, env=env)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert needle in lines[0] and "Traceback" not in result.stderr
-    assert result.stdout == ""
-
-
-def test_cli_help_and_version() -> None:
-    help_text = run_cli("--help").stdout
-    for flag in ("--web.listen-address", "--cache.ttl", "--demo", "--budget.creative-units",
-                 "SCENARIO_API_KEY", "SCENARIO_API_SECRET_FILE", "check"):
-        assert flag in help_text
-    from exporter import __version__
-    assert __version__ in run_cli("--version").stdout
 
 
 def test_settings_model_is_frozen() -> None:
