@@ -93,6 +93,19 @@ accounts:
     assert b.secret() == "b-secret" and b.budget_creative_units is None
 
 
+@pytest.mark.parametrize(("url", "message"), [
+    ("ftp://example.com", "must be an http(s) URL"),
+    ("https://user:pw@proxy.example/v1", "must not hold credentials"),
+])
+def test_a_bad_api_url_of_an_account_is_named(tmp_path: Path, url: str, message: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"accounts: [{{name: a, api_key: k, api_secret: s, api_url: '{url}'}}]\n")
+    with pytest.raises(ConfigError) as caught:
+        build_settings({}, {}, config)
+    assert str(caught.value).startswith(f"accounts[0] in {config}: api_url: ")
+    assert message in str(caught.value) and "pw" not in str(caught.value)
+
+
 def test_budget_and_projects_flags_apply_to_the_single_account() -> None:
     settings = build_settings({"budget.creative-units": "12000",
                                "scenario.project-ids": "p1, p2"}, CREDS)
