@@ -71,6 +71,21 @@ def test_secret_from_a_file_is_read_on_every_use(tmp_path: Path) -> None:
     assert settings.accounts[0].secret() == "rotated"
 
 
+def test_key_file_is_read_at_start_and_named_when_unreadable(tmp_path: Path) -> None:
+    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
+    key_file.write_text("key-one\n")
+    secret_file.write_text("secret-one\n")
+    env = {"SCENARIO_API_KEY_FILE": str(key_file), "SCENARIO_API_SECRET_FILE": str(secret_file)}
+    (account,) = build_settings({}, env).accounts
+    assert (account.key(), account.secret()) == ("key-one", "secret-one")
+    assert "key-one" not in repr(account)
+
+    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: cannot read .*/missing"):
+        build_settings({}, {**env, "SCENARIO_API_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: set it or SCENARIO_API_KEY"):
+        build_settings({}, {**env, "SCENARIO_API_KEY": "key-one"})
+
+
 def test_several_accounts_from_yaml(tmp_path: Path) -> None:
     secret_file = tmp_path / "b.secret"
     secret_file.write_text("b-secret")
@@ -168,6 +183,14 @@ def test_bad_file_value_names_the_file_and_setting(tmp_path: Path) -> None:
     config = tmp_path / "c.yml"
     config.write_text("period:\n  anchor-day: 31\n")
     assert _error({}, config=config).startswith(f"period.anchor-day in {config}: must be")
+
+
+def test_ca_file_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"^--upstream.ca-file: .*ca.pem holds no PEM CA"):
+        build_settings({"upstream.ca-file": str(junk)}, {"SCENARIO_API_KEY": "k",
+                                                         "SCENARIO_API_SECRET": "s"})
 
 
 @pytest.mark.parametrize(("text", "expected"), [
