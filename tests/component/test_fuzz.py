@@ -48,7 +48,6 @@ from prometheus_client.samples import Sample
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 
-from exporter import models
 from exporter.core.account import AccountConfig
 from exporter.core.errors import InvalidResponse, UpstreamError
 from exporter.core.ledger import PeriodLedger
@@ -57,6 +56,7 @@ from exporter.core.values import AccountView, Totals, UsageSnapshot
 from exporter.metrics.business import COUNTERS, CollectorOptions
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
+from exporter.upstream import schema
 from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import ASSET_KINDS, NSFW_LABELS, USAGE_NAMES
 from exporter.upstream.pieces import fetch_in_pieces
@@ -82,12 +82,12 @@ SAFE_MAGNITUDE = 5e306
 
 # Every key the models read, camelCase or snake_case (populate_by_name accepts
 # both): an "extra" field must not be one of them.
-_MODEL_CLASSES: tuple[type[BaseModel], ...] = (models.UsageResponse, models.Entities)
+_MODEL_CLASSES: tuple[type[BaseModel], ...] = (schema.UsageResponse, schema.Entities)
 # Rows, entities and points are TypedDicts, aliased by the same generator.
 _DICT_CLASSES: tuple[type, ...] = (
-    models.UsageRow, models.ModelUsageRow, models.AssetUsageRow, models.NsfwUsageRow,
-    models.ConsumptionRow, models.ModelEntity, models.UserEntity,
-    models.UsagePoint, models.ModelPoint, models.CountPoint)
+    schema.UsageRow, schema.ModelUsageRow, schema.AssetUsageRow, schema.NsfwUsageRow,
+    schema.ConsumptionRow, schema.ModelEntity, schema.UserEntity,
+    schema.UsagePoint, schema.ModelPoint, schema.CountPoint)
 KNOWN_KEYS = frozenset(
     [k for cls in _MODEL_CLASSES for name, info in cls.model_fields.items()
      for k in (name, info.alias or name)]
