@@ -292,6 +292,30 @@ def test_splitting_respects_the_hourly_cap() -> None:
 
 
 
+def test_split_halves_that_overflow_together_are_an_invalid_response() -> None:
+    """Each half of a split window is finite, their sum is not: invalid, not +Inf."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end = (datetime.fromisoformat(request.url.params[k].replace("Z", "+00:00"))
+                      for k in ("startDate", "endDate"))
+        if end - start > timedelta(days=1):
+            return httpx.Response(413, content=b'{"message":"Response payload size exceeded"}')
+        return httpx.Response(200, content=b'{"modelUsages":[{"modelId":"m","points":'
+                                           b'[{"cost":1e308}]}]}')
+
+    codes: list[str] = []
+    client = UsageClient("http://upstream.test/v1", 5.0, transport=httpx.MockTransport(answer),
+                         record=lambda account, code, seconds, size: codes.append(code))
+    try:
+        with pytest.raises(UpstreamError) as failed:
+            fetch_in_pieces(client.fetch_window, ACCOUNT,
+                            PeriodWindow(START, datetime(2026, 11, 3, 12, tzinfo=timezone.utc)))
+    finally:
+        client.close()
+    assert failed.value.reason == "invalid_response"
+    assert "not a finite number" in str(failed.value)
+    assert codes[0] == "413" and codes.count("200") >= 2
+
+
 def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
     healthy = client_for(rounding_demo(), 10)
     broken = [False]
