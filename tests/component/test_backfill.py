@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.backfill.command import BackfillOptions
 from exporter.backfill.run import run_backfill
@@ -29,6 +28,8 @@ from exporter.config.settings import Settings
 from exporter.core.period import PeriodWindow, parse_iso
 from exporter.upstream.demo import DemoAccount, demo_transport
 from testkit.backfill import KEY, LABELS, NOW, SECRET, two_accounts, utc
+from testkit.clock import FakeClock
+from testkit.exposition import families
 from testkit.oracle import model_totals
 
 
@@ -55,38 +56,24 @@ class Upstream:
         return httpx.MockTransport(self.handle)
 
 
-class FakeTime:
-    """A wall clock and a monotonic clock that only move when the code sleeps."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.wall = now.timestamp()
-        self.monotonic = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.wall += seconds
-        self.monotonic += seconds
-
-
 def backfill(settings: Settings, upstream: Upstream, output: Path | str, *,
              start: date = date(2026, 8, 1), end: date = date(2026, 11, 1),
-             labels: dict[str, str] | None = None, time: FakeTime | None = None,
+             labels: dict[str, str] | None = None, time: FakeClock | None = None,
              stdout: Any = None, stderr: Any = None) -> int:
-    time = time or FakeTime()
+    time = time or FakeClock(NOW.timestamp())
     options = BackfillOptions(start, end, str(output),
                               tuple(sorted((labels if labels is not None else LABELS).items())))
     stderr = stderr or io.StringIO()
     # Through the command line's exit-code policy, as `scenario-exporter backfill` runs it.
     return run_program(lambda: run_backfill(
-        settings, options, upstream.transport, wall=lambda: time.wall,
-        clock=lambda: time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
+        settings, options, upstream.transport, wall=time.wall,
+        clock=time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]]:
     """``{(sample name, labels): [(timestamp, value), ...]}`` from an OpenMetrics text."""
     series: dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+    for family in families(text, openmetrics=True):
         for sample in family.samples:
             key = (sample.name, frozenset(sample.labels.items()))
             series.setdefault(key, []).append((float(sample.timestamp), sample.value))
@@ -215,7 +202,7 @@ def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
     answers = [httpx.Response(429, headers={"Retry-After": "120"}),
                httpx.Response(503, json={})]
     upstream = Upstream(fault=lambda a, b: answers.pop(0) if answers else None)
-    time = FakeTime()
+    time = FakeClock(NOW.timestamp())
     assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om",
                     start=date(2026, 10, 1), time=time) == 0
     assert time.sleeps[0] >= 120  # Retry-After
@@ -225,13 +212,13 @@ def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
 
 def test_the_hourly_cap_makes_the_run_wait_not_fail(tmp_path: Path) -> None:
     upstream = Upstream()
-    time = FakeTime()
+    time = FakeClock(NOW.timestamp())
     settings = two_accounts(tmp_path, **{"upstream.max-requests-per-hour": "2"})
     sent_at: list[float] = []
     inner = upstream.handle
 
     def timed(request: httpx.Request) -> httpx.Response:
-        sent_at.append(time.monotonic)
+        sent_at.append(time.monotonic())
         return inner(request)
 
     upstream.handle = timed  # type: ignore[method-assign]

@@ -34,8 +34,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 from pydantic import SecretStr, ValidationError
 
@@ -50,6 +48,7 @@ from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import summarize
+from testkit.exposition import families
 from testkit.repo import IN_CI
 from testkit.strategies import Body, bodies
 from testkit.tools import require_tool
@@ -82,8 +81,7 @@ def _parse(body: bytes, openmetrics: bool) -> list[Any]:
     text = body.decode("utf-8")
     if openmetrics:
         assert text.endswith("# EOF\n") and text.count("\n# EOF\n") == 1
-        return list(parse_om(text))  # type: ignore[no-untyped-call]
-    return list(parse_text(text))
+    return families(text, openmetrics)
 
 
 def _samples(families: list[Any], name: str, account: str) -> list[Sample]:
