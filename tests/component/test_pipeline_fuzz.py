@@ -49,6 +49,7 @@ from exporter.upstream.client import UsageClient
 from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import summarize
 from testkit.exposition import families
+from testkit.golden import OPENMETRICS
 from testkit.repo import IN_CI
 from testkit.strategies import Body, bodies
 from testkit.tools import require_tool
@@ -56,7 +57,6 @@ from testkit.tools import require_tool
 pytestmark = pytest.mark.slow
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 ACCOUNT = AccountConfig(name="fuzz", api_key="fuzz-key", api_secret=SecretStr("fuzz-secret"))
 BROKEN = AccountConfig(name="broken", api_key="broken-key", api_secret=SecretStr("fuzz-secret"))
 PERIOD_START = datetime(2026, 11, 1, tzinfo=timezone.utc)
