@@ -11,7 +11,6 @@ are compared with ``==``, not approximately. Upstream faults and staleness are i
 
 from __future__ import annotations
 
-import base64
 import json
 import platform
 import threading
@@ -46,6 +45,7 @@ from testkit.served import (
     withdrawable,
 )
 from testkit.waiting import wait_for
+from testkit.web import basic_authorization
 
 SECTIONS = {"usages", "consumption", "model-usages", "asset-usages", "nsfw-usages"}
 # (response section, id field) -> (counter of the first number, counter of the second, label)
@@ -132,8 +132,7 @@ def test_exposed_values_equal_upstream_sums(processes: Processes, fake: FakeUpst
     assert set(sent.params["type"].split(",")) == SECTIONS
     assert sent.params["dropZeroPoints"] == "true"
     assert "projectIds" not in sent.params
-    token = base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
-    assert sent.authorization == f"Basic {token}"
+    assert sent.authorization == basic_authorization(API_KEY, API_SECRET)
 
     account = fake.state.account
     end = to_millis(as_of)

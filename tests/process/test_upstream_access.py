@@ -9,7 +9,6 @@ tested in process in ``tests/unit/test_config.py``; a file gone at a refresh in
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 import time
@@ -23,6 +22,7 @@ from testkit.fake_upstream import FakeUpstream
 from testkit.pki import Identity, _ca, _issue
 from testkit.processes import ExporterProcess, Processes
 from testkit.waiting import wait_for
+from testkit.web import basic_authorization
 
 DEADLINE = 40.0  # covers one back-off step (10 s + jitter) should a refresh race a rotation
 
@@ -32,10 +32,6 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
-
-
-def _basic(key: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
 
 
 def _serving(exporter: ExporterProcess, account: str = "default") -> bool:
@@ -76,7 +72,7 @@ def test_rotated_key_and_secret_files_apply_without_a_restart(processes: Process
                  lambda: "\n".join(exporter.stderr_lines[-5:]))
         with fake.state.lock:
             sent = [r.authorization for r in fake.state.requests[seen:]]
-        assert _basic("key-two", "secret-two") in sent
+        assert basic_authorization("key-two", "secret-two") in sent
         assert exporter.proc.poll() is None, "the same process, not restarted"
 
 
