@@ -1,4 +1,6 @@
 """Helpers shared by the tests and the benchmarks: child processes, the loopback fake of
-Scenario's API and the truth of its demo account, clocks, waiting, web calls, a PKI, the
-one exposition parser, real Prometheus servers, and the committed dashboards as the tests
-read them. Only :mod:`testkit.tools` imports pytest."""
+Scenario's API and the truth of its demo account, the exporter process as the process
+tests read it, stand-ins for unit tests, the backfill tests' settings, hypothesis
+strategies of upstream bodies, clocks, waiting, web calls, a PKI, the one exposition
+parser, real Prometheus servers, and the committed dashboards as the tests read them.
+Only :mod:`testkit.tools` imports pytest."""
