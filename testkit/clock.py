@@ -1,5 +1,6 @@
 """The time and the threads the exporter is given in tests: a clock moved only by the
-test, and a spawner that runs each refresh in a real thread, as production does."""
+test (or by the code's own sleeps), and a spawner that runs each refresh in a real
+thread, as production does."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ class FakeClock:
 
     ``seconds`` is the time elapsed since the start; the wall clock starts at
     *wall_start* (a Unix timestamp), the monotonic one at an arbitrary 1000.
+    :meth:`sleep` is for code that waits: it moves both at once, and keeps the delay.
     """
 
     def __init__(self, wall_start: float) -> None:
         self.wall_start = wall_start
         self.seconds = 0.0
+        self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
         return 1000.0 + self.seconds
@@ -26,6 +29,11 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.seconds += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """What the code under test calls to wait: no waiting, the clocks move on."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
 
 
 class ThreadSpawn:

@@ -1,5 +1,6 @@
 """Stand-ins for the exporter's collaborators in unit tests: an account, a moment, jitter
-that is predictable, an upstream that records what it was asked."""
+that is predictable, an upstream that records what it was asked, and the demo account
+behind a gateway that refuses long windows, as a large account's is."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import httpx
 from pydantic import SecretStr
 
 from exporter.core.account import AccountConfig
+from exporter.core.period import PeriodWindow, parse_iso
+from exporter.upstream.demo import DemoAccount, demo_transport
 
 # An account with every option the client sends upstream.
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret=SecretStr("s3cr3t"),
                         project_ids=("proj_a", "proj_b"))
 T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
+DAY = 86400.0
 
 
 class MaxRandom(random.Random):
@@ -31,4 +35,27 @@ def recording_transport(handler: Callable[[httpx.Request], httpx.Response],
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return handler(request)
+    return httpx.MockTransport(handle)
+
+
+def rounding_demo() -> DemoAccount:
+    """A demo account whose API-key fields are rounded once per UTC day, as upstream's
+    daily rollups are: a cut inside a day loses a little of them, one on midnight none."""
+    return DemoAccount(models=12, users=5, api_key_rounding_per_day=True)
+
+
+def gateway(account: DemoAccount, limit_days: float | None,
+            seen: list[PeriodWindow] | None = None) -> httpx.MockTransport:
+    """*account* for ACCOUNT's credentials, behind a gateway that refuses windows longer
+    than *limit_days* (413); each window asked is appended to *seen*."""
+    inner = demo_transport(account, ACCOUNT.key(), ACCOUNT.secret())
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        window = PeriodWindow(parse_iso(request.url.params["startDate"]),
+                              parse_iso(request.url.params["endDate"]))
+        if seen is not None:
+            seen.append(window)
+        if limit_days is not None and window.seconds > limit_days * DAY:
+            return httpx.Response(413, json={"message": "Response payload size exceeded"})
+        return inner.handle_request(request)
     return httpx.MockTransport(handle)

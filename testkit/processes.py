@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 import httpx
 
 from testkit.exposition import Exposition
+from testkit.repo import REPO_ROOT
 from testkit.waiting import wait_for
 from testkit.web import http_get
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 20.0
 EXPORTER = (sys.executable, "-m", "exporter")
 _PORT_FIELD = re.compile(r"\bport=(\d+)\b")

@@ -2,71 +2,35 @@
 
 The demo account is the upstream (through the real client, as an httpx
 transport): its totals over any window are known exactly, so every sample can
-be compared with the truth. Clocks and sleeps are fakes: nothing waits.
+be compared with the truth. Clocks and sleeps are fakes: nothing waits. The
+replay of one period is tested alone in ``tests/unit/test_replay.py``, the plan of
+periods in ``tests/unit/test_backfill_plan.py``, the command's bad input in
+``tests/process/test_cli.py``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import sys
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.backfill.command import BackfillOptions
-from exporter.backfill.plan import plan_periods
-from exporter.backfill.replay import SeriesWriter, join_pieces, period_to_date, split_into_buckets
 from exporter.backfill.run import run_backfill
 from exporter.cli.exit import run_program
 from exporter.config.load import build_settings
 from exporter.config.settings import Settings
-from exporter.core.errors import ConfigError
-from exporter.core.ledger import PeriodLedger
-from exporter.core.period import PeriodWindow, parse_iso, period_start
-from exporter.core.values import AccountView
-from exporter.metrics.business import CollectorOptions
-from exporter.metrics.collect import AccountsCollector
+from exporter.core.period import PeriodWindow, parse_iso
 from exporter.upstream.demo import DemoAccount, demo_transport
-from exporter.upstream.schema import UsageResponse
-from exporter.upstream.summing import summarize
+from testkit.backfill import KEY, LABELS, NOW, SECRET, two_accounts, utc
+from testkit.clock import FakeClock
+from testkit.exposition import families
 from testkit.oracle import model_totals
-from testkit.processes import clean_environment
-
-KEY, SECRET = "key-backfill", "secret-backfill-value"
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)  # August: 111 days back
-AUGUST = PeriodWindow(datetime(2026, 8, 1, tzinfo=timezone.utc),
-                      datetime(2026, 9, 1, tzinfo=timezone.utc))
-LABELS = {"job": "scenario-exporter", "instance": "exporter:10097"}
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)  # type: ignore[misc]
-
-
-def two_accounts(tmp_path: Path, **flags: str) -> Settings:
-    config = tmp_path / "accounts.yml"
-    config.write_text(f"""\
-accounts:
-  - name: studio
-    api_key: {KEY}
-    api_secret: {SECRET}
-    budget_creative_units: 50000
-  - name: mobile
-    api_key: {KEY}
-    api_secret: {SECRET}
-""", encoding="utf-8")
-    return build_settings(flags, {}, config)
-
-
-def demo_response(account: DemoAccount, window: PeriodWindow) -> UsageResponse:
-    return UsageResponse.model_validate(account.response(window.start, window.end))
 
 
 class Upstream:
@@ -92,122 +56,31 @@ class Upstream:
         return httpx.MockTransport(self.handle)
 
 
-class FakeTime:
-    """A wall clock and a monotonic clock that only move when the code sleeps."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.wall = now.timestamp()
-        self.monotonic = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.wall += seconds
-        self.monotonic += seconds
-
-
 def backfill(settings: Settings, upstream: Upstream, output: Path | str, *,
              start: date = date(2026, 8, 1), end: date = date(2026, 11, 1),
-             labels: dict[str, str] | None = None, time: FakeTime | None = None,
+             labels: dict[str, str] | None = None, time: FakeClock | None = None,
              stdout: Any = None, stderr: Any = None) -> int:
-    time = time or FakeTime()
+    time = time or FakeClock(NOW.timestamp())
     options = BackfillOptions(start, end, str(output),
                               tuple(sorted((labels if labels is not None else LABELS).items())))
     stderr = stderr or io.StringIO()
     # Through the command line's exit-code policy, as `scenario-exporter backfill` runs it.
     return run_program(lambda: run_backfill(
-        settings, options, upstream.transport, wall=lambda: time.wall,
-        clock=lambda: time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
+        settings, options, upstream.transport, wall=time.wall,
+        clock=time.monotonic, sleep=time.sleep, stdout=stdout, stderr=stderr), stderr)
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]]:
     """``{(sample name, labels): [(timestamp, value), ...]}`` from an OpenMetrics text."""
     series: dict[tuple[str, frozenset[tuple[str, str]]], list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+    for family in families(text, openmetrics=True):
         for sample in family.samples:
             key = (sample.name, frozenset(sample.labels.items()))
             series.setdefault(key, []).append((float(sample.timestamp), sample.value))
     return series
 
 
-# -- the series -----------------------------------------------------------------
-
-
-def test_each_bucket_gives_the_period_to_date_sums_upstream_has_for_it() -> None:
-    account = DemoAccount(models=6, users=3, api_keys=1)
-    usage = split_into_buckets(demo_response(account, AUGUST), AUGUST)
-    snapshots = list(period_to_date(usage))
-    assert len(snapshots) == 31  # daily buckets for a month-long window
-    for day, snapshot in enumerate(snapshots, start=1):
-        end = AUGUST.start + timedelta(days=day)
-        assert snapshot.window == PeriodWindow(AUGUST.start, end)
-        truth = model_totals(account, AUGUST.start, end)
-        assert {m: t.cost for m, t in snapshot.models.items()} == \
-            {m: t["cost"] for m, t in truth.items()}
-        assert {m: t.jobs for m, t in snapshot.models.items()} == \
-            {m: t["jobs"] for m, t in truth.items()}
-        # Consumption per user is a whole-window figure upstream: the last sample only.
-        assert bool(snapshot.users) == (day == 31)
-
-
-def test_a_period_fetched_in_pieces_adds_up_to_the_whole() -> None:
-    account = DemoAccount(models=4, users=2, api_keys=1)
-    cut = utc(2026, 8, 17)
-    whole = list(period_to_date(split_into_buckets(demo_response(account, AUGUST), AUGUST)))
-    pieces = [split_into_buckets(demo_response(account, w), w)
-              for w in (PeriodWindow(AUGUST.start, cut), PeriodWindow(cut, AUGUST.end))]
-    joined = list(period_to_date(join_pieces(AUGUST, pieces)))
-    assert [s.window for s in joined] == [s.window for s in whole]
-    assert joined[-1].models == whole[-1].models and joined[-1].usages == whole[-1].usages
-    # The demo rounds consumption per window to the cent: pieces add up to the cent.
-    assert joined[-1].users.keys() == whole[-1].users.keys()
-    for user_id, totals in whole[-1].users.items():
-        assert joined[-1].users[user_id] == pytest.approx(totals, abs=0.02)
-
-
-def test_the_last_sample_of_a_period_is_the_live_exposition_of_the_whole_period() -> None:
-    """Same names, types, labels (plus the target labels), values and _created as /metrics."""
-    account = DemoAccount(models=6, users=3, api_keys=1)
-    settings_account = build_settings({}, {"SCENARIO_API_KEY": KEY,
-                                            "SCENARIO_API_SECRET": SECRET}).accounts[0]
-    response = demo_response(account, AUGUST)
-    options = CollectorOptions(max_stale=float("inf"))
-    writer = SeriesWriter(settings_account, options, LABELS, max_models=4, max_users=2)
-    families = writer.period_families(split_into_buckets(response, AUGUST))
-
-    live = PeriodLedger(4, 2).apply(summarize(response, AUGUST))
-    view = AccountView(settings_account, snapshot=live.snapshot, folded=live.folded, up=True)
-    expected = {(s.name, frozenset({**s.labels, **LABELS}.items())): s.value
-                for f in AccountsCollector([view], AUGUST.end.timestamp(), options).collect()
-                for s in f.samples}
-    last = AUGUST.end.timestamp() - 0.001
-    written = {(s.name, frozenset(s.labels.items())): s.value
-               for f in families for s in f.samples if s.timestamp == last}
-    assert written == expected
-    assert any(name == "scenario_model_cost_creative_units_total"
-               and ("model_id", "__other__") in labels for name, labels in written)
-    types = {f.name: f.type for f in families}
-    assert types["scenario_model_cost_creative_units"] == "counter"
-    assert types["scenario_model"] == "info"
-    assert not any(name.startswith("scenario_exporter_") for name in types)
-
-
-def test_samples_are_stamped_at_bucket_ends_and_the_last_before_the_next_period() -> None:
-    account_config = build_settings({}, {"SCENARIO_API_KEY": KEY,
-                                         "SCENARIO_API_SECRET": SECRET}).accounts[0]
-    usage = split_into_buckets(demo_response(DemoAccount(models=3, users=2), AUGUST), AUGUST)
-    writer = SeriesWriter(account_config, CollectorOptions(), {}, 500, 1000)
-    families = {f.name: f for f in writer.period_families(usage)}
-    cost = families["scenario_model_cost_creative_units"]
-    model = next(s.labels["model_id"] for s in cost.samples)
-    stamps = [s.timestamp for s in cost.samples
-              if s.name.endswith("_total") and s.labels["model_id"] == model]
-    days = [(AUGUST.start + timedelta(days=d)).timestamp() for d in range(1, 31)]
-    assert stamps == [*days, AUGUST.end.timestamp() - 0.001]
-    created = {s.value for s in cost.samples if s.name.endswith("_created")}
-    assert created == {AUGUST.start.timestamp()}
-    starts = {s.value for s in families["scenario_period_start_timestamp_seconds"].samples}
-    assert starts == {AUGUST.start.timestamp()}
+# -- the series of each account -------------------------------------------------
 
 
 def test_each_account_gets_its_own_upstreams_sums(tmp_path: Path) -> None:
@@ -244,18 +117,7 @@ accounts:
         assert served == {model_id: t["cost"] for model_id, t in truth.items()}
 
 
-# -- which periods -----------------------------------------------------------------
-
-
-def test_an_anchor_day_other_than_1_gives_the_live_exporters_periods(tmp_path: Path) -> None:
-    settings = two_accounts(tmp_path, **{"period.anchor-day": "15"})
-    periods = plan_periods(settings, BackfillOptions(date(2026, 8, 20), date(2026, 11, 15),
-                                                     "-"), NOW)
-    assert [(p.start.date(), p.end.date()) for p in periods] == [
-        (date(2026, 8, 15), date(2026, 9, 15)), (date(2026, 9, 15), date(2026, 10, 15)),
-        (date(2026, 10, 15), date(2026, 11, 15))]
-    for p in periods:  # the live exporter, at any time of a period, agrees on its start
-        assert period_start(p.end - timedelta(seconds=1), "month", 15) == p.start
+# -- the periods of an anchor day -----------------------------------------------
 
 
 def test_anchor_day_backfill_ends_each_period_at_the_fakes_sum(tmp_path: Path) -> None:
@@ -273,18 +135,6 @@ def test_anchor_day_backfill_ends_each_period_at_the_fakes_sum(tmp_path: Path) -
             assert samples[end.timestamp() - 0.001] == truth["cost"]
     assert upstream.windows == [(utc(2026, 9, 15), utc(2026, 10, 15)),
                                 (utc(2026, 10, 15), utc(2026, 11, 15))] * 2
-
-
-@pytest.mark.parametrize(("start", "end", "message"), [
-    (date(2026, 10, 1), date(2026, 9, 1), "--start: 2026-10-01 is not before --end 2026-09-01"),
-    (date(2026, 10, 1), date(2026, 11, 2), "--end: 2026-11-02 reaches into the current period, "
-                                           "which began 2026-11-01"),
-    (date(2026, 7, 15), date(2026, 9, 1), "--start: the period of 2026-07-15 begins 2026-07-01, "
-                                          "further back than upstream keeps data"),
-])
-def test_bad_dates_are_refused(tmp_path: Path, start: date, end: date, message: str) -> None:
-    with pytest.raises(ConfigError, match="^" + message):
-        plan_periods(two_accounts(tmp_path), BackfillOptions(start, end, "-"), NOW)
 
 
 # -- politeness ----------------------------------------------------------------------
@@ -352,7 +202,7 @@ def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
     answers = [httpx.Response(429, headers={"Retry-After": "120"}),
                httpx.Response(503, json={})]
     upstream = Upstream(fault=lambda a, b: answers.pop(0) if answers else None)
-    time = FakeTime()
+    time = FakeClock(NOW.timestamp())
     assert backfill(two_accounts(tmp_path), upstream, tmp_path / "out.om",
                     start=date(2026, 10, 1), time=time) == 0
     assert time.sleeps[0] >= 120  # Retry-After
@@ -362,13 +212,13 @@ def test_retry_after_and_back_off_are_obeyed(tmp_path: Path) -> None:
 
 def test_the_hourly_cap_makes_the_run_wait_not_fail(tmp_path: Path) -> None:
     upstream = Upstream()
-    time = FakeTime()
+    time = FakeClock(NOW.timestamp())
     settings = two_accounts(tmp_path, **{"upstream.max-requests-per-hour": "2"})
     sent_at: list[float] = []
     inner = upstream.handle
 
     def timed(request: httpx.Request) -> httpx.Response:
-        sent_at.append(time.monotonic)
+        sent_at.append(time.monotonic())
         return inner(request)
 
     upstream.handle = timed  # type: ignore[method-assign]
@@ -491,50 +341,3 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
     done = [r.fields["done"] for r in caplog.records  # type: ignore[attr-defined]
             if r.getMessage() == "period written"]
     assert done == [f"{k}/6" for k in range(1, 7)]
-
-
-# -- the command line -------------------------------------------------------------------
-
-
-def _current_period_start() -> date:
-    return period_start(datetime.now(timezone.utc)).date()
-
-
-def _months_before(day: date, months: int) -> date:
-    month = day.month - months
-    return day.replace(year=day.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
-
-
-BAD_INPUT = {
-    "start after end": (["--start=2026-10-01", "--end=2026-09-01"], "--start: "),
-    "into the current period": (["--start={last}", "--end={tomorrow}"], "--end: "),
-    "older than upstream keeps": (["--start={old}", "--end={current}"], "--start: "),
-    "not a date": (["--start=August", "--end={current}"], "--start: "),
-    "bad label": (["--start={last}", "--end={current}", "--label=job"], "--label: "),
-    "label of the series": (["--start={last}", "--end={current}", "--label=account=x"],
-                            "--label: "),
-    "unwritable output": (["--start={last}", "--end={current}", "--output={tmp}/no/such/x.om"],
-                          "--output: "),
-    "output is a directory": (["--start={last}", "--end={current}", "--output={tmp}"],
-                              "--output: "),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: str) -> None:
-    current = _current_period_start()
-    values = {"current": current, "last": _months_before(current, 1),
-              "old": _months_before(current, 6),
-              "tomorrow": datetime.now(timezone.utc).date() + timedelta(days=1),
-              "tmp": tmp_path}
-    args, prefix = BAD_INPUT[case]
-    argv = [arg.format(**values) for arg in args]
-    if not any(arg.startswith("--output") for arg in argv):
-        argv.append(f"--output={tmp_path / 'out.om'}")
-    result = subprocess.run([sys.executable, "-m", "exporter", "backfill", "--demo", *argv],
-                            capture_output=True, text=True, timeout=60,
-                            env=clean_environment())
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scenario-exporter: " + prefix), lines
-    assert list(tmp_path.iterdir()) == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import httpx
 
@@ -35,10 +33,3 @@ def test_failure_gives_the_reason_and_exit_1() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(401, json={}))
     assert run_check(settings, transport, out) is False
     assert "FAILED (auth): upstream refused the credentials (HTTP 401)" in out.getvalue()
-
-
-def test_the_real_command_with_the_demo() -> None:
-    result = subprocess.run([sys.executable, "-m", "exporter", "check", "--demo"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "account demo" in result.stdout and "top 5 models" in result.stdout

@@ -1,30 +1,28 @@
 """Reaching upstream as operators deploy the exporter: the key and the secret
 from files that Kubernetes rotates, and a CA of their own added to the trusted
 ones (a TLS-intercepting proxy). The real process against the loopback fake.
+
+Reading the files at start, and refusing a CA file that holds no certificate, are
+tested in process in ``tests/unit/test_config.py``; a file gone at a refresh in
+``tests/unit/test_client.py``.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 
-from exporter.config.load import build_settings
-from exporter.core.errors import ConfigError, UpstreamError
-from exporter.core.period import current_window
-from exporter.upstream.client import UsageClient
 from exporter.upstream.demo import DemoAccount
 from testkit.fake_upstream import FakeUpstream
 from testkit.pki import Identity, _ca, _issue
 from testkit.processes import ExporterProcess, Processes
 from testkit.waiting import wait_for
+from testkit.web import basic_authorization
 
 DEADLINE = 40.0  # covers one back-off step (10 s + jitter) should a refresh race a rotation
 
@@ -36,30 +34,11 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _basic(key: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()
-
-
 def _serving(exporter: ExporterProcess, account: str = "default") -> bool:
     return exporter.metrics().value("scenario_up", account=account) == 1
 
 
 # --- SCENARIO_API_KEY_FILE -------------------------------------------------------------------
-
-
-def test_key_file_is_read_at_start_and_named_when_unreadable(tmp_path: Path) -> None:
-    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
-    _write(key_file, "key-one")
-    _write(secret_file, "secret-one")
-    env = {"SCENARIO_API_KEY_FILE": str(key_file), "SCENARIO_API_SECRET_FILE": str(secret_file)}
-    (account,) = build_settings({}, env).accounts
-    assert (account.key(), account.secret()) == ("key-one", "secret-one")
-    assert "key-one" not in repr(account)
-
-    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: cannot read .*/missing"):
-        build_settings({}, {**env, "SCENARIO_API_KEY_FILE": str(tmp_path / "missing")})
-    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: set it or SCENARIO_API_KEY"):
-        build_settings({}, {**env, "SCENARIO_API_KEY": "key-one"})
 
 
 def test_rotated_key_and_secret_files_apply_without_a_restart(processes: Processes,
@@ -93,19 +72,11 @@ def test_rotated_key_and_secret_files_apply_without_a_restart(processes: Process
                  lambda: "\n".join(exporter.stderr_lines[-5:]))
         with fake.state.lock:
             sent = [r.authorization for r in fake.state.requests[seen:]]
-        assert _basic("key-two", "secret-two") in sent
+        assert basic_authorization("key-two", "secret-two") in sent
         assert exporter.proc.poll() is None, "the same process, not restarted"
 
 
 # --- --upstream.ca-file ----------------------------------------------------------------------
-
-
-def test_ca_file_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
-    junk = tmp_path / "ca.pem"
-    junk.write_text("not a certificate\n")
-    with pytest.raises(ConfigError, match=r"^--upstream.ca-file: .*ca.pem holds no PEM CA"):
-        build_settings({"upstream.ca-file": str(junk)}, {"SCENARIO_API_KEY": "k",
-                                                         "SCENARIO_API_SECRET": "s"})
 
 
 def _https_upstream(server: Identity, directory: Path) -> FakeUpstream:
@@ -162,26 +133,3 @@ def test_ca_file_adds_to_the_default_trust(processes: Processes, trust: Trust, s
             assert "reason=connection_error" in line
             assert exporter.metrics().value("scenario_up", account="default") == 0
             assert fake.request_count == 0, "no request got past the TLS handshake"
-
-
-def test_a_credential_file_gone_fails_the_refresh_as_auth(tmp_path: Path) -> None:
-    """A file removed after start-up is an auth failure naming the file, not a crash."""
-    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
-    _write(key_file, "key-one")
-    _write(secret_file, "secret-one")
-    (account,) = build_settings({}, {"SCENARIO_API_KEY_FILE": str(key_file),
-                                     "SCENARIO_API_SECRET_FILE": str(secret_file)}).accounts
-    calls: list[httpx.Request] = []
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(500)
-
-    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(upstream))
-    key_file.unlink()
-    window = current_window(datetime.now(timezone.utc), "month", 1)
-    with pytest.raises(UpstreamError) as failed:
-        client.fetch_window(account, window)
-    assert failed.value.reason == "auth"
-    assert str(key_file) in str(failed.value) and "secret-one" not in str(failed.value)
-    assert not calls, "no request without credentials"

@@ -1,18 +1,21 @@
 """The upstream client: the request it sends, and every upstream failure turned into
-a labelled :class:`UpstreamError` (never a secret in it)."""
+a labelled :class:`UpstreamError` (never a secret in it), a credential file gone
+included."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.config.load import build_settings
 from exporter.core.errors import UpstreamError
-from exporter.core.period import PeriodWindow
+from exporter.core.period import PeriodWindow, current_window
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient, parse_retry_after
 from exporter.upstream.demo import DemoAccount, demo_transport
@@ -98,3 +101,26 @@ def test_demo_transport_refuses_wrong_credentials() -> None:
     assert caught.value.reason == "auth"
     body = DemoAccount().response(WINDOW.start, WINDOW.end)
     assert json.dumps(body)  # serialisable
+
+
+def test_a_credential_file_gone_fails_the_refresh_as_auth(tmp_path: Path) -> None:
+    """A file removed after start-up is an auth failure naming the file, not a crash."""
+    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
+    key_file.write_text("key-one\n")
+    secret_file.write_text("secret-one\n")
+    (account,) = build_settings({}, {"SCENARIO_API_KEY_FILE": str(key_file),
+                                     "SCENARIO_API_SECRET_FILE": str(secret_file)}).accounts
+    calls: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    client = UsageClient("https://api.example/v1", 5, transport=httpx.MockTransport(upstream))
+    key_file.unlink()
+    window = current_window(datetime.now(timezone.utc), "month", 1)
+    with pytest.raises(UpstreamError) as failed:
+        client.fetch_window(account, window)
+    assert failed.value.reason == "auth"
+    assert str(key_file) in str(failed.value) and "secret-one" not in str(failed.value)
+    assert not calls, "no request without credentials"

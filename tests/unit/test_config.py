@@ -1,10 +1,8 @@
-"""Configuration: three layers, and one clear line per invalid value (exit 2)."""
+"""Configuration: three layers, and one clear line per invalid value (exit 2: the real
+command's exit is tested in ``tests/process/test_cli.py``)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,6 @@ from exporter.core.durations import format_duration, parse_duration
 from exporter.core.errors import ConfigError
 
 CREDS = {"SCENARIO_API_KEY": "key-1", "SCENARIO_API_SECRET": "secret-1"}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SCENARIO_", "SCENARIO_EXPORTER_"))}
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=30, env={**clean, **(env or {})}, cwd=cwd)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -81,6 +71,21 @@ def test_secret_from_a_file_is_read_on_every_use(tmp_path: Path) -> None:
     assert settings.accounts[0].secret() == "rotated"
 
 
+def test_key_file_is_read_at_start_and_named_when_unreadable(tmp_path: Path) -> None:
+    key_file, secret_file = tmp_path / "api-key", tmp_path / "api-secret"
+    key_file.write_text("key-one\n")
+    secret_file.write_text("secret-one\n")
+    env = {"SCENARIO_API_KEY_FILE": str(key_file), "SCENARIO_API_SECRET_FILE": str(secret_file)}
+    (account,) = build_settings({}, env).accounts
+    assert (account.key(), account.secret()) == ("key-one", "secret-one")
+    assert "key-one" not in repr(account)
+
+    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: cannot read .*/missing"):
+        build_settings({}, {**env, "SCENARIO_API_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match=r"^SCENARIO_API_KEY_FILE: set it or SCENARIO_API_KEY"):
+        build_settings({}, {**env, "SCENARIO_API_KEY": "key-one"})
+
+
 def test_several_accounts_from_yaml(tmp_path: Path) -> None:
     secret_file = tmp_path / "b.secret"
     secret_file.write_text("b-secret")
@@ -101,6 +106,19 @@ accounts:
     assert (a.name, a.project_ids, a.budget_creative_units) == ("studio-a",
                                                                 ("proj_1", "proj_2"), 50000)
     assert b.secret() == "b-secret" and b.budget_creative_units is None
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("ftp://example.com", "must be an http(s) URL"),
+    ("https://user:pw@proxy.example/v1", "must not hold credentials"),
+])
+def test_a_bad_api_url_of_an_account_is_named(tmp_path: Path, url: str, message: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"accounts: [{{name: a, api_key: k, api_secret: s, api_url: '{url}'}}]\n")
+    with pytest.raises(ConfigError) as caught:
+        build_settings({}, {}, config)
+    assert str(caught.value).startswith(f"accounts[0] in {config}: api_url: ")
+    assert message in str(caught.value) and "pw" not in str(caught.value)
 
 
 def test_budget_and_projects_flags_apply_to_the_single_account() -> None:
@@ -167,6 +185,14 @@ def test_bad_file_value_names_the_file_and_setting(tmp_path: Path) -> None:
     assert _error({}, config=config).startswith(f"period.anchor-day in {config}: must be")
 
 
+def test_ca_file_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"^--upstream.ca-file: .*ca.pem holds no PEM CA"):
+        build_settings({"upstream.ca-file": str(junk)}, {"SCENARIO_API_KEY": "k",
+                                                         "SCENARIO_API_SECRET": "s"})
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("accounts: []", "accounts in {path}: must be a non-empty list"),
     ("accounts:\n  - name: a\n    api_key: k\n", "accounts[0] in {path}: give exactly one of"),
@@ -223,34 +249,6 @@ def test_missing_credentials_say_how_to_give_them() -> None:
     assert "SCENARIO_API_SECRET" in _error({}, {"SCENARIO_API_KEY": "k"})
     assert "cannot read" in _error({}, {"SCENARIO_API_KEY": "k",
                                         "SCENARIO_API_SECRET_FILE": "/nonexistent"})
-
-
-# -- the real command: exit 2, one line, no traceback, nothing served ---------------
-
-@pytest.mark.parametrize(("args", "env", "needle"), [
-    (["--cache.ttl", "5x"], CREDS, "--cache.ttl"),
-    (["--period.anchor-day", "0"], CREDS, "--period.anchor-day"),
-    (["--no-such-flag"], CREDS, "--no-such-flag"),
-    ([], {}, "--demo"),
-    (["--config.file", "/nonexistent.yml"], CREDS, "--config.file"),
-    (["--web.listen-address", "127.0.0.1:99999"], CREDS, "--web.listen-address"),
-])
-def test_cli_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
-    result = run_cli(*args, env=env)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert needle in lines[0] and "Traceback" not in result.stderr
-    assert result.stdout == ""
-
-
-def test_cli_help_and_version() -> None:
-    help_text = run_cli("--help").stdout
-    for flag in ("--web.listen-address", "--cache.ttl", "--demo", "--budget.creative-units",
-                 "SCENARIO_API_KEY", "SCENARIO_API_SECRET_FILE", "check"):
-        assert flag in help_text
-    from exporter import __version__
-    assert __version__ in run_cli("--version").stdout
 
 
 def test_settings_model_is_frozen() -> None:

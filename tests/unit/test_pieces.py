@@ -1,39 +1,31 @@
-"""Large accounts: the period fetched in day-aligned pieces, the split remembered, the cap
-planned for it, and an ``api_url`` per account.
+"""Large accounts: the period fetched in day-aligned pieces, the split remembered, and
+the cap planned for it.
 
 The upstream is the demo account (whose totals are known) behind a gateway that
-answers 413 above a window length, over httpx's MockTransport for the unit tests
-and over the loopback fake for the integration ones. Its API-key fields are
-rounded once per UTC day, as upstream's daily rollups are: a cut inside a day
-loses a little of them, a cut on midnight loses nothing.
+answers 413 above a window length (testkit.doubles), over httpx's MockTransport.
+Its API-key fields are rounded once per UTC day, as upstream's daily rollups are: a
+cut inside a day loses a little of them, a cut on midnight loses nothing. The whole
+data side with large and many accounts is in ``tests/component/test_data_side.py``.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import tempfile
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.config.load import build_settings
 from exporter.core.account import AccountConfig
-from exporter.core.errors import ConfigError, FailureReason, UpstreamError
-from exporter.core.period import PeriodWindow, parse_iso
+from exporter.core.errors import UpstreamError
+from exporter.core.period import PeriodWindow
 from exporter.core.values import FetchResult, UsageSnapshot
-from exporter.live.app import landing_page
 from exporter.live.scheduler import AccountRefresher, RefreshPolicy, refresh_interval
-from exporter.live.service import MAX_CONCURRENT_REFRESHES, build_exporter
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
 from exporter.upstream.pieces import (
     RECHECK_SECONDS,
     REFETCH_SECONDS,
@@ -44,35 +36,20 @@ from exporter.upstream.pieces import (
 from exporter.upstream.politeness import HOUR
 from exporter.upstream.summing import merge
 from testkit.clock import FakeClock
-from testkit.doubles import ACCOUNT, T0, MaxRandom, recording_transport
-from testkit.fake_upstream import FakeUpstream
+from testkit.doubles import (
+    ACCOUNT,
+    DAY,
+    T0,
+    MaxRandom,
+    gateway,
+    recording_transport,
+    rounding_demo,
+)
 from testkit.oracle import model_totals
-from testkit.waiting import wait_for
 
-DAY = 86400.0
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 WINDOW = PeriodWindow(START, datetime(2026, 11, 20, 12, 30, 15, 250000, tzinfo=timezone.utc))
 SECTIONS = ("models", "assets", "nsfw", "usages")
-
-
-def demo() -> DemoAccount:
-    return DemoAccount(models=12, users=5, api_key_rounding_per_day=True)
-
-
-def gateway(account: DemoAccount, limit_days: float | None,
-            seen: list[PeriodWindow] | None = None) -> httpx.MockTransport:
-    """The demo behind a gateway that refuses windows longer than *limit_days* (413)."""
-    inner = demo_transport(account, ACCOUNT.api_key, "s3cr3t")
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        window = PeriodWindow(parse_iso(request.url.params["startDate"]),
-                              parse_iso(request.url.params["endDate"]))
-        if seen is not None:
-            seen.append(window)
-        if limit_days is not None and window.seconds > limit_days * DAY:
-            return httpx.Response(413, json={"message": "Response payload size exceeded"})
-        return inner.handle_request(request)
-    return httpx.MockTransport(handle)
 
 
 def client_for(account: DemoAccount, limit_days: float | None,
@@ -92,7 +69,7 @@ def assert_same_totals(split: UsageSnapshot, whole: UsageSnapshot, pieces: int) 
 
 @pytest.mark.parametrize("limit_days", [3, 10])
 def test_pieces_cut_on_midnight_add_up_exactly(limit_days: int) -> None:
-    account = demo()
+    account = rounding_demo()
     whole = client_for(account, None).fetch_window(ACCOUNT, WINDOW)
     seen: list[PeriodWindow] = []
     split = fetch_in_pieces(client_for(account, limit_days, seen).fetch_window, ACCOUNT, WINDOW)
@@ -113,7 +90,7 @@ def test_pieces_cut_on_midnight_add_up_exactly(limit_days: int) -> None:
 
 def test_a_cut_inside_a_day_would_lose_the_fields_rounded_per_day() -> None:
     """What the test above guards against: the fake really rounds per day."""
-    account, client = demo(), client_for(demo(), None)
+    account, client = rounding_demo(), client_for(rounding_demo(), None)
     cut = datetime(2026, 11, 8, 4, tzinfo=timezone.utc)
     halves = [client.fetch_window(ACCOUNT, PeriodWindow(WINDOW.start, cut)),
               client.fetch_window(ACCOUNT, PeriodWindow(cut, WINDOW.end))]
@@ -134,7 +111,7 @@ def at(days: float) -> PeriodWindow:
 
 
 def test_the_split_and_the_closed_pieces_are_remembered() -> None:
-    account = demo()
+    account = rounding_demo()
     seen: list[PeriodWindow] = []
     pieces = PieceFetcher(client_for(account, 10, seen).fetch_window)
 
@@ -165,7 +142,7 @@ def test_the_split_and_the_closed_pieces_are_remembered() -> None:
 
 
 def test_fewer_pieces_are_tried_once_a_day_which_refetches_closed_days() -> None:
-    account = demo()
+    account = rounding_demo()
     seen: list[PeriodWindow] = []
     pieces = PieceFetcher(client_for(account, 10, seen).fetch_window)
     pieces.fetch(ACCOUNT, at(20.5))
@@ -190,7 +167,7 @@ def test_fewer_pieces_are_tried_once_a_day_which_refetches_closed_days() -> None
 
 def test_the_split_outlives_the_period_but_not_its_closed_pieces() -> None:
     seen: list[PeriodWindow] = []
-    pieces = PieceFetcher(client_for(demo(), 10, seen).fetch_window)
+    pieces = PieceFetcher(client_for(rounding_demo(), 10, seen).fetch_window)
     pieces.fetch(ACCOUNT, at(29.5))
     december = PeriodWindow(datetime(2026, 12, 1, tzinfo=timezone.utc),
                             datetime(2026, 12, 12, 6, tzinfo=timezone.utc))
@@ -206,7 +183,7 @@ def test_a_gateway_that_refuses_even_one_day_fails_with_too_large(
     registry = CollectorRegistry()
     telemetry = Telemetry(registry, ["acme"])
     limit: list[float | None] = [None]
-    account = demo()
+    account = rounding_demo()
 
     def fetch(acct: AccountConfig, window: PeriodWindow,
               permit: Callable[[], bool] | None) -> FetchResult:
@@ -236,7 +213,7 @@ def test_a_refresh_needing_k_calls_runs_whole_or_waits() -> None:
     registry = CollectorRegistry()
     telemetry = Telemetry(registry, ["acme"])
     seen: list[PeriodWindow] = []
-    client = client_for(demo(), 10, seen)
+    client = client_for(rounding_demo(), 10, seen)
     refresher = AccountRefresher(ACCOUNT, client.fetch_window, telemetry,
                                  RefreshPolicy(ttl=10, max_requests_per_hour=6),
                                  clock=clock.monotonic,
@@ -279,7 +256,7 @@ def test_accounts_refreshed_together_spread_over_the_ttl() -> None:
     clock = FakeClock(T0)
     refreshers = []
     for index in range(5):
-        fetch = client_for(demo(), None).fetch_window
+        fetch = client_for(rounding_demo(), None).fetch_window
         refreshers.append(AccountRefresher(
             ACCOUNT, fetch, Telemetry(CollectorRegistry(), ["acme"]),
             RefreshPolicy(ttl=300, max_requests_per_hour=60), clock=clock.monotonic,
@@ -294,86 +271,6 @@ def test_accounts_refreshed_together_spread_over_the_ttl() -> None:
                 due_at.append((index, clock.seconds))
     assert due_at == [(0, 150), (1, 188), (2, 225), (3, 263), (4, 300)]
 
-
-def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> None:
-    """The issue's case, against the loopback fake: one simulated day of scrapes every
-    10 s with --cache.ttl=10s and the default cap of 60 calls an hour."""
-    clock = FakeClock(T0)
-    with FakeUpstream(DemoAccount(models=8, users=3, api_key_rounding_per_day=True),
-                      "key-123", "s3cr3t") as fake:
-        fake.state.too_large_above = 10 * DAY
-        settings = build_settings({"scenario.api-url": fake.url, "cache.ttl": "10s"},
-                                  {"SCENARIO_API_KEY": "key-123",
-                                   "SCENARIO_API_SECRET": "s3cr3t"})
-        exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
-                                 spawn=lambda work: work())
-        calls_at: list[float] = []
-        per_refresh = []
-        try:
-            for _ in range(int(DAY / 10)):
-                before = fake.request_count
-                exporter.prepare_scrape(0)
-                made = fake.request_count - before
-                if made:
-                    per_refresh.append(made)
-                    calls_at.extend([clock.seconds] * made)
-                (view,) = exporter.views()
-                assert view.up and view.snapshot is not None
-                assert clock.wall() - view.snapshot.window.end.timestamp() <= 70
-                clock.advance(10)
-        finally:
-            exporter.close()
-    assert per_refresh[0] == 5  # learning the split
-    # then 1 call (the open piece), and 3 once an hour (every piece)
-    later = per_refresh[1:]
-    assert max(later) == 3 and 22 <= later.count(3) <= 24
-    assert later.count(1) == len(later) - later.count(3)
-    assert all(sum(1 for t in calls_at if s <= t < s + HOUR) <= 60 for s in calls_at)
-    assert exporter.registry.get_sample_value(
-        "scenario_exporter_refresh_failures_total",
-        {"account": "default", "reason": "request_cap"}) == 0.0
-
-
-def test_api_url_per_account_with_two_fakes(tmp_path: Path) -> None:
-    with FakeUpstream(DemoAccount(models=3, users=2), "key-a", "secret-a") as first, \
-            FakeUpstream(DemoAccount(models=5, users=2, seed=7), "key-b", "secret-b") as second:
-        config = tmp_path / "config.yml"
-        config.write_text(f"""
-accounts:
-  - name: main
-    api_key: key-a
-    api_secret: secret-a
-  - name: regional
-    api_key: key-b
-    api_secret: secret-b
-    api_url: {second.url}/
-""")
-        settings = build_settings({"scenario.api-url": first.url}, {}, config)
-        assert settings.accounts[1].api_url == second.url
-        exporter = build_exporter(settings)
-        try:
-            exporter.prepare_scrape(10)
-            views = {v.account.name: v for v in exporter.views()}
-        finally:
-            exporter.close()
-    assert views["main"].up and views["regional"].up
-    assert views["main"].snapshot is not None and views["regional"].snapshot is not None
-    assert len(views["main"].snapshot.models) == 3
-    assert len(views["regional"].snapshot.models) == 5
-    assert first.request_count == 1 and second.request_count == 1
-
-
-@pytest.mark.parametrize(("url", "message"), [
-    ("ftp://example.com", "must be an http(s) URL"),
-    ("https://user:pw@proxy.example/v1", "must not hold credentials"),
-])
-def test_a_bad_api_url_of_an_account_is_named(tmp_path: Path, url: str, message: str) -> None:
-    config = tmp_path / "config.yml"
-    config.write_text(f"accounts: [{{name: a, api_key: k, api_secret: s, api_url: '{url}'}}]\n")
-    with pytest.raises(ConfigError) as caught:
-        build_settings({}, {}, config)
-    assert str(caught.value).startswith(f"accounts[0] in {config}: api_url: ")
-    assert message in str(caught.value) and "pw" not in str(caught.value)
 
 
 def test_a_server_error_that_is_not_about_size_is_not_split() -> None:
@@ -394,55 +291,33 @@ def test_splitting_respects_the_hourly_cap() -> None:
     assert caught.value.reason == "request_cap"
 
 
-def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
-        caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock(T0)
-    settings = build_settings({"cache.ttl": "10s"}, {"SCENARIO_API_KEY": "key-123",
-                                                     "SCENARIO_API_SECRET": "s3cr3t"})
-    exporter = build_exporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
-                             wall=clock.wall, spawn=lambda work: None)
-    page = landing_page(exporter, clock.wall()).decode()
-    assert "--cache.ttl=10s cannot be met with --upstream.max-requests-per-hour=60: " \
-           "refreshes every account every 1m" in page
-    with caplog.at_level(logging.WARNING):
-        exporter.start()
-    (line,) = [r for r in caplog.records if "cannot be met" in r.getMessage()]
-    assert line.__dict__["fields"]["refresh_interval"] == "1m"
 
-    exporter = build_exporter(settings, transport=gateway(demo(), None), clock=clock.monotonic,
-                             wall=clock.wall, spawn=lambda work: work())
-    exporter.start()
-    assert "refreshes default every 1m" in landing_page(exporter, clock.wall()).decode()
-    fine = build_exporter(build_settings({}, {"SCENARIO_API_KEY": "k", "SCENARIO_API_SECRET": "s"}),
-                         transport=gateway(demo(), None), spawn=lambda work: None)
-    assert fine.cap_notice() is None
-    assert "cannot be met" not in landing_page(fine, clock.wall()).decode()
+def test_split_halves_that_overflow_together_are_an_invalid_response() -> None:
+    """Each half of a split window is finite, their sum is not: invalid, not +Inf."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        start, end = (datetime.fromisoformat(request.url.params[k].replace("Z", "+00:00"))
+                      for k in ("startDate", "endDate"))
+        if end - start > timedelta(days=1):
+            return httpx.Response(413, content=b'{"message":"Response payload size exceeded"}')
+        return httpx.Response(200, content=b'{"modelUsages":[{"modelId":"m","points":'
+                                           b'[{"cost":1e308}]}]}')
 
-
-def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
-    """Many accounts make many exporter series: a warm scrape reuses their text."""
-    settings = build_settings({}, {"SCENARIO_API_KEY": "key-123", "SCENARIO_API_SECRET": "s3cr3t"})
-    exporter = build_exporter(settings, transport=gateway(demo(), None),
-                             spawn=lambda work: work())
-    exporter.start()
-    name = 'scenario_exporter_upstream_requests_total{account="default",code="200"}'
-
-    def requests_200(packed: bool = False) -> str:
-        body = exporter.exposition.respond(None, "gzip" if packed else None)[1]
-        text = (gzip.decompress(body) if packed else body).decode()
-        return next(line for line in text.splitlines() if line.startswith(name))
-
-    assert requests_200() == f"{name} 1.0" == requests_200() == requests_200(packed=True)
-    exporter.telemetry.record_request("default", "200", 0.1, 10)
-    assert requests_200(packed=True) == f"{name} 2.0" == requests_200()
-    exporter.telemetry.count_failure("default", FailureReason.TIMEOUT)
-    text = exporter.exposition.respond(None, None)[1].decode()
-    assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
-        in text
+    codes: list[str] = []
+    client = UsageClient("http://upstream.test/v1", 5.0, transport=httpx.MockTransport(answer),
+                         record=lambda account, code, seconds, size: codes.append(code))
+    try:
+        with pytest.raises(UpstreamError) as failed:
+            fetch_in_pieces(client.fetch_window, ACCOUNT,
+                            PeriodWindow(START, datetime(2026, 11, 3, 12, tzinfo=timezone.utc)))
+    finally:
+        client.close()
+    assert failed.value.reason == "invalid_response"
+    assert "not a finite number" in str(failed.value)
+    assert codes[0] == "413" and codes.count("200") >= 2
 
 
 def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
-    healthy = client_for(demo(), 10)
+    healthy = client_for(rounding_demo(), 10)
     broken = [False]
 
     def fetch(acct: AccountConfig, window: PeriodWindow,
@@ -460,38 +335,3 @@ def test_a_recheck_that_fails_for_another_reason_keeps_the_split() -> None:
     assert pieces.days == 8
     broken[0] = False
     assert pieces.planned_calls(at(13.62)) == 1  # the closed piece [0, 8) is still kept
-
-
-def test_at_most_a_few_accounts_refresh_at_once() -> None:
-    """Many accounts start together: their first calls reach upstream a few at a time."""
-    gate, lock = threading.Event(), threading.Lock()
-    running, most = [0], [0]
-    inner = gateway(demo(), None)
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            assert gate.wait(10)
-            return inner.handle_request(request)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    config = {"accounts": [{"name": f"a{i}", "api_key": "key-123", "api_secret": "s3cr3t"}
-                           for i in range(12)]}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yml"
-        path.write_text(json.dumps(config))
-        settings = build_settings({}, {}, path)
-    exporter = build_exporter(settings, transport=httpx.MockTransport(handle))
-    try:
-        exporter.start()
-        wait_for(lambda: running[0] == MAX_CONCURRENT_REFRESHES, 10, "the first refreshes")
-        gate.set()
-        wait_for(exporter.ready, 10, "every account's first refresh")
-    finally:
-        exporter.close()
-    assert most[0] == MAX_CONCURRENT_REFRESHES < 12
-    assert all(view.up for view in exporter.views())

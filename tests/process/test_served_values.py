@@ -1,0 +1,298 @@
+"""The real ``scenario-exporter`` process against the loopback fake: every value it
+serves equals upstream's sums, and many scrapes cost one upstream call.
+
+Every test starts ``python -m exporter`` on a free port (``127.0.0.1:0``, the
+port read from the ``listening`` log line) with credentials in the environment,
+pointed at :class:`FakeUpstream`. Truth comes from the fake's
+:class:`DemoAccount`, whose totals over any window are exact, so exported values
+are compared with ``==``, not approximately. Upstream faults and staleness are in
+``test_upstream_faults.py``, the HTTP surface and SIGTERM in ``test_http_surface.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter import __version__
+from exporter.core.period import parse_iso
+from exporter.upstream.demo import DemoAccount
+from testkit.exposition import Exposition
+from testkit.fake_upstream import FakeUpstream
+from testkit.oracle import model_totals
+from testkit.processes import Processes
+from testkit.served import (
+    ACCOUNT,
+    API_KEY,
+    API_SECRET,
+    MODEL_COUNTERS,
+    REASONS,
+    business,
+    failures,
+    is_up,
+    requests_with,
+    scrape_until,
+    served_window,
+    start,
+    withdrawable,
+)
+from testkit.waiting import wait_for
+from testkit.web import basic_authorization
+
+SECTIONS = {"usages", "consumption", "model-usages", "asset-usages", "nsfw-usages"}
+# (response section, id field) -> (counter of the first number, counter of the second, label)
+COUNT_SECTIONS = {
+    ("assetUsages", "kind"): ("scenario_assets_created_total",
+                              "scenario_assets_created_by_api_key_total", "kind"),
+    ("nsfwUsages", "label"): ("scenario_nsfw_assets_total",
+                              "scenario_nsfw_assets_by_api_key_total", "label"),
+}
+
+Expected = dict[tuple[str, str], dict[str, float]]
+
+
+# -- truth -----------------------------------------------------------------------------
+
+
+def to_millis(when: datetime) -> datetime:
+    """What upstream sees of a moment: the client sends ISO 8601 with milliseconds."""
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def iso_millis(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def expected_series(account: DemoAccount, start: datetime, end: datetime,
+                    with_users: bool = True) -> Expected:
+    """Every business counter's true value over ``[start, end)``, by (sample, label).
+
+    Models come from ``model_totals`` (cumulative counts, independent of buckets);
+    the count sections and usages are summed here from the fake's own body for the
+    whole window, which the exporter may have received in pieces.
+    """
+    expected: Expected = {}
+    totals = model_totals(account, start, end)
+    for sample, field in MODEL_COUNTERS.items():
+        expected[(sample, "model_id")] = {m: t[field] for m, t in totals.items()}
+    body = account.response(start, end)
+    for (section, key), (first, second, label) in COUNT_SECTIONS.items():
+        expected[(first, label)] = {r[key]: float(sum(p["count"] for p in r["points"]))
+                                    for r in body[section]}
+        expected[(second, label)] = {r[key]: float(sum(p["countApiKey"] for p in r["points"]))
+                                     for r in body[section]}
+    expected[("scenario_usage_total", "usage_name")] = {
+        r["usageName"]: sum(float(p["value"]) for p in r["points"]) for r in body["usages"]}
+    expected[("scenario_usage_by_api_key_total", "usage_name")] = {
+        r["usageName"]: sum(float(p["apiKey"]) for p in r["points"]) for r in body["usages"]}
+    if with_users:
+        # Consumption rows are per-window figures rounded by upstream: two halves of a
+        # window do not add up to the rounded whole, so only a one-request window has them.
+        expected[("scenario_user_consumption_creative_units_total", "user_id")] = {
+            r["userId"]: float(r["value"]) for r in body["consumption"]}
+        expected[("scenario_user_discount_creative_units_total", "user_id")] = {
+            r["userId"]: abs(float(r["discount"])) for r in body["consumption"]}
+    return expected
+
+
+def assert_served(expo: Exposition, expected: Expected) -> None:
+    for (sample, label), values in expected.items():
+        served = expo.by_label(sample, label, account=ACCOUNT)
+        assert served == values, f"{sample} differs from upstream's sums"
+
+
+def window_seconds(request: Any) -> float:
+    return (parse_iso(request.params["endDate"])
+            - parse_iso(request.params["startDate"])).total_seconds()
+
+
+# -- values --------------------------------------------------------------------------
+
+
+def test_exposed_values_equal_upstream_sums(processes: Processes, fake: FakeUpstream) -> None:
+    proc = start(processes, fake, "--cache.ttl", "1h", "--budget.creative-units", "125000.5")
+    expo = scrape_until(proc, is_up, "the first refresh to succeed")
+    start_at, as_of = served_window(expo)
+
+    # The window is the calendar month so far, and it is what was asked upstream.
+    assert start_at == as_of.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    assert fake.request_count == 1
+    sent = fake.state.requests[0]
+    assert sent.path == "/v1/usages"
+    assert sent.params["startDate"] == iso_millis(start_at)
+    assert sent.params["endDate"] == iso_millis(as_of)
+    assert set(sent.params["type"].split(",")) == SECTIONS
+    assert sent.params["dropZeroPoints"] == "true"
+    assert "projectIds" not in sent.params
+    assert sent.authorization == basic_authorization(API_KEY, API_SECRET)
+
+    account = fake.state.account
+    end = to_millis(as_of)
+    assert_served(expo, expected_series(account, start_at, end))
+    assert sum(expo.by_label("scenario_model_cost_creative_units_total", "model_id").values()) > 0
+
+    names = {m["id"]: m["name"] for m in account.response(start_at, end)["entities"]["models"]}
+    info = {dict(labels)["model_id"]: dict(labels)["model_name"]
+            for (sample, labels), value in expo.samples.items()
+            if sample == "scenario_model_info" and value == 1.0}
+    assert info == names
+    users = {dict(labels)["user_id"]: dict(labels)["is_api_key"]
+             for (sample, labels), _ in expo.samples.items() if sample == "scenario_user_info"}
+    assert users == {u["id"]: str(u["isApiKey"]).lower()
+                     for u in account.response(start_at, end)["entities"]["users"]}
+
+    assert expo.value("scenario_budget_creative_units", account=ACCOUNT) == 125000.5
+    assert requests_with(expo, "200") == 1
+    body = json.dumps(account.response(start_at, end, sorted(SECTIONS)), separators=(",", ":"))
+    assert expo.value("scenario_exporter_upstream_response_bytes", account=ACCOUNT) == \
+        len(body.encode())
+    for reason in REASONS:  # initialised at 0, so that rate() sees the first failure
+        assert failures(expo, reason) == 0.0
+    assert expo.value("scenario_exporter_upstream_decreases_total", account=ACCOUNT) == 0.0
+    assert expo.value("scenario_exporter_build_info", version=__version__,
+                      python_version=platform.python_version()) == 1.0
+
+    # Within the TTL, more scrapes are answered from memory, with the same values.
+    again = proc.metrics()
+    assert business(again) == business(expo)
+    assert fake.request_count == 1
+
+
+@pytest.mark.parametrize("mode", ["oversized", "gateway-too-large"])
+def test_too_large_windows_are_split_and_add_up(processes: Processes, fake: FakeUpstream,
+                                                mode: str) -> None:
+    # An anchor day about five days ago: a window long enough to split twice.
+    target = datetime.now(timezone.utc) - timedelta(days=5)
+    anchor = min(target.day, 28)
+    fake.state.max_window_seconds = 2 * 86400.0
+    fake.set_mode(mode)
+    proc = start(processes, fake, "--cache.ttl", "1h", "--period.anchor-day", str(anchor))
+    expo = scrape_until(proc, is_up, "the split refresh to succeed")
+    start_at, as_of = served_window(expo)
+    assert start_at.day == anchor and timedelta(days=5) <= as_of - start_at <= timedelta(days=9)
+
+    requests = list(fake.state.requests)
+    refused = [r for r in requests if window_seconds(r) > fake.state.max_window_seconds]
+    answered = [r for r in requests if window_seconds(r) <= fake.state.max_window_seconds]
+    assert refused and len(answered) >= 3
+    # The answered windows tile the whole period exactly: no gap, no overlap.
+    tiles = sorted((r.params["startDate"], r.params["endDate"]) for r in answered)
+    assert tiles[0][0] == iso_millis(start_at) and tiles[-1][1] == iso_millis(as_of)
+    assert all(a[1] == b[0] for a, b in pairwise(tiles))
+
+    refused_code = "413" if mode == "oversized" else "502"
+    assert requests_with(expo, refused_code) == len(refused)
+    assert requests_with(expo, "200") == len(answered)
+    assert_served(expo, expected_series(fake.state.account, start_at, to_millis(as_of),
+                                        with_users=False))
+    assert failures(expo, "server_error") == 0.0
+
+
+def test_schema_drift_is_exported_as_it_comes(processes: Processes,
+                                              fake: FakeUpstream) -> None:
+    fake.set_mode("drift")
+    proc = start(processes, fake, "--cache.ttl", "1h")
+    expo = scrape_until(proc, is_up, "the drifted response to be accepted")
+    start_at, as_of = served_window(expo)
+
+    expected = expected_series(fake.state.account, start_at, to_millis(as_of))
+    # What the fake's drift adds: a new usage name, a new kind, a null NSFW label.
+    expected[("scenario_usage_total", "usage_name")]["brand-new-usage"] = 7.0
+    expected[("scenario_usage_by_api_key_total", "usage_name")]["brand-new-usage"] = 0.0
+    expected[("scenario_assets_created_total", "kind")]["hologram"] = 3.0
+    expected[("scenario_assets_created_by_api_key_total", "kind")]["hologram"] = 0.0
+    expected[("scenario_nsfw_assets_total", "label")]["unknown"] = 0.0
+    expected[("scenario_nsfw_assets_by_api_key_total", "label")]["unknown"] = 0.0
+    assert_served(expo, expected)
+    assert requests_with(expo, "200") == 1
+    assert failures(expo, "invalid_response") == 0.0
+
+
+# One id per section of the ledger: each counts once when it vanishes.
+_ID_SERIES = {"scenario_model_cost_creative_units_total": "model_id",
+              "scenario_assets_created_total": "kind", "scenario_nsfw_assets_total": "label",
+              "scenario_usage_total": "usage_name",
+              "scenario_user_consumption_creative_units_total": "user_id"}
+
+
+def test_upstream_dropping_data_is_served_and_counted_once(processes: Processes,
+                                                           fake: FakeUpstream) -> None:
+    """Served as upstream says (a replica started now would serve the same), and each
+    vanished id counts once, not at every refresh that follows."""
+    proc = start(processes, fake, "--cache.ttl", "1s")
+    before = scrape_until(proc, is_up, "the first refresh to succeed")
+    ids = sum(len(before.by_label(name, label, account=ACCOUNT))
+              for name, label in _ID_SERIES.items())
+    fake.set_mode("empty")  # a 200 with no sections: every id "disappears"
+    after = scrape_until(proc, lambda e: (e.value("scenario_exporter_upstream_decreases_total",
+                                                  account=ACCOUNT) or 0) > 0,
+                         "the revision to be counted")
+    assert is_up(after)
+    assert not [k for k in withdrawable(after) if k[0].endswith("_total")]
+    requests = requests_with(after, "200")
+    later = scrape_until(proc, lambda e: requests_with(e, "200") >= requests + 3,
+                         "three more refreshes")
+    assert later.value("scenario_exporter_upstream_decreases_total", account=ACCOUNT) == ids
+
+
+# -- one upstream call for many scrapes -------------------------------------------------------
+
+
+def _concurrent_scrapes(url: str, count: int = 32) -> list[httpx.Response]:
+    barrier = threading.Barrier(count)
+
+    def scrape(_: int) -> httpx.Response:
+        with httpx.Client(trust_env=False, timeout=20.0) as client:
+            barrier.wait(10)
+            return client.get(url + "/metrics", headers={
+                "Accept-Encoding": "identity", "X-Prometheus-Scrape-Timeout-Seconds": "10"})
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(scrape, range(count)))
+
+
+def test_32_concurrent_first_scrapes_cause_one_upstream_call(processes: Processes,
+                                                             fake: FakeUpstream) -> None:
+    fake.state.slow_seconds = 1.5  # the first refresh is still running when they arrive
+    fake.set_mode("slow")
+    proc = start(processes, fake, "--cache.ttl", "1h")
+    responses = _concurrent_scrapes(proc.url)
+
+    assert [r.status_code for r in responses] == [200] * 32
+    pages = [Exposition.parse(r.text) for r in responses]
+    assert all(is_up(page) for page in pages), "a first scrape did not wait for the data"
+    assert len({json.dumps(sorted(map(str, business(p).items()))) for p in pages}) == 1
+    assert fake.request_count == 1
+    assert fake.state.max_in_flight == 1
+
+
+def test_scrapes_during_a_refresh_are_answered_from_memory(processes: Processes,
+                                                           fake: FakeUpstream) -> None:
+    proc = start(processes, fake, "--cache.ttl", "1s")
+    first = scrape_until(proc, is_up, "the first refresh to succeed")
+    fake.state.slow_seconds = 3.0
+    fake.set_mode("slow")
+    # Past the TTL, a scrape starts one background refresh, which the fake holds.
+    wait_for(lambda: proc.metrics() and fake.request_count == 2, 10,
+             "a refresh to start after the TTL", interval=0.05)
+    responses = _concurrent_scrapes(proc.url)
+    still_running = fake.state.in_flight == 1
+
+    assert [r.status_code for r in responses] == [200] * 32
+    assert still_running, "the scrapes waited for the refresh (stale-while-revalidate)"
+    for response in responses:  # the data already held, at once
+        assert business(Exposition.parse(response.text)) == business(first)
+    assert fake.request_count == 2
+    assert fake.state.max_in_flight == 1
+    newer = scrape_until(proc, lambda e: served_window(e)[1] > served_window(first)[1],
+                         "the slow refresh to land")
+    assert is_up(newer)
+
