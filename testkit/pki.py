@@ -38,8 +38,12 @@ def replace_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _issue(subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, *,
-           ca: bool = False, server: bool = False, client: bool = False) -> Identity:
+Signer = tuple[x509.Name, ec.EllipticCurvePrivateKey]
+
+
+def issue(subject: str, issuer: Signer | None, *,
+          ca: bool = False, server: bool = False, client: bool = False) -> Identity:
+    """A certificate for *subject* signed by *issuer* (None: self-signed), and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     issuer_name, issuer_key = issuer if issuer else (name, key)
@@ -76,8 +80,9 @@ def _issue(subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | 
                               serialization.NoEncryption()))
 
 
-def _ca(subject: str) -> tuple[Identity, tuple[x509.Name, ec.EllipticCurvePrivateKey]]:
-    identity = _issue(subject, None, ca=True)
+def certificate_authority(subject: str) -> tuple[Identity, Signer]:
+    """A new CA: its certificate and key, and what signs with it."""
+    identity = issue(subject, None, ca=True)
     key = serialization.load_pem_private_key(identity.key, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return identity, (x509.load_pem_x509_certificate(identity.cert).subject, key)
@@ -103,13 +108,13 @@ class PKI:
 
 def make_pki() -> PKI:
     """A fresh CA with two server certificates and a client; another CA and its client."""
-    ca, ca_signer = _ca("test CA")
-    other_ca, other_signer = _ca("other CA")
+    ca, ca_signer = certificate_authority("test CA")
+    other_ca, other_signer = certificate_authority("other CA")
     return PKI(
         ca=ca,
-        server=_issue("server one", ca_signer, server=True),
-        server_rotated=_issue("server two", ca_signer, server=True),
-        client=_issue("prometheus", ca_signer, client=True),
+        server=issue("server one", ca_signer, server=True),
+        server_rotated=issue("server two", ca_signer, server=True),
+        client=issue("prometheus", ca_signer, client=True),
         other_ca=other_ca,
-        other_client=_issue("stranger", other_signer, client=True),
+        other_client=issue("stranger", other_signer, client=True),
     )

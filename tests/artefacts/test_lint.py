@@ -43,3 +43,16 @@ def test_no_module_of_the_package_is_over_400_lines() -> None:
              for path in (REPO_ROOT / package).rglob("*.py")}
     assert sizes, "no module found"
     assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+MAX_TEST_FILE_LINES = 500
+
+
+def test_no_test_file_is_over_500_lines() -> None:
+    """A test file covers one topic; a longer one is split by topic (tests/ is laid out by
+    layer, testkit/ holds what several share)."""
+    sizes = {path.relative_to(REPO_ROOT).as_posix(): len(path.read_text().splitlines())
+             for folder in ("tests", "testkit", "bench")
+             for path in (REPO_ROOT / folder).rglob("*.py")}
+    assert len(sizes) > 50
+    assert {path: n for path, n in sizes.items() if n > MAX_TEST_FILE_LINES} == {}

@@ -27,6 +27,7 @@ from testkit.oracle import model_totals
 from testkit.processes import Processes, clean_environment, free_port
 from testkit.prometheus import (
     KEEP_EVERYTHING,
+    START_TIMEOUT,
     Prometheus,
     backfill_recording_rules,
     load_openmetrics,
@@ -39,7 +40,6 @@ from testkit.waiting import wait_for
 
 ACCOUNTS = ("studio", "mobile")
 BUDGET = 50000.0
-START_TIMEOUT = 30.0
 OWN_SERIES = "scenario_exporter_"
 
 

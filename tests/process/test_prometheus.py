@@ -34,21 +34,23 @@ import pytest
 import yaml
 
 from exporter.upstream.demo import DemoAccount
-from testkit.dashboards import PanelQuery, panel_queries, recorded_series, substitute
+from testkit.dashboards import (
+    DASHBOARD_FILES,
+    RULE_FILES,
+    PanelQuery,
+    panel_queries,
+    recorded_series,
+    substitute,
+)
 from testkit.exposition import Exposition, moment
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes, free_port
-from testkit.prometheus import Prometheus, prometheus_config, start_prometheus
-from testkit.repo import REPO_ROOT
+from testkit.prometheus import JOB, START_TIMEOUT, Prometheus, prometheus_config, start_prometheus
 from testkit.tools import require_tool
 from testkit.waiting import wait_for
 
-DASHBOARDS = sorted((REPO_ROOT / "dashboards").glob("*.json"))
-RULE_FILES = sorted((REPO_ROOT / "rules").glob("*.yml"))
-START_TIMEOUT = 30.0
 API_KEY, API_SECRET = "e2e-key", "e2e-secret-value"
 ACCOUNT = "default"
-JOB = "scenario-exporter"
 # Demo seconds per real second: thousands of jobs a minute, so that one-minute
 # rates are smooth and a revision is small beside a window's growth.
 SPEED = 3000.0
@@ -167,7 +169,7 @@ PERIOD_TO_DATE = [
 
 
 def test_the_lists_name_real_panels_and_queries() -> None:
-    assert {q.dashboard for q in PANEL_QUERIES} == {p.stem for p in DASHBOARDS}
+    assert {q.dashboard for q in PANEL_QUERIES} == {p.stem for p in DASHBOARD_FILES}
     assert len(PANEL_QUERIES) >= 40
     assert len(SPEND_RATES) >= 5 and len(RECORDED) >= 10
     assert len(PERIOD_TO_DATE) >= 4
@@ -249,7 +251,7 @@ def test_panel_query_returns_data(warmed_up: Stack, query: PanelQuery) -> None:
 def test_annotation_queries_are_valid(warmed_up: Stack) -> None:
     """Annotations mark rare events (a new period): they may be empty, never invalid."""
     count = 0
-    for path in DASHBOARDS:
+    for path in DASHBOARD_FILES:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         for annotation in dashboard["annotations"]["list"]:
             if "expr" in annotation:

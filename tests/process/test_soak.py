@@ -44,6 +44,7 @@ from exporter.web.server import create_server, serve_in_thread
 from testkit.clock import FakeClock, ThreadSpawn
 from testkit.exposition import families, is_openmetrics
 from testkit.fake_upstream import FakeUpstream
+from testkit.golden import OPENMETRICS
 from testkit.oracle import model_totals
 from testkit.waiting import wait_for
 
@@ -61,7 +62,6 @@ API_SECRET = "soak-secret-value"
 START = datetime(2026, 1, 30, 0, 30, tzinfo=timezone.utc)
 STEP = 3600.0  # > cache.ttl and > the longest back-off: every cycle refreshes
 MAX_STALE = 7200.0
-OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 SUCCESS_MODES = frozenset({"ok", "drift", "oversized", "gateway-too-large", "empty"})
 # A fault episode every 40 cycles, 1 to 4 cycles long, each mode in turn.
 EPISODE_EVERY = 40

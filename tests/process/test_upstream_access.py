@@ -9,7 +9,6 @@ tested in process in ``tests/unit/test_config.py``; a file gone at a refresh in
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pytest
 
 from exporter.upstream.demo import DemoAccount
 from testkit.fake_upstream import FakeUpstream
-from testkit.pki import Identity, _ca, _issue
+from testkit.pki import Identity, certificate_authority, issue, replace_file
 from testkit.processes import ExporterProcess, Processes
 from testkit.waiting import wait_for
 from testkit.web import basic_authorization
@@ -28,10 +27,8 @@ DEADLINE = 40.0  # covers one back-off step (10 s + jitter) should a refresh rac
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace *path* at once, as the kubelet swaps a Secret volume's files."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    """Replace *path* at once with a line of *text*, as the kubelet swaps a Secret's files."""
+    replace_file(path, (text + "\n").encode())
 
 
 def _serving(exporter: ExporterProcess, account: str = "default") -> bool:
@@ -102,10 +99,10 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
     directory = tmp_path_factory.mktemp("cas")
     servers = {}
     for name in ("default", "proxy"):
-        ca, signer = _ca(f"{name} CA")
+        ca, signer = certificate_authority(f"{name} CA")
         (directory / f"{name}-ca.pem").write_bytes(ca.cert)
         (directory / name).mkdir()
-        servers[name] = _issue("upstream", signer, server=True)
+        servers[name] = issue("upstream", signer, server=True)
     return Trust(directory / "default-ca.pem", directory / "proxy-ca.pem", servers, directory)
 
 
