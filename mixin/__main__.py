@@ -4,7 +4,7 @@
     python -m mixin --check   # write nothing; list what differs and exit 1
     python -m mixin --deployment-label cluster --output-dir my-mixin/
 
-Run from a clone of the repository. tests/test_mixin.py fails when a committed
+Run from a clone of the repository. tests/artefacts/test_mixin.py fails when a committed
 file is not what the mixin generates.
 """
 

@@ -26,7 +26,7 @@ bash scripts/chart-readme.sh --install
 export PATH="$PWD/.cache/helm:$PATH"
 
 # The prlimit case of the hostile-client tests runs the exporter as a non-root user with
-# its own process count (tests/test_hostile_clients.py).
+# its own process count (tests/process/test_hostile_clients.py).
 if [ "$(id -u)" = 0 ] && ! id scenario-test >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin scenario-test
 fi
