@@ -26,7 +26,8 @@ from exporter.core.period import current_window, parse_iso
 from exporter.live.scheduler import AccountRefresher, RefreshPolicy
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 from exporter.upstream.politeness import HOUR
 
 DAY = 86400.0

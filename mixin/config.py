@@ -31,8 +31,18 @@ BUSINESS_COUNTERS: dict[str, str] = {
     "scenario_nsfw_assets_by_api_key_total": "label",
     "scenario_usage_total": "usage_name",
     "scenario_usage_by_api_key_total": "usage_name",
+    "scenario_usage_cost_creative_units_total": "usage_name",
+    "scenario_usage_credit_creative_units_total": "usage_name",
+    "scenario_usage_cost_by_api_key_creative_units_total": "usage_name",
+    "scenario_usage_credit_by_api_key_creative_units_total": "usage_name",
+    "scenario_usage_discount_creative_units_total": "usage_name",
+    "scenario_usage_discount_by_api_key_creative_units_total": "usage_name",
+    "scenario_quality_gate_assets_total": "verdict",
+    "scenario_quality_gate_assets_by_api_key_total": "verdict",
     "scenario_user_consumption_creative_units_total": "user_id",
     "scenario_user_discount_creative_units_total": "user_id",
+    # Two labels tell its series apart: a user's CU per billing action.
+    "scenario_user_consumption_by_action_creative_units_total": "user_id, action",
 }
 
 # The gauge that moves only when a new period starts: what tells a rollover

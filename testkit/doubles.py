@@ -13,11 +13,13 @@ from pydantic import SecretStr
 
 from exporter.core.account import AccountConfig
 from exporter.core.period import PeriodWindow, parse_iso
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 
 # An account with every option the client sends upstream.
 ACCOUNT = AccountConfig(name="acme", api_key="key-123", api_secret=SecretStr("s3cr3t"),
-                        project_ids=("proj_a", "proj_b"))
+                        project_ids=("proj_a", "proj_b"), team_id="team_7",
+                        user_ids=("user_1", "user_2"))
 T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp()
 DAY = 86400.0
 

@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.upstream.demo import DemoAccount, Refused, check_request, requested_window
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import Refused, check_request, read_query
 from testkit.oracle import model_totals
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
@@ -91,7 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         state = self.server.state
         url = urlsplit(self.path)
-        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        # The bare ?dropZeroPoints form is a parameter too (keep_blank_values).
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         with state.lock:
             state.requests.append(Request(url.path, params, self.headers.get("Authorization"),
                                           time.time()))
@@ -120,9 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "empty":
             return self._send(200, b"{}")
         try:
-            start, end, sections = requested_window(params)
+            query = read_query(params)
         except Refused as refused:
             return self._send(refused.status, refused.body)
+        start, end = query.start, query.end
         length = (end - start).total_seconds()
         if (mode == "oversized" and length > state.max_window_seconds) or \
                 (state.too_large_above is not None and length > state.too_large_above):
@@ -133,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(state.slow_seconds)
         end = state.demo_end(end)
-        body: dict[str, Any] = state.account.response(start, end, sections)
+        body: dict[str, Any] = state.account.response(
+            start, end, query.sections, drop_zero_points=query.drop_zero_points)
         for row in body.get("modelUsages", []):
             if row["modelId"] in state.refunds and row["points"]:
                 row["points"][0]["cost"] -= state.refunds[row["modelId"]]

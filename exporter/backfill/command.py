@@ -18,13 +18,13 @@ from typing import Any
 
 from exporter.core.durations import parse_duration
 from exporter.core.errors import ConfigError
-from exporter.metrics.business import COUNTERS
+from exporter.metrics.counters import COUNTERS
 
 DEFAULT_RETENTION = "120d"  # how far back GET /v1/usages serves data
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Labels of the exporter's series: a target label must not overwrite them.
 EXPORTER_LABELS = frozenset({"account", "model_name", "is_api_key", "user_name", "email",
-                             *(spec.label for spec in COUNTERS)})
+                             *(label for spec in COUNTERS for label in spec.labels)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

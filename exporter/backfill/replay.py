@@ -42,6 +42,8 @@ from exporter.upstream.schema import UsageResponse
 from exporter.upstream.summing import merge, summarize
 
 DAY_SECONDS = 86400.0
+# The sections whose rows hold points in time buckets (consumption is a window figure).
+BUCKETED = ("usages", "model_usages", "asset_usages", "nsfw_usages", "quality_gate_usages")
 # The last sample of a period, stamped before the next period starts.
 LAST_SAMPLE_OFFSET_SECONDS = 0.001
 
@@ -72,9 +74,8 @@ def bucket_seconds(response: UsageResponse) -> float:
 
 
 def _all_points(response: UsageResponse) -> Iterator[Mapping[str, object]]:
-    for rows in (response.usages, response.model_usages, response.asset_usages,
-                 response.nsfw_usages):
-        for row in rows:
+    for name in BUCKETED:
+        for row in getattr(response, name):
             yield from row.get("points", ())
 
 
@@ -109,7 +110,7 @@ def split_into_buckets(response: UsageResponse, window: PeriodWindow) -> PeriodU
         return min(max(k, 0), count - 1)
 
     sections: dict[str, list[list[object]]] = {}
-    for name in ("usages", "model_usages", "asset_usages", "nsfw_usages"):
+    for name in BUCKETED:
         per_bucket: list[list[object]] = [[] for _ in range(count)]
         for row in getattr(response, name):
             points: list[list[object]] = [[] for _ in range(count)]
@@ -122,9 +123,9 @@ def split_into_buckets(response: UsageResponse, window: PeriodWindow) -> PeriodU
         sections[name] = per_bucket
     buckets = tuple(
         summarize(UsageResponse.model_construct(
-            usages=sections["usages"][k], model_usages=sections["model_usages"][k],
-            asset_usages=sections["asset_usages"][k], nsfw_usages=sections["nsfw_usages"][k],
-            consumption=[], entities=response.entities), PeriodWindow(edges[k], edges[k + 1]))
+            None, consumption=[], entities=response.entities,
+            **{name: sections[name][k] for name in BUCKETED}),
+            PeriodWindow(edges[k], edges[k + 1]))
         for k in range(count))
     users = summarize(UsageResponse.model_construct(consumption=response.consumption,
                                                     entities=response.entities), window)

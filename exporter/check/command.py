@@ -61,6 +61,17 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 kinds = ", ".join(f"{kind} {totals.assets:,.0f}"
                                   for kind, totals in sorted(snap.assets.items()))
                 out.write(f"  assets created: {kinds}\n")
+            priced = sorted(((name, usage) for name, usage in snap.usages.items()
+                             if name in snap.priced_usages and usage.cost),
+                            key=lambda item: (-abs(item[1].cost), item[0]))[:TOP_MODELS]
+            if priced:
+                out.write(f"  top {len(priced)} actions by CU (negative: credited):\n")
+                for name, usage in priced:
+                    out.write(f"    {usage.cost:>14,.2f} CU  {name}\n")
+            if snap.quality_gates:
+                verdicts = ", ".join(f"{verdict} {totals.assets:,.0f}"
+                                     for verdict, totals in sorted(snap.quality_gates.items()))
+                out.write(f"  quality gate: {verdicts}\n")
     finally:
         client.close()
     return not failed

@@ -48,7 +48,8 @@ credentials (environment):
 
 every flag can also be set as SCENARIO_EXPORTER_<FLAG> (e.g.
 SCENARIO_EXPORTER_CACHE_TTL=10m) or in the --config.file YAML (cache: {{ttl: 10m}});
-flags win over the environment, which wins over the file.
+flags win over the environment, which wins over the file; the SDK's
+SCENARIO_BASE_URL applies when none of them sets --scenario.api-url.
 
 without credentials: {CREDENTIAL_HELP}.
 """
@@ -147,7 +148,8 @@ def _transport(settings: Settings) -> Transport:
     if not settings.demo:
         return None
     from exporter.config.accounts import DEMO_API_KEY, DEMO_API_SECRET
-    from exporter.upstream.demo import DemoAccount, demo_transport
+    from exporter.upstream.demo import DemoAccount
+    from exporter.upstream.demo_api import demo_transport
 
     return demo_transport(DemoAccount(), DEMO_API_KEY, DEMO_API_SECRET)
 

@@ -99,6 +99,8 @@ def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
 
     layer = _Layer()
     for option in OPTIONS + ACCOUNT_OPTIONS:
+        if option.sdk_env is not None and env.get(option.sdk_env):
+            layer.put(option.flag, env[option.sdk_env], option.sdk_env)
         found, value = _yaml_lookup(document, option.yaml_path)
         if found and not isinstance(value, Mapping):
             layer.put(option.flag, value, f"{option.flag} in {config_file}")

@@ -22,6 +22,9 @@ class Option:
     help: str
     kind: Literal["value", "bool"] = "value"
     metavar: str = "VALUE"
+    # An environment variable of Scenario's SDK read below every source of the
+    # exporter's own (flag, SCENARIO_EXPORTER_*, the YAML file).
+    sdk_env: str | None = None
 
     @property
     def env(self) -> str:
@@ -70,7 +73,9 @@ OPTIONS: tuple[Option, ...] = (
            "Day of the month (1-28) on which a monthly period starts (default 1).",
            metavar="DAY"),
     Option("scenario.api-url", "api_url",
-           f"Base URL of Scenario's API (default {DEFAULT_API_URL}).", metavar="URL"),
+           f"Base URL of Scenario's API (default {DEFAULT_API_URL}; the SDK's "
+           "SCENARIO_BASE_URL when only that is set).", metavar="URL",
+           sdk_env="SCENARIO_BASE_URL"),
     Option("upstream.timeout", "upstream_timeout",
            "Timeout of one upstream request (default 30s).", metavar="DURATION"),
     Option("upstream.ca-file", "upstream_ca_file",
@@ -90,13 +95,18 @@ OPTIONS: tuple[Option, ...] = (
 
 # Settings of the single account made from the environment (no YAML accounts).
 BUDGET_FLAG = "budget.creative-units"
-PROJECTS_FLAG = "scenario.project-ids"
 ACCOUNT_OPTIONS: tuple[Option, ...] = (
     Option(BUDGET_FLAG, "budget_creative_units",
            "Monthly Creative Unit budget of the single account (exported as "
            "scenario_budget_creative_units).", metavar="CU"),
-    Option(PROJECTS_FLAG, "project_ids",
+    Option("scenario.project-ids", "project_ids",
            "Comma-separated Scenario project ids to restrict the single account to.",
+           metavar="IDS"),
+    Option("scenario.team-id", "team_id",
+           "Scenario team whose usage the single account reads (default: the key's team).",
+           metavar="ID"),
+    Option("scenario.user-ids", "user_ids",
+           "Comma-separated Scenario user ids to restrict the single account's usage to.",
            metavar="IDS"),
 )
 

@@ -56,6 +56,10 @@ class AccountConfig(BaseModel):
     api_secret: SecretStr | None = None
     api_secret_file: Path | None = None
     project_ids: tuple[str, ...] = ()
+    # The team whose usage is read (sent as teamId); None: the key's default team.
+    team_id: str | None = Field(default=None, min_length=1)
+    # Users to restrict usage to (sent as userIds); empty: the whole team.
+    user_ids: tuple[str, ...] = ()
     budget_creative_units: float | None = Field(default=None, ge=0)
     # This account's API base URL (a regional endpoint, a forward proxy); None: --scenario.api-url.
     api_url: str | None = None
@@ -72,9 +76,9 @@ class AccountConfig(BaseModel):
             raise ValueError("must be 1-63 letters, digits, '_', '.' or '-'")
         return value
 
-    @field_validator("project_ids", mode="before")
+    @field_validator("project_ids", "user_ids", mode="before")
     @classmethod
-    def _split_project_ids(cls, value: Any) -> Any:
+    def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
@@ -117,7 +121,8 @@ class AccountConfig(BaseModel):
                 f"api_key_file={str(self.api_key_file) if self.api_key_file else None!r}, "
                 f"api_secret={'**********' if self.api_secret else None}, "
                 f"api_secret_file={str(self.api_secret_file) if self.api_secret_file else None!r},"
-                f" project_ids={self.project_ids!r}, "
+                f" project_ids={self.project_ids!r}, team_id={self.team_id!r}, "
+                f"user_ids={self.user_ids!r}, "
                 f"budget_creative_units={self.budget_creative_units!r}, "
                 f"api_url={self.api_url!r})")
 

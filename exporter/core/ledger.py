@@ -25,7 +25,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from exporter.core.values import SECTIONS, AnyTotals, Totals, UsageSnapshot, add_totals
+from exporter.core.values import (
+    SECTIONS,
+    ActionTotals,
+    AnyTotals,
+    Totals,
+    UsageSnapshot,
+    add_totals,
+    served_figures,
+)
 
 OTHER_ID = "__other__"
 
@@ -56,12 +64,14 @@ class PeriodLedger:
         self._caps = {"models": max_models, "users": max_users}
         self._period_start: datetime | None = None
         self._sections: dict[str, _Section] = {}
+        self._last_actions: dict[tuple[str, str], float] = {}
 
     def apply(self, snapshot: UsageSnapshot) -> LedgerResult:
         """Fold *snapshot* by the caps, and count what went down since the last refresh."""
         if snapshot.window.start != self._period_start:
             self._period_start = snapshot.window.start
             self._sections = {}
+            self._last_actions = {}
         folded: dict[str, int] = {}
         decreases = 0
         served: dict[str, dict[str, Any]] = {}  # each section keeps its kind of totals
@@ -74,13 +84,39 @@ class PeriodLedger:
             served[name] = dict(totals)
             decreases += _revised(section.last, served[name])
             section.last = served[name]
+        # A user's CU per action follows the user: into __other__ past the user cap.
+        actions = _fold_actions(snapshot.user_actions, served["users"])
+        decreases += _revised({key: (value,) for key, value in self._last_actions.items()},
+                              {key: (value,) for key, value in actions.items()})
+        self._last_actions = actions
         result = replace(snapshot, models=served["models"], assets=served["assets"],
                          nsfw=served["nsfw"], usages=served["usages"], users=served["users"],
+                         quality_gates=served["quality_gates"],
+                         user_actions=_by_user(actions),
                          model_names={k: v for k, v in snapshot.model_names.items()
                                       if k in served["models"]},
                          user_identities={k: v for k, v in snapshot.user_identities.items()
                                           if k in served["users"]})
         return LedgerResult(result, folded, decreases)
+
+
+def _fold_actions(user_actions: Mapping[str, ActionTotals],
+                  served_users: Mapping[str, Any]) -> dict[tuple[str, str], float]:
+    """``{(user id, action): CU}``, a user without a series of its own as ``__other__``."""
+    folded: dict[tuple[str, str], float] = {}
+    for user_id, actions in user_actions.items():
+        owner = user_id if user_id in served_users and user_id != OTHER_ID else OTHER_ID
+        for action, value in actions.items():
+            key = (owner, action)
+            folded[key] = folded.get(key, 0.0) + value
+    return folded
+
+
+def _by_user(actions: Mapping[tuple[str, str], float]) -> dict[str, ActionTotals]:
+    by_user: dict[str, dict[str, float]] = {}
+    for (user_id, action), value in actions.items():
+        by_user.setdefault(user_id, {})[action] = value
+    return dict(by_user)
 
 
 def _fold(totals: Mapping[str, AnyTotals], kept: set[str],
@@ -109,16 +145,19 @@ def _fold(totals: Mapping[str, AnyTotals], kept: set[str],
     return result, folded
 
 
-def _revised(before: Mapping[str, Totals], now: Mapping[str, Totals]) -> int:
-    """How many ids of *before* went down in *now*: a lower value or no value at all.
+def _revised(before: Mapping[Any, tuple[float, ...]], now: Mapping[Any, tuple[float, ...]]) -> int:
+    """How many ids of *before* went down in *now*: a lower served figure or no value.
 
     Compared with the previous refresh (not with the highest value ever served),
-    so that one revision counts once, however many refreshes follow it.
+    so that one revision counts once, however many refreshes follow it. Served
+    figures: a credit that grows (a refund) is no revision of the cost.
     """
     count = 0
     for key, old in before.items():
         new = now.get(key)
         if new is None or any(b < a - _RELATIVE_TOLERANCE * max(abs(a), 1.0)
-                              for a, b in zip(old, new, strict=True)):
+                              for a, b in zip(served_figures(old), served_figures(new),
+                                              strict=True)):
             count += 1
     return count
+

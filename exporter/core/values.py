@@ -35,10 +35,29 @@ class CountTotals(NamedTuple):
 
 
 class UsageTotals(NamedTuple):
-    """One usage name's sum over a window, in its own unit."""
+    """One usage name's sums over a window: its count in its own unit and, where upstream
+    prices the action (SDK 2.4), its Creative Units.
+
+    ``cost`` and ``cost_api_key`` are signed: a negative sum over the period is a
+    credit (a refund), served as :attr:`credit`; discounts are magnitudes.
+    """
 
     value: float
     api_key: float
+    cost: float
+    cost_api_key: float
+    discount: float
+    discount_api_key: float
+
+    @property
+    def credit(self) -> float:
+        """The magnitude of a negative cost: CU given back."""
+        return -self.cost if self.cost < 0 else 0.0
+
+    @property
+    def credit_api_key(self) -> float:
+        """The magnitude of a negative API-key cost."""
+        return -self.cost_api_key if self.cost_api_key < 0 else 0.0
 
 
 class UserTotals(NamedTuple):
@@ -56,6 +75,19 @@ AnyTotals = TypeVar("AnyTotals", ModelTotals, CountTotals, UsageTotals, UserTota
 def add_totals(first: AnyTotals, second: AnyTotals) -> AnyTotals:
     """The field-by-field sum of two totals of the same kind."""
     return type(first)._make(a + b for a, b in zip(first, second, strict=True))
+
+
+def served_figures(totals: tuple[float, ...]) -> tuple[float, ...]:
+    """The figures *totals* (of any kind) is served as: every field as a counter, never
+    negative, and a usage name's credits (its negative costs) beside its costs."""
+    figures = tuple(max(value, 0.0) for value in totals)
+    if isinstance(totals, UsageTotals):
+        figures += (totals.credit, totals.credit_api_key)
+    return figures
+
+
+# CU per billing action of one user (``consumption[].costDetails``), over a window.
+ActionTotals = Mapping[str, float]
 
 
 @dataclass(frozen=True)
@@ -79,9 +111,17 @@ class UsageSnapshot:
     users: Mapping[str, UserTotals] = field(default_factory=dict)
     model_names: Mapping[str, str] = field(default_factory=dict)
     user_identities: Mapping[str, UserIdentity] = field(default_factory=dict)
+    # Verdict buckets of the Quality Gate (SDK 2.4), counted like assets.
+    quality_gates: Mapping[str, CountTotals] = field(default_factory=dict)
+    # CU per billing action, per user (SDK 2.4): a window figure, like users.
+    user_actions: Mapping[str, ActionTotals] = field(default_factory=dict)
+    # The usage names whose points carry Creative Units: an older upstream sends
+    # none, and then no CU series of a usage name is served.
+    priced_usages: frozenset[str] = frozenset()
 
 
-SECTIONS = ("models", "assets", "nsfw", "usages", "users")
+# The sections of totals per id (user_actions, per user and action, stands apart).
+SECTIONS = ("models", "assets", "nsfw", "usages", "users", "quality_gates")
 
 
 @dataclass(frozen=True)

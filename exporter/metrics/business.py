@@ -8,7 +8,7 @@ Each business counter is the period-to-date sum of upstream points, so its
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -19,7 +19,8 @@ from prometheus_client.core import (
 )
 
 from exporter.core.period import PeriodKind, next_period_start
-from exporter.core.values import AccountView, Totals, UsageSnapshot
+from exporter.core.values import AccountView
+from exporter.metrics.counters import COUNTERS
 
 
 @dataclass(frozen=True)
@@ -29,55 +30,6 @@ class CollectorOptions:
     max_stale: float = 7200.0
     user_identity: bool = False
     period: PeriodKind = "month"
-
-
-@dataclass(frozen=True)
-class _CounterSpec:
-    name: str
-    documentation: str
-    section: str
-    label: str
-    field: str
-
-
-# name (without _total), help, snapshot section, id label, field of the totals
-COUNTERS: tuple[_CounterSpec, ...] = (
-    _CounterSpec("scenario_model_cost_creative_units",
-                 "Creative Units spent per model in the current period.", "models", "model_id",
-                 "cost"),
-    _CounterSpec("scenario_model_cost_by_api_key_creative_units",
-                 "Creative Units spent per model through API keys in the current period.",
-                 "models", "model_id", "cost_api_key"),
-    _CounterSpec("scenario_model_discount_creative_units",
-                 "Creative Units discounted per model in the current period (magnitude).",
-                 "models", "model_id", "discount"),
-    _CounterSpec("scenario_model_discount_by_api_key_creative_units",
-                 "Creative Units discounted per model on API-key usage in the current period "
-                 "(magnitude).", "models", "model_id", "discount_api_key"),
-    _CounterSpec("scenario_model_jobs", "Jobs run per model in the current period.",
-                 "models", "model_id", "jobs"),
-    _CounterSpec("scenario_assets_created", "Assets created per kind in the current period.",
-                 "assets", "kind", "assets"),
-    _CounterSpec("scenario_assets_created_by_api_key",
-                 "Assets created per kind through API keys in the current period.",
-                 "assets", "kind", "assets_api_key"),
-    _CounterSpec("scenario_nsfw_assets", "NSFW-flagged assets per label in the current period.",
-                 "nsfw", "label", "assets"),
-    _CounterSpec("scenario_nsfw_assets_by_api_key",
-                 "NSFW-flagged assets per label created through API keys in the current period.",
-                 "nsfw", "label", "assets_api_key"),
-    _CounterSpec("scenario_usage", "Usage per usage name in the current period, in its unit.",
-                 "usages", "usage_name", "value"),
-    _CounterSpec("scenario_usage_by_api_key",
-                 "Usage per usage name through API keys in the current period.",
-                 "usages", "usage_name", "api_key"),
-    _CounterSpec("scenario_user_consumption_creative_units",
-                 "Creative Units consumed per user in the current period.", "users", "user_id",
-                 "consumption"),
-    _CounterSpec("scenario_user_discount_creative_units",
-                 "Creative Units discounted per user in the current period (magnitude).",
-                 "users", "user_id", "discount"),
-)
 
 
 def is_withdrawn(view: AccountView, now: float, max_stale: float) -> bool:
@@ -126,9 +78,13 @@ def business_families(views: Sequence[AccountView], now: float, options: Collect
 
     for spec in COUNTERS:
         family = CounterMetricFamily(spec.name, spec.documentation,
-                                     labels=["account", spec.label])
+                                     labels=["account", *spec.labels])
         for view, snapshot in served:
-            _add_counter_samples(family, view.account.name, snapshot, spec, with_created)
+            created = snapshot.window.start.timestamp() if with_created else None
+            for ids, value in spec.values(snapshot):
+                # Counters are never negative (nor -0), whatever upstream sends.
+                family.add_metric([view.account.name, *ids], value if value > 0 else 0.0,
+                                  created=created)
         yield family
 
     model_info = InfoMetricFamily("scenario_model", "Human names of models (join on model_id).",
@@ -147,16 +103,6 @@ def business_families(views: Sequence[AccountView], now: float, options: Collect
             user_info.add_metric([name, user_id], labels)
     yield model_info
     yield user_info
-
-
-def _add_counter_samples(family: CounterMetricFamily, account: str, snapshot: UsageSnapshot,
-                         spec: _CounterSpec, with_created: bool) -> None:
-    totals: Mapping[str, Totals] = getattr(snapshot, spec.section)
-    created = snapshot.window.start.timestamp() if with_created else None
-    for key in sorted(totals):
-        # Counters are never negative, whatever upstream sends (a negative cost).
-        value = getattr(totals[key], spec.field)
-        family.add_metric([account, key], max(value, 0.0), created=created)
 
 
 def _bool_label(value: bool | None) -> str:

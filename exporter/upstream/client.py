@@ -38,7 +38,8 @@ from exporter.upstream.summing import summarize
 
 log = logging.getLogger("exporter.upstream")
 
-SECTIONS = "usages,consumption,model-usages,asset-usages,nsfw-usages"
+# The sections exported, in the order of the SDK's `type` enum (comma-joined, as it sends them).
+SECTIONS = "usages,consumption,model-usages,asset-usages,nsfw-usages,quality-gate-usages"
 USER_AGENT = f"scenario-exporter/{__version__}"
 T = TypeVar("T")
 _TOO_LARGE_WORDS = ("payload", "body size", "response size", "too large", "too big")
@@ -121,6 +122,10 @@ class UsageClient:
         }
         if account.project_ids:
             params["projectIds"] = ",".join(account.project_ids)
+        if account.team_id:
+            params["teamId"] = account.team_id
+        if account.user_ids:
+            params["userIds"] = ",".join(account.user_ids)
         return params
 
     def _call(self, account: AccountConfig, window: PeriodWindow,

@@ -1,7 +1,9 @@
-"""A simulated Scenario account, served through the real client as an httpx transport.
+"""A simulated Scenario account: what ``GET /v1/usages`` answers for any window.
 
 ``--demo`` runs the exporter against :class:`DemoAccount` instead of Scenario's
-API: same client, cache and collector, only the transport differs. The account
+API (served by :mod:`exporter.upstream.demo_api` as an httpx transport): same
+client, cache and collector, only the transport differs. Every body is shaped
+as Scenario's SDK (``scenario-sdk`` 2.4) types it, with its enum values only. The account
 is deterministic (a seed, no randomness at run time) and its activity follows a
 day/night curve, so values grow through the day and a newcomer's dashboards
 move. Size knobs (models, users, granularity) make it the upstream of the
@@ -15,29 +17,37 @@ own totals to the last decimal.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
-
-from exporter.core.period import parse_iso
-
-# The usage names documented by Scenario's API reference at the time of
-# writing, plus a few seen in the wild; upstream adds new ones over time.
-USAGE_NAMES = (
-    "images-generation", "creative-unit-cost", "models-training", "upscale",
-    "background-removal", "texture", "pixelate", "vectorize", "restyle", "detection",
-    "inpaint", "outpaint", "skybox", "3d-generation", "video-generation",
-    "audio-generation", "image-to-3d", "reframe", "prompt-generation", "captioning",
-)
-ASSET_KINDS = ("3d", "audio", "document", "image", "image-hdr", "json", "video")
+# The sections of GET /v1/usages, in the order of the SDK's `type` enum.
+SECTIONS = ("usages", "activity", "consumption", "model-usages", "asset-usages", "nsfw-usages",
+            "quality-gate-usages")
+# The usage names of the SDK's enum (scenario-sdk 2.4, Usage.usage_name), each with the
+# Creative Units of one unit of it: 0 for a free action, negative for refunds (a
+# credit). Multiples of 0.5 keep every sum exact in binary.
+USAGE_UNIT_COSTS = {
+    "background-removal": 1.0, "captioning": 0.5, "creative-unit-cost": 0.0,
+    "creative-unit-discount": 0.0, "custom": 2.0, "custom-asset-created": 0.0,
+    "detection": 0.5, "image-prompt-editing": 2.5, "images-generation": 4.0,
+    "ip-detection": 1.0, "models-training": 50.0, "patch": 2.0, "pixelate": 0.5,
+    "refunds": -5.0, "repaint": 2.5, "restyle": 2.0, "segmentation": 1.0,
+    "skybox-base-360": 8.0, "skybox-upscale-360": 4.0, "texture": 5.0, "upscale": 2.0,
+    "vectorization": 1.0,
+}
+USAGE_NAMES = tuple(USAGE_UNIT_COSTS)
+# The asset kinds of the SDK's enum (AssetUsage.kind).
+ASSET_KINDS = ("3d", "audio", "document", "image", "image-hdr", "json", "text", "video")
 NSFW_LABELS = ("explicit", "suggestive", "violence", "gore")
+# The Quality Gate's verdict buckets; "total" counts every scored asset.
+VERDICTS = ("pass", "warn", "fail")
+# The billing actions of a user's consumption (costDetails), with their shares of it.
+COST_ACTIONS = (("generation", 0.6), ("training", 0.25), ("upscale", 0.1),
+                ("quality-gate", 0.05))
 
 DAY = 86400.0
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -125,6 +135,7 @@ class DemoAccount:
     _usages: dict[str, DemoSeries] = field(init=False, repr=False)
     _assets: dict[str, DemoSeries] = field(init=False, repr=False)
     _nsfw: dict[str, DemoSeries] = field(init=False, repr=False)
+    _gates: dict[str, DemoSeries] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -157,11 +168,16 @@ class DemoAccount:
                     id=f"user_{rng.getrandbits(64):016x}", full_name=f"{first} {last}",
                     email=f"{first}.{last}{index}@studio.example".lower(), is_api_key=False,
                     api_key_id=None, weight=rng.uniform(0.2, 3)))
-        self._usages = {name: DemoSeries(rng.uniform(5, 500), rng.choice((0.2, 0.5, 0.7)))
+        self._usages = {name: DemoSeries(rng.uniform(5, 500), rng.choice((0.2, 0.5, 0.7)),
+                                         rng.choice((0.0, 0.1, 0.2)))
                         for name in USAGE_NAMES}
         self._assets = {kind: DemoSeries(rng.uniform(3, 800), rng.choice((0.3, 0.6)))
                         for kind in ASSET_KINDS}
         self._nsfw = {label: DemoSeries(rng.uniform(0.5, 6), 0.5) for label in NSFW_LABELS}
+        self._gates = {verdict: DemoSeries(rate, rng.choice((0.3, 0.6)))
+                       for verdict, rate in zip(VERDICTS, (rng.uniform(100, 300),
+                                                           rng.uniform(10, 40),
+                                                           rng.uniform(2, 12)), strict=True)}
 
     @property
     def model_list(self) -> tuple[DemoModel, ...]:
@@ -170,34 +186,46 @@ class DemoAccount:
 
     # -- the response ---------------------------------------------------------
 
-    def response(self, start: datetime, end: datetime,
-                 sections: Sequence[str] | None = None) -> dict[str, Any]:
-        """The body of ``GET /v1/usages`` for ``[start, end)``, as upstream shapes it."""
-        wanted = set(sections or ("usages", "consumption", "model-usages", "asset-usages",
-                                  "nsfw-usages"))
+    def response(self, start: datetime, end: datetime, sections: Sequence[str] | None = None,
+                 *, drop_zero_points: bool = True) -> dict[str, Any]:
+        """The body of ``GET /v1/usages`` for ``[start, end)``, as upstream shapes it.
+
+        *sections* are the ``type`` values asked (None: every section). With
+        *drop_zero_points*, as the exporter asks, points whose numbers are all 0
+        are left out (each row stays, with ``points: []``); without, upstream
+        sends every bucket of the window.
+        """
+        wanted = set(sections or SECTIONS)
         granularity = self.granularity or _granularity_for(end - start)
         buckets = _buckets(start, end, GRANULARITY_SECONDS[granularity])
         api = _api_key_part(demo_seconds(start) if self.api_key_rounding_per_day else None)
+
+        def kept(s: DemoSeries) -> list[tuple[str, float, float]]:
+            return [(t, a, b) for t, a, b in buckets
+                    if not drop_zero_points or s.total(b) != s.total(a)]
+
         body: dict[str, Any] = {}
         if "usages" in wanted:
             body["usages"] = [
                 {"usageName": name, "granularity": granularity,
-                 "points": [{"time": t, "value": _text(s.total(b) - s.total(a)),
-                             "apiKey": _text(api(s, a, b))}
-                            for t, a, b in buckets if s.total(b) != s.total(a)]}
+                 "points": [_usage_point(s, USAGE_UNIT_COSTS[name], api, t, a, b)
+                            for t, a, b in kept(s)]}
                 for name, s in self._usages.items()]
+        if "activity" in wanted:
+            body["activity"] = []  # raw events: the exporter never asks for them
         if "model-usages" in wanted:
             body["modelUsages"] = [
                 {"modelId": m.id, "points": [self._model_point(m, t, a, b)
-                                             for t, a, b in buckets
-                                             if m.jobs.total(b) != m.jobs.total(a)]}
+                                             for t, a, b in kept(m.jobs)]}
                 for m in self._models]
         if "asset-usages" in wanted:
-            body["assetUsages"] = [_count_row("kind", k, s, buckets, api)
+            body["assetUsages"] = [_count_row("kind", k, s, kept(s), api)
                                    for k, s in self._assets.items()]
         if "nsfw-usages" in wanted:
-            body["nsfwUsages"] = [_count_row("label", k, s, buckets, api)
+            body["nsfwUsages"] = [_count_row("label", k, s, kept(s), api)
                                   for k, s in self._nsfw.items()]
+        if "quality-gate-usages" in wanted:
+            body["qualityGateUsages"] = self._quality_gates(buckets, api, drop_zero_points)
         if "consumption" in wanted:
             body["consumption"] = self._consumption(demo_seconds(start), demo_seconds(end))
         body["entities"] = {
@@ -209,6 +237,22 @@ class DemoAccount:
                       for u in self._users],
         }
         return body
+
+    def _quality_gates(self, buckets: list[tuple[str, float, float]], api: _ApiKeyPart,
+                       drop_zero_points: bool) -> list[dict[str, Any]]:
+        """One row per verdict, and ``total``: every scored asset, the sum of the others."""
+        rows = [_count_row("verdict", verdict, s, buckets, api)
+                for verdict, s in self._gates.items()]
+        total: list[dict[str, Any]] = []
+        for index, (time, _, _) in enumerate(buckets):
+            count = sum(row["points"][index]["count"] for row in rows)
+            count_api = sum(row["points"][index]["countApiKey"] for row in rows)
+            total.append({"time": time, "count": count, "countApiKey": count_api})
+        rows.insert(0, {"verdict": "total", "points": total})
+        if drop_zero_points:
+            for row in rows:
+                row["points"] = [p for p in row["points"] if p["count"] or p["countApiKey"]]
+        return rows
 
     def _model_point(self, m: DemoModel, time: str, a: float, b: float) -> dict[str, Any]:
         s = m.jobs
@@ -231,7 +275,7 @@ class DemoAccount:
             share = user.weight / weights
             value, off = round(cost * share, 2), round(discount * share, 2)
             rows.append({"userId": user.id, "value": value, "discount": -off,
-                         "total": round(value - off, 2)})
+                         "total": round(value - off, 2), "costDetails": _cost_details(value)})
         return rows
 
 
@@ -304,52 +348,29 @@ def _api_key_part(window_start: float | None) -> _ApiKeyPart:
 
 def _count_row(key: str, name: str, s: DemoSeries, buckets: list[tuple[str, float, float]],
                api: _ApiKeyPart) -> dict[str, Any]:
+    """A row of counts (assets, NSFW flags, verdicts), a point for each of *buckets*."""
     return {key: name, "points": [{"time": t, "count": s.total(b) - s.total(a),
-                                   "countApiKey": api(s, a, b)}
-                                  for t, a, b in buckets if s.total(b) != s.total(a)]}
+                                   "countApiKey": api(s, a, b)} for t, a, b in buckets]}
 
 
-class Refused(Exception):
-    """A request the demo API refuses, with the status and message upstream would send."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = json.dumps({"message": message}).encode()
-
-
-def check_request(path: str, authorization: str | None, api_key: str, api_secret: str) -> None:
-    """Refuse what upstream refuses before reading the query: another path (404), other
-    credentials than these Basic ones (401)."""
-    if not path.rstrip("/").endswith("/usages"):
-        raise Refused(404, "not found")
-    expected = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
-    if authorization != f"Basic {expected}":
-        raise Refused(401, "Unauthorized")
+def _usage_point(s: DemoSeries, unit_cost: float, api: _ApiKeyPart, time: str, a: float,
+                 b: float) -> dict[str, Any]:
+    """A bucket of a usage row: counts as numeric text, Creative Units as numbers (a
+    negative cost is a credit; discounts are sent negative, as for models)."""
+    count, count_api = s.total(b) - s.total(a), api(s, a, b)
+    return {"time": time, "value": _text(count), "apiKey": _text(count_api),
+            # + 0.0: a free or refunded action's empty bucket is 0, not -0.
+            "cost": count * unit_cost + 0.0, "apiKeyCost": count_api * unit_cost + 0.0,
+            "discount": -(s.discounted(b) - s.discounted(a)) * abs(unit_cost) / 4,
+            "apiKeyDiscount": -(s.api_discounted(b) - s.api_discounted(a)) * abs(unit_cost) / 4}
 
 
-def requested_window(params: Mapping[str, str]) -> tuple[datetime, datetime, list[str]]:
-    """``(start, end, sections)`` asked by the query string; 400 when a date is missing."""
-    try:
-        start, end = parse_iso(params["startDate"]), parse_iso(params["endDate"])
-    except (KeyError, ValueError):
-        raise Refused(400, "startDate and endDate are required") from None
-    return start, end, [s for s in params.get("type", "").split(",") if s]
-
-
-def demo_transport(account: DemoAccount, api_key: str, api_secret: str) -> httpx.MockTransport:
-    """An httpx transport that answers ``GET /v1/usages`` from *account*."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        try:
-            check_request(request.url.path, request.headers.get("Authorization"), api_key,
-                          api_secret)
-            start, end, sections = requested_window(request.url.params)
-        except Refused as refused:
-            return httpx.Response(refused.status, content=refused.body,
-                                  headers={"Content-Type": "application/json"})
-        body = json.dumps(account.response(start, end, sections), separators=(",", ":"))
-        return httpx.Response(200, content=body.encode(),
-                              headers={"Content-Type": "application/json"})
-
-    return httpx.MockTransport(handle)
+def _cost_details(value: float) -> dict[str, float]:
+    """A user's CU per billing action: shares of *value*, to the cent, adding up to it."""
+    details: dict[str, float] = {}
+    left = value
+    for action, share in COST_ACTIONS[:-1]:
+        details[action] = round(value * share, 2)
+        left -= details[action]
+    details[COST_ACTIONS[-1][0]] = round(max(left, 0.0), 2)
+    return details

@@ -129,11 +129,19 @@ Points = Annotated[tuple[T, ...], _NullAsEmpty(tuple)]
 
 @with_config(_CONFIG)
 class UsagePoint(TypedDict):
-    """One bucket of a ``usages`` row; ``value`` and ``apiKey`` are numeric strings."""
+    """One bucket of a ``usages`` row; ``value`` and ``apiKey`` are numeric strings.
+
+    ``cost``, ``discount`` and their API-key parts are the Creative Units of the
+    action in the bucket (SDK 2.4); an older upstream does not send them.
+    """
 
     time: NotRequired[PointTime]
     value: NotRequired[Number]
     api_key: NotRequired[Number]
+    cost: NotRequired[Number]
+    discount: NotRequired[Number]
+    api_key_cost: NotRequired[Number]
+    api_key_discount: NotRequired[Number]
 
 
 @with_config(_CONFIG)
@@ -179,13 +187,27 @@ class NsfwUsageRow(TypedDict, total=False):
 
 
 @with_config(_CONFIG)
+class QualityGateUsageRow(TypedDict, total=False):
+    """One verdict bucket of the Quality Gate (``total``, ``pass``, ``warn``, ``fail``)."""
+
+    verdict: Identifier
+    points: Points[CountPoint]
+
+
+@with_config(_CONFIG)
 class ConsumptionRow(TypedDict, total=False):
-    """Creative Units consumed by one user over the whole window (already a sum)."""
+    """Creative Units consumed by one user over the whole window (already a sum).
+
+    ``costDetails`` (SDK 2.4: an object of CU per billing action, included in
+    ``value``) is taken as it comes and read by the summing: anything but an
+    object of numbers there leaves the rest of the response valid.
+    """
 
     user_id: Identifier
     value: Number
     discount: Number
     total: Number
+    cost_details: Any
 
 
 @with_config(_CONFIG)
@@ -218,4 +240,5 @@ class UsageResponse(_Model):
     asset_usages: Rows[AssetUsageRow] = Field(default_factory=list)
     nsfw_usages: Rows[NsfwUsageRow] = Field(default_factory=list)
     consumption: Rows[ConsumptionRow] = Field(default_factory=list)
+    quality_gate_usages: Rows[QualityGateUsageRow] = Field(default_factory=list)
     entities: Annotated[Entities, _NullAsEmpty(Entities)] = Field(default_factory=Entities)

@@ -14,6 +14,7 @@ from exporter.core.errors import InvalidResponse
 from exporter.core.period import PeriodWindow
 from exporter.core.values import (
     SECTIONS,
+    ActionTotals,
     AnyTotals,
     CountTotals,
     ModelTotals,
@@ -85,18 +86,37 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
         _add(nsfw, identifier(nsfw_row.get("label")), _count_sums(nsfw_row.get("points", ())), 2)
 
     usages: dict[str, list[float]] = {}
+    priced: set[str] = set()
     for usage_row in response.usages:
-        value = api_key = 0.0
+        usage_name = identifier(usage_row.get("usage_name"))
+        value = api_key = cost = cost_api = discount = discount_api = 0.0
         for up in usage_row.get("points", ()):
             value += as_float(up.get("value"))
             api_key += as_float(up.get("api_key"))
-        _add(usages, identifier(usage_row.get("usage_name")), (value, api_key), 2)
+            if "cost" in up:  # an upstream older than SDK 2.4 prices nothing
+                priced.add(usage_name)
+                cost += as_float(up["cost"])
+                cost_api += as_float(up.get("api_key_cost"))
+                discount += abs(as_float(up.get("discount")))
+                discount_api += abs(as_float(up.get("api_key_discount")))
+        _add(usages, usage_name, (value, api_key, cost, cost_api, discount, discount_api), 6)
+
+    quality_gates: dict[str, list[float]] = {}
+    for gate_row in response.quality_gate_usages:
+        _add(quality_gates, identifier(gate_row.get("verdict")),
+             _count_sums(gate_row.get("points", ())), 2)
 
     users: dict[str, list[float]] = {}
+    user_actions: dict[str, dict[str, float]] = {}
     for row in response.consumption:
+        user_id = identifier(row.get("user_id"))
         # The sign convention of `discount` is undocumented: export its magnitude.
-        _add(users, identifier(row.get("user_id")),
-             (as_float(row.get("value")), abs(as_float(row.get("discount")))), 2)
+        _add(users, user_id, (as_float(row.get("value")), abs(as_float(row.get("discount")))), 2)
+        actions = _cost_details(row.get("cost_details"))
+        if actions:
+            into = user_actions.setdefault(user_id, {})
+            for action, cost in actions.items():
+                into[action] = into.get(action, 0.0) + cost
 
     model_names = {identifier(m.get("id")): name for m in response.entities.models
                    if (name := m.get("name"))}
@@ -115,7 +135,38 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
         users=_freeze(users, "consumption", UserTotals._make),
         model_names=model_names,
         user_identities=identities,
+        quality_gates=_freeze(quality_gates, "qualityGateUsages", CountTotals._make),
+        user_actions=_finite_actions(user_actions),
+        priced_usages=frozenset(priced),
     )
+
+
+def _cost_details(details: object) -> dict[str, float]:
+    """CU per billing action of one consumption row; what is not an object of numbers
+    (an upstream oddity) is left out, and the rest of the response served."""
+    if not isinstance(details, Mapping):
+        return {}
+    actions: dict[str, float] = {}
+    for action, value in details.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            continue
+        if math.isfinite(number):
+            actions[identifier(str(action))] = number
+    return actions
+
+
+def _finite_actions(user_actions: dict[str, dict[str, float]]) -> dict[str, ActionTotals]:
+    """The users' CU per action, whose sums stay finite however they are added up (the
+    ids past the user cap into ``__other__``), as :func:`_check_finite` asks of totals."""
+    magnitude = sum(abs(value) for actions in user_actions.values() for value in actions.values())
+    if not math.isfinite(magnitude):
+        raise InvalidResponse("consumption costDetails: the sum over all users is not a "
+                              "finite number")
+    return dict(user_actions)
 
 
 def _count_sums(points: Iterable[CountPoint]) -> tuple[float, float]:
@@ -143,6 +194,11 @@ def merge(first: UsageSnapshot, second: UsageSnapshot) -> UsageSnapshot:
                 for name in SECTIONS}
     for name, totals in sections.items():
         _check_finite(totals, name)
+    user_actions = {user_id: dict(actions) for user_id, actions in first.user_actions.items()}
+    for user_id, actions in second.user_actions.items():
+        into = user_actions.setdefault(user_id, {})
+        for action, value in actions.items():
+            into[action] = into.get(action, 0.0) + value
     return UsageSnapshot(
         window=PeriodWindow(min(first.window.start, second.window.start),
                             max(first.window.end, second.window.end)),
@@ -153,4 +209,7 @@ def merge(first: UsageSnapshot, second: UsageSnapshot) -> UsageSnapshot:
         users=sections["users"],
         model_names={**first.model_names, **second.model_names},
         user_identities={**first.user_identities, **second.user_identities},
+        quality_gates=sections["quality_gates"],
+        user_actions=_finite_actions(user_actions),
+        priced_usages=first.priced_usages | second.priced_usages,
     )

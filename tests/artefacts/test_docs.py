@@ -33,7 +33,7 @@ def test_ci_runs_the_test_command_of_the_readme() -> None:
 
 
 def test_every_metric_of_the_contract_is_documented() -> None:
-    from exporter.metrics.business import COUNTERS
+    from exporter.metrics.counters import COUNTERS
 
     metrics_doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
     for spec in COUNTERS:

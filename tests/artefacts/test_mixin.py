@@ -46,9 +46,10 @@ def run_mixin(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_mixins_counters_are_the_exporters() -> None:
     """The mixin writes its counters out as data; they are the ones the exporter serves,
     each told apart by the same label."""
-    from exporter.metrics.business import COUNTERS
+    from exporter.metrics.counters import COUNTERS
 
-    assert {f"{spec.name}_total": spec.label for spec in COUNTERS} == BUSINESS_COUNTERS
+    assert {f"{spec.name}_total": ", ".join(spec.labels)
+            for spec in COUNTERS} == BUSINESS_COUNTERS
 
 
 def test_committed_files_are_what_the_mixin_generates() -> None:

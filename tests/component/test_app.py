@@ -17,7 +17,8 @@ from exporter.config.load import build_settings
 from exporter.live.app import create_app, first_scrape_wait
 from exporter.live.exporter import UsageExporter
 from exporter.live.service import build_exporter
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 from testkit.web import call
 
 
@@ -71,9 +72,9 @@ class MarkupAccount(DemoAccount):
     """Upstream data whose model id is markup and whose cost overflows: the refresh fails
     with an error that names the id, so the id reaches the landing page."""
 
-    def response(self, start: datetime, end: datetime,
-                 sections: Sequence[str] | None = None) -> dict[str, Any]:
-        body = super().response(start, end, sections)
+    def response(self, start: datetime, end: datetime, sections: Sequence[str] | None = None,
+                 *, drop_zero_points: bool = True) -> dict[str, Any]:
+        body = super().response(start, end, sections, drop_zero_points=drop_zero_points)
         for row in body.get("modelUsages", [])[:1]:
             row["modelId"] = MARKUP
             row["points"][0]["cost"] = "1e400"

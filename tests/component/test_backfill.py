@@ -26,7 +26,8 @@ from exporter.cli.exit import run_program
 from exporter.config.load import build_settings
 from exporter.config.settings import Settings
 from exporter.core.period import PeriodWindow, parse_iso
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 from testkit.backfill import KEY, LABELS, NOW, SECRET, two_accounts, utc
 from testkit.clock import FakeClock
 from testkit.exposition import families

@@ -8,7 +8,8 @@ import httpx
 
 from exporter.check.command import run_check
 from exporter.config.load import build_settings
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 
 ENV = {"SCENARIO_API_KEY": "key-check", "SCENARIO_API_SECRET": "secret-check"}
 
@@ -23,7 +24,9 @@ def test_summary_of_a_good_account() -> None:
     assert "OK: 1 request(s)" in text and "period-to-date spend:" in text
     assert "top 5 models by spend:" in text and "assets created: 3d " in text
     assert "budget: 100,000 CU" in text
-    assert text.count(" CU  ") == 5  # five model lines
+    assert text.count(" CU  ") == 5 + 5  # five model lines, five actions
+    assert "top 5 actions by CU (negative: credited):" in text
+    assert "CU  refunds" in text and "quality gate: fail " in text
     assert "secret-check" not in text
 
 

@@ -77,9 +77,9 @@ class ChangingAccount(DemoAccount):
 
     hidden: frozenset[str] = frozenset()
 
-    def response(self, start: datetime, end: datetime,
-                 sections: Sequence[str] | None = None) -> dict[str, Any]:
-        body = super().response(start, end, sections)
+    def response(self, start: datetime, end: datetime, sections: Sequence[str] | None = None,
+                 *, drop_zero_points: bool = True) -> dict[str, Any]:
+        body = super().response(start, end, sections, drop_zero_points=drop_zero_points)
         hidden = self.hidden
         if hidden:
             body["modelUsages"] = [r for r in body.get("modelUsages", [])

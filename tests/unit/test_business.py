@@ -99,6 +99,19 @@ def test_golden_values_are_the_fixture_sums() -> None:
         NOW.timestamp()
     assert value("scenario_model_info", {"account": "studio", "model_id": "model_flux-dev",
                                          "model_name": 'Flux "dev" \\ base'}) == 1.0
+    # SDK 2.4's figures: CU per kind of work, a refund as a credit, never a negative
+    # counter; an action upstream does not price (upscale) has no CU series.
+    usage = {"account": "studio", "usage_name": "refunds"}
+    assert value("scenario_usage_cost_creative_units_total", usage) == 0.0
+    assert value("scenario_usage_credit_creative_units_total", usage) == 35.0
+    assert value("scenario_usage_credit_by_api_key_creative_units_total", usage) == 10.0
+    assert value("scenario_usage_cost_creative_units_total",
+                 {"account": "studio", "usage_name": "upscale"}) is None
+    assert value("scenario_quality_gate_assets_total",
+                 {"account": "studio", "verdict": "total"}) == 62.0
+    # user_1 is folded into __other__ by the user cap: so are its actions
+    assert value("scenario_user_consumption_by_action_creative_units_total",
+                 {"account": "studio", "user_id": "__other__", "action": "quality-gate"}) == 50.0
 
 
 @pytest.mark.parametrize(("period", "start", "end"), [

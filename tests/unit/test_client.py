@@ -18,7 +18,8 @@ from exporter.core.errors import UpstreamError
 from exporter.core.period import PeriodWindow, current_window
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient, parse_retry_after
-from exporter.upstream.demo import DemoAccount, demo_transport
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_api import demo_transport
 from testkit.doubles import ACCOUNT, recording_transport
 from testkit.web import basic_authorization
 
@@ -34,9 +35,11 @@ def test_request_asks_only_what_is_needed_with_basic_auth() -> None:
     (request,) = seen
     assert request.url.path == "/v1/usages"
     params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
-    assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages",
+    assert params == {"type": "usages,consumption,model-usages,asset-usages,nsfw-usages,"
+                              "quality-gate-usages",
                       "dropZeroPoints": "true", "startDate": "2026-11-01T00:00:00.000Z",
-                      "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b"}
+                      "endDate": "2026-11-20T12:30:15.250Z", "projectIds": "proj_a,proj_b",
+                      "teamId": "team_7", "userIds": "user_1,user_2"}
     assert request.headers["Authorization"] == basic_authorization("key-123", "s3cr3t")
     assert request.headers["User-Agent"].startswith("scenario-exporter/")
 

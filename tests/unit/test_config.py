@@ -128,6 +128,48 @@ def test_budget_and_projects_flags_apply_to_the_single_account() -> None:
     assert settings.accounts[0].project_ids == ("p1", "p2")
 
 
+def test_team_and_users_come_from_flags_environment_or_the_file(tmp_path: Path) -> None:
+    settings = build_settings({"scenario.team-id": "team_1", "scenario.user-ids": "u1,u2"},
+                              CREDS)
+    assert (settings.accounts[0].team_id, settings.accounts[0].user_ids) == ("team_1",
+                                                                           ("u1", "u2"))
+    env = {**CREDS, "SCENARIO_EXPORTER_SCENARIO_TEAM_ID": "team_2",
+           "SCENARIO_EXPORTER_SCENARIO_USER_IDS": "u3"}
+    assert build_settings({}, env).accounts[0].user_ids == ("u3",)
+    config = tmp_path / "c.yml"
+    config.write_text("accounts:\n  - {name: a, api_key: k, api_secret: s, team_id: t9,\n"
+                      "     user_ids: [x, y]}\n")
+    (account,) = build_settings({}, {}, config).accounts
+    assert (account.team_id, account.user_ids) == ("t9", ("x", "y"))
+
+
+@pytest.mark.parametrize(("flags", "env", "yaml", "expected"), [
+    ({}, {}, None, "https://api.cloud.scenario.com/v1"),
+    ({}, {"SCENARIO_BASE_URL": "https://sdk.example/v1/"}, None, "https://sdk.example/v1"),
+    ({}, {"SCENARIO_BASE_URL": "https://sdk.example/v1"}, "https://file.example/v1",
+     "https://file.example/v1"),
+    ({}, {"SCENARIO_BASE_URL": "https://sdk.example/v1",
+          "SCENARIO_EXPORTER_SCENARIO_API_URL": "https://env.example/v1"},
+     "https://file.example/v1", "https://env.example/v1"),
+    ({"scenario.api-url": "https://flag.example/v1"},
+     {"SCENARIO_EXPORTER_SCENARIO_API_URL": "https://env.example/v1",
+      "SCENARIO_BASE_URL": "https://sdk.example/v1"}, None, "https://flag.example/v1"),
+])
+def test_the_sdks_base_url_is_below_the_exporters_own_setting(
+        tmp_path: Path, flags: dict[str, str], env: dict[str, str], yaml: str | None,
+        expected: str) -> None:
+    config = None
+    if yaml is not None:
+        config = tmp_path / "c.yml"
+        config.write_text(f"scenario: {{api-url: {yaml!r}}}\n")
+    assert build_settings(flags, {**CREDS, **env}, config).api_url == expected
+
+
+def test_a_bad_sdk_base_url_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="^SCENARIO_BASE_URL: must be an http"):
+        build_settings({}, {**CREDS, "SCENARIO_BASE_URL": "ftp://x"})
+
+
 def test_demo_needs_no_credentials() -> None:
     settings = build_settings({"demo": True}, {})
     assert [a.name for a in settings.accounts] == ["demo"]

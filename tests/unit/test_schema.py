@@ -32,9 +32,20 @@ def test_full_realistic_response_sums_every_section() -> None:
     assert snap.models["model_abc123"] == (309.75, 120.0, 14.75, 5.0, 62.0)
     assert snap.models["model_flux-dev"] == (1000.0, 480.5, 0.0, 0.0, 125.0)
     assert snap.models["model_quiet"] == (0.0, 0.0, 0.0, 0.0, 0.0)
-    assert snap.usages["images-generation"] == (103.5, 37.0)
-    assert snap.usages["creative-unit-cost"] == (2190.5, 1010.25)
-    assert snap.usages["models-training"] == (0.0, 0.0)
+    # value, apiKey, then CU: cost and API-key cost signed, discounts as magnitudes
+    assert snap.usages["images-generation"] == (103.5, 37.0, 414.0, 148.0, 18.5, 5.0)
+    assert snap.usages["creative-unit-cost"] == (2190.5, 1010.25, 0.0, 0.0, 0.0, 0.0)
+    assert snap.usages["models-training"] == (0.0,) * 6
+    assert snap.usages["upscale"] == (12.0, 12.0, 0.0, 0.0, 0.0, 0.0)
+    assert snap.usages["refunds"] == (7.0, 2.0, -35.0, -10.0, 0.0, 0.0)
+    assert (snap.usages["refunds"].credit, snap.usages["refunds"].credit_api_key) == (35.0, 10.0)
+    # upscale's points carry no CU (an upstream older than SDK 2.4), models-training none
+    assert snap.priced_usages == {"images-generation", "creative-unit-cost", "refunds"}
+    assert snap.quality_gates == {"total": (62.0, 14.0), "pass": (49.0, 12.0),
+                                  "warn": (6.0, 1.0), "fail": (7.0, 1.0)}
+    # costDetails that is not an object (user_2), values that are not numbers: left out
+    assert snap.user_actions == {"user_1": {"generation": 250.0, "quality-gate": 50.0},
+                                 "user_key_ci": {"generation": 600.25}}
     assert snap.assets == {"image": (102.0, 46.0), "3d": (2.0, 0.0), "video": (0.0, 0.0)}
     assert snap.nsfw == {"explicit": (0.0, 0.0), "suggestive": (3.0, 1.0)}
     # discount magnitudes, whatever the sign upstream used
@@ -56,7 +67,7 @@ def test_unknown_fields_sections_and_enum_values_are_accepted() -> None:
     body["nsfwUsages"].append({"label": "new-label", "points": [{"count": "2"}]})
     body["modelUsages"][0]["owner"] = {"team": "art"}
     snap = summarize(parse(body), WINDOW)
-    assert snap.usages["holodeck-rendering"] == (5.0, 1.0)
+    assert snap.usages["holodeck-rendering"] == (5.0, 1.0, 0.0, 0.0, 0.0, 0.0)
     assert snap.assets["gaussian-splat"] == (4.0, 0.0)
     assert snap.nsfw["new-label"] == (2.0, 0.0)
 
@@ -92,7 +103,7 @@ def test_nulls_inside_rows_count_as_zero_or_unknown() -> None:
     snap = summarize(parse(body), WINDOW)
     assert snap.models[UNKNOWN_ID] == (0.0, 2.0, 0.0, 0.0, 0.0)
     assert snap.models["m"] == (0.0,) * 5
-    assert snap.usages[UNKNOWN_ID] == (1.0, 0.0)
+    assert snap.usages[UNKNOWN_ID] == (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert snap.users[UNKNOWN_ID] == (0.0, 0.0)
     assert snap.user_identities["u"].is_api_key is None
 
@@ -103,7 +114,7 @@ def test_numbers_as_strings_with_spaces_exponents_and_signs() -> None:
         {"value": 7, "apiKey": 0.25}]}],
         "modelUsages": [{"modelId": 123, "points": [{"cost": "-0", "jobs": "3"}]}]}
     snap = summarize(parse(body), WINDOW)
-    assert snap.usages["u"] == (22.5, 10.75)
+    assert snap.usages["u"] == (22.5, 10.75, 0.0, 0.0, 0.0, 0.0)
     assert snap.models["123"].jobs == 3.0  # numeric ids become text
 
 
@@ -138,3 +149,28 @@ def test_json_that_is_not_an_object_is_invalid() -> None:
 def test_wrongly_typed_section_is_invalid() -> None:
     with pytest.raises(ValidationError):
         parse({"modelUsages": {"modelId": "m"}})
+
+
+def test_an_older_upstream_prices_nothing_and_a_new_one_prices_even_free_actions() -> None:
+    old = summarize(parse({"usages": [{"usageName": "upscale", "points": [
+        {"value": "3", "apiKey": "1"}]}]}), WINDOW)
+    assert old.priced_usages == frozenset() and not old.quality_gates and not old.user_actions
+    new = summarize(parse({"usages": [{"usageName": "tag-asset", "points": [
+        {"value": "3", "apiKey": "1", "cost": 0}]}]}), WINDOW)
+    assert new.priced_usages == {"tag-asset"}
+
+
+@pytest.mark.parametrize("details", ["n/a", 12, ["generation", 3], None, {"a": "x"}])
+def test_cost_details_that_are_not_an_object_of_numbers_leave_the_rest_served(
+        details: object) -> None:
+    body = {"consumption": [{"userId": "u", "value": 5, "discount": 0, "total": 5,
+                             "costDetails": details}]}
+    snap = summarize(parse(body), WINDOW)
+    assert snap.users == {"u": (5.0, 0.0)} and snap.user_actions == {}
+
+
+def test_an_unknown_verdict_is_counted_as_it_comes() -> None:
+    body = {"qualityGateUsages": [{"verdict": "needs-review", "points": [
+        {"count": 2, "countApiKey": "1"}]}, {"verdict": None, "points": None}]}
+    snap = summarize(parse(body), WINDOW)
+    assert snap.quality_gates == {"needs-review": (2.0, 1.0), UNKNOWN_ID: (0.0, 0.0)}
