@@ -48,13 +48,20 @@ class Exposition:
 
     def by_label(self, name: str, label: str, **match: str) -> dict[str, float]:
         """``{label value: sample value}`` of every *name* sample whose labels include *match*."""
-        out: dict[str, float] = {}
-        for (sample, labels), value in self.samples.items():
+        return {key[0]: value for key, value in self.by_labels(name, (label,), **match).items()}
+
+    def by_labels(self, name: str, labels: tuple[str, ...],
+                  **match: str) -> dict[tuple[str, ...], float]:
+        """``{(label values): sample value}`` of every *name* sample whose labels include
+        *match*, keyed by the values of *labels*."""
+        out: dict[tuple[str, ...], float] = {}
+        for (sample, sample_labels), value in self.samples.items():
             if sample != name:
                 continue
-            found = dict(labels)
-            if all(found.get(k) == v for k, v in match.items()) and label in found:
-                out[found[label]] = value
+            found = dict(sample_labels)
+            if all(found.get(k) == v for k, v in match.items()) and \
+                    all(label in found for label in labels):
+                out[tuple(found[label] for label in labels)] = value
         return out
 
     def iter_names(self) -> Iterator[str]:

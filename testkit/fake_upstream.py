@@ -162,8 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _drift(body: dict[str, Any]) -> dict[str, Any]:
     """Schema drift that must not break the exporter: unknown fields and sections, numbers
-    as strings, nulls, and new names (usage ``brand-new-usage`` = 7, kind ``hologram`` = 3,
-    a ``null`` NSFW label) exported as they come; known totals stay the same."""
+    as strings, nulls, and new names (usage ``brand-new-usage`` = 7 without CU, kind
+    ``hologram`` = 3, a ``null`` NSFW label, verdict ``needs-review`` = 2) exported as
+    they come; the first user's costDetails is not an object; known totals stay the same."""
     body["newSection"] = [{"anything": 1}]
     body["usages"].append({"usageName": "brand-new-usage", "granularity": "2h",
                            "points": [{"time": "2026-01-01T00:00:00Z", "value": "7",
@@ -176,6 +177,14 @@ def _drift(body: dict[str, Any]) -> dict[str, Any]:
     body["assetUsages"].append({"kind": "hologram", "points": [{"count": 3, "countApiKey": None}]})
     body["nsfwUsages"].append({"label": None, "points": None})
     body["entities"]["models"].append({"id": "model_new", "name": None, "extra": "x"})
+    # SDK 2.4's fields, odd: a costDetails that is not an object (that user's actions are
+    # left out, the rest served), a verdict the SDK does not list, a cost as text.
+    body["consumption"][0]["costDetails"] = "n/a"
+    body["qualityGateUsages"].append({"verdict": "needs-review",
+                                      "points": [{"count": 2, "countApiKey": 1}]})
+    for row in body["usages"][:1]:
+        for point in row["points"]:
+            point["cost"] = str(point["cost"])
     return body
 
 

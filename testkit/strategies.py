@@ -144,7 +144,9 @@ _document = record({
         "granularity": st.one_of(st.sampled_from(("1m", "5m", "1h", "1d", "7d", "2h")),
                                  text_field),
         "points": rows(record({"time": time_field, "value": number_field,
-                               "apiKey": number_field}))})),
+                               "apiKey": number_field, "cost": number_field,
+                               "discount": number_field, "apiKeyCost": number_field,
+                               "apiKeyDiscount": number_field}))})),
     "modelUsages": rows(record({
         "modelId": id_field,
         "points": rows(record({"time": time_field, "cost": number_field,
@@ -152,8 +154,13 @@ _document = record({
                                "apiKeyDiscount": number_field, "jobs": number_field}))})),
     "assetUsages": rows(record({"kind": id_field, "points": rows(_count_point)})),
     "nsfwUsages": rows(record({"label": id_field, "points": rows(_count_point)})),
-    "consumption": rows(record({"userId": id_field, "value": number_field,
-                                "discount": number_field, "total": number_field})),
+    "consumption": rows(record({
+        "userId": id_field, "value": number_field, "discount": number_field,
+        "total": number_field,
+        # an object of CU per action, as SDK 2.4 sends it, or anything else
+        "costDetails": st.one_of(st.dictionaries(identifier_text, number_field, max_size=3),
+                                 json_value)})),
+    "qualityGateUsages": rows(record({"verdict": id_field, "points": rows(_count_point)})),
     "activity": rows(record({
         "action": identifier_text, "time": time_field, "userId": id_field,
         "projectId": text_field, "creativeUnitsCost": number_field,

@@ -41,8 +41,9 @@ from exporter.core.account import AccountConfig
 from exporter.core.errors import InvalidResponse, UpstreamError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import PeriodWindow
-from exporter.core.values import AccountView, Totals, UsageSnapshot
-from exporter.metrics.business import COUNTERS, CollectorOptions
+from exporter.core.values import AccountView, UsageSnapshot
+from exporter.metrics.business import CollectorOptions
+from exporter.metrics.counters import COUNTERS
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
@@ -90,21 +91,21 @@ def _samples(families: list[Any], name: str, account: str) -> list[Sample]:
 
 
 def _check_exposition(families: list[Any], snapshot: UsageSnapshot, folded: Mapping[str, int],
-                      openmetrics: bool, user_identity: bool) -> dict[tuple[str, str], float]:
+                      openmetrics: bool, user_identity: bool
+                      ) -> dict[tuple[str, tuple[str, ...]], float]:
     """Exported == served, counters valid; returns the counter values by (name, id)."""
-    counters: dict[tuple[str, str], float] = {}
+    counters: dict[tuple[str, tuple[str, ...]], float] = {}
     created = snapshot.window.start.timestamp()
     for spec in COUNTERS:
-        totals: Mapping[str, Totals] = getattr(snapshot, spec.section)
-        expected = {key: max(getattr(values, spec.field), 0.0) for key, values in totals.items()}
+        expected = {ids: max(value, 0.0) for ids, value in spec.values(snapshot)}
         samples = _samples(families, spec.name + "_total", "fuzz")
-        exported = {s.labels[spec.label]: s.value for s in samples}
+        exported = {tuple(s.labels[label] for label in spec.labels): s.value for s in samples}
         assert len(exported) == len(samples), f"duplicate series in {spec.name}"
         assert exported == expected, spec.name
         for key, value in exported.items():
             assert math.isfinite(value) and math.copysign(1.0, value) > 0, (spec.name, key)
             counters[(spec.name, key)] = value
-        stamps = {s.labels[spec.label]: s.value
+        stamps = {tuple(s.labels[label] for label in spec.labels): s.value
                   for s in _samples(families, spec.name + "_created", "fuzz")}
         assert stamps == ({key: created for key in expected} if openmetrics else {})
     names = {(s.labels["model_id"], s.labels["model_name"])

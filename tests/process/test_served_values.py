@@ -24,6 +24,7 @@ import pytest
 
 from exporter import __version__
 from exporter.core.period import parse_iso
+from exporter.metrics.counters import COUNTERS
 from exporter.upstream.demo import DemoAccount
 from testkit.exposition import Exposition
 from testkit.fake_upstream import FakeUpstream
@@ -47,16 +48,30 @@ from testkit.served import (
 from testkit.waiting import wait_for
 from testkit.web import basic_authorization
 
-SECTIONS = {"usages", "consumption", "model-usages", "asset-usages", "nsfw-usages"}
+SECTIONS = {"usages", "consumption", "model-usages", "asset-usages", "nsfw-usages",
+            "quality-gate-usages"}
 # (response section, id field) -> (counter of the first number, counter of the second, label)
 COUNT_SECTIONS = {
     ("assetUsages", "kind"): ("scenario_assets_created_total",
                               "scenario_assets_created_by_api_key_total", "kind"),
     ("nsfwUsages", "label"): ("scenario_nsfw_assets_total",
                               "scenario_nsfw_assets_by_api_key_total", "label"),
+    ("qualityGateUsages", "verdict"): ("scenario_quality_gate_assets_total",
+                                       "scenario_quality_gate_assets_by_api_key_total",
+                                       "verdict"),
+}
+# Counter of a usage name's CU -> (point field, sign: the cost or the credit side, magnitude?)
+USAGE_CU = {
+    "scenario_usage_cost_creative_units_total": ("cost", 1.0),
+    "scenario_usage_credit_creative_units_total": ("cost", -1.0),
+    "scenario_usage_cost_by_api_key_creative_units_total": ("apiKeyCost", 1.0),
+    "scenario_usage_credit_by_api_key_creative_units_total": ("apiKeyCost", -1.0),
+    "scenario_usage_discount_creative_units_total": ("discount", 0.0),
+    "scenario_usage_discount_by_api_key_creative_units_total": ("apiKeyDiscount", 0.0),
 }
 
-Expected = dict[tuple[str, str], dict[str, float]]
+# (sample, its id label, or labels joined by ",") -> {id (a tuple for several): value}
+Expected = dict[tuple[str, str], dict[Any, float]]
 
 
 # -- truth -----------------------------------------------------------------------------
@@ -93,6 +108,13 @@ def expected_series(account: DemoAccount, start: datetime, end: datetime,
         r["usageName"]: sum(float(p["value"]) for p in r["points"]) for r in body["usages"]}
     expected[("scenario_usage_by_api_key_total", "usage_name")] = {
         r["usageName"]: sum(float(p["apiKey"]) for p in r["points"]) for r in body["usages"]}
+    priced = [r for r in body["usages"] if any("cost" in p for p in r["points"])]
+    for sample, (field, side) in USAGE_CU.items():
+        sums = {r["usageName"]: sum(float(p[field]) for p in r["points"]) for r in priced}
+        # the cost side while the period's sum is >= 0, the credit side its magnitude
+        expected[(sample, "usage_name")] = {
+            name: abs(total) if side == 0.0 else max(side * total, 0.0)
+            for name, total in sums.items()}
     if with_users:
         # Consumption rows are per-window figures rounded by upstream: two halves of a
         # window do not add up to the rounded whole, so only a one-request window has them.
@@ -100,12 +122,24 @@ def expected_series(account: DemoAccount, start: datetime, end: datetime,
             r["userId"]: float(r["value"]) for r in body["consumption"]}
         expected[("scenario_user_discount_creative_units_total", "user_id")] = {
             r["userId"]: abs(float(r["discount"])) for r in body["consumption"]}
+        expected[("scenario_user_consumption_by_action_creative_units_total",
+                  "user_id,action")] = {
+            (r["userId"], action): float(cost) for r in body["consumption"]
+            if isinstance(r.get("costDetails"), dict)
+            for action, cost in r["costDetails"].items()}
     return expected
+
+
+# Every business counter the exporter serves: each must be held against upstream's sums.
+SERVED_COUNTERS = {f"{spec.name}_total" for spec in COUNTERS}
 
 
 def assert_served(expo: Exposition, expected: Expected) -> None:
     for (sample, label), values in expected.items():
-        served = expo.by_label(sample, label, account=ACCOUNT)
+        labels = tuple(label.split(","))
+        served: dict[Any, float] = expo.by_labels(sample, labels, account=ACCOUNT)
+        if len(labels) == 1:
+            served = {key[0]: value for key, value in served.items()}
         assert served == values, f"{sample} differs from upstream's sums"
 
 
@@ -136,7 +170,9 @@ def test_exposed_values_equal_upstream_sums(processes: Processes, fake: FakeUpst
 
     account = fake.state.account
     end = to_millis(as_of)
-    assert_served(expo, expected_series(account, start_at, end))
+    expected = expected_series(account, start_at, end)
+    assert {name for name, _ in expected} == SERVED_COUNTERS  # every one of them
+    assert_served(expo, expected)
     assert sum(expo.by_label("scenario_model_cost_creative_units_total", "model_id").values()) > 0
 
     names = {m["id"]: m["name"] for m in account.response(start_at, end)["entities"]["models"]}
@@ -211,16 +247,27 @@ def test_schema_drift_is_exported_as_it_comes(processes: Processes,
     expected[("scenario_assets_created_by_api_key_total", "kind")]["hologram"] = 0.0
     expected[("scenario_nsfw_assets_total", "label")]["unknown"] = 0.0
     expected[("scenario_nsfw_assets_by_api_key_total", "label")]["unknown"] = 0.0
+    expected[("scenario_quality_gate_assets_total", "verdict")]["needs-review"] = 2.0
+    expected[("scenario_quality_gate_assets_by_api_key_total", "verdict")]["needs-review"] = 1.0
+    # the first user's costDetails, not an object, is left out; the rest is served
+    first_user = fake.state.account.response(start_at, to_millis(as_of))["consumption"][0]
+    actions = expected[("scenario_user_consumption_by_action_creative_units_total",
+                        "user_id,action")]
+    for key in [key for key in actions if key[0] == first_user["userId"]]:
+        del actions[key]
     assert_served(expo, expected)
     assert requests_with(expo, "200") == 1
     assert failures(expo, "invalid_response") == 0.0
 
 
-# One id per section of the ledger: each counts once when it vanishes.
-_ID_SERIES = {"scenario_model_cost_creative_units_total": "model_id",
-              "scenario_assets_created_total": "kind", "scenario_nsfw_assets_total": "label",
-              "scenario_usage_total": "usage_name",
-              "scenario_user_consumption_creative_units_total": "user_id"}
+# One series per section of the ledger, by the labels of its ids: each id counts once
+# when it vanishes (a user's CU per action is an id of its own).
+_ID_SERIES = {"scenario_model_cost_creative_units_total": ("model_id",),
+              "scenario_assets_created_total": ("kind",), "scenario_nsfw_assets_total": ("label",),
+              "scenario_usage_total": ("usage_name",),
+              "scenario_quality_gate_assets_total": ("verdict",),
+              "scenario_user_consumption_creative_units_total": ("user_id",),
+              "scenario_user_consumption_by_action_creative_units_total": ("user_id", "action")}
 
 
 def test_upstream_dropping_data_is_served_and_counted_once(processes: Processes,
@@ -229,8 +276,8 @@ def test_upstream_dropping_data_is_served_and_counted_once(processes: Processes,
     vanished id counts once, not at every refresh that follows."""
     proc = start(processes, fake, "--cache.ttl", "1s")
     before = scrape_until(proc, is_up, "the first refresh to succeed")
-    ids = sum(len(before.by_label(name, label, account=ACCOUNT))
-              for name, label in _ID_SERIES.items())
+    ids = sum(len(before.by_labels(name, labels, account=ACCOUNT))
+              for name, labels in _ID_SERIES.items())
     fake.set_mode("empty")  # a 200 with no sections: every id "disappears"
     after = scrape_until(proc, lambda e: (e.value("scenario_exporter_upstream_decreases_total",
                                                   account=ACCOUNT) or 0) > 0,
