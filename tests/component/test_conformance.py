@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import typing
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
@@ -119,16 +120,28 @@ def test_the_demo_uses_only_the_sdks_enum_values_and_sends_every_field() -> None
 # -- the demo API -------------------------------------------------------------------------
 
 
-def ask(params: dict[str, str], path: str = "/v1/usages") -> httpx.Response:
-    transport = demo_transport(DemoAccount(models=2, users=1, api_keys=1), KEY, SECRET)
-    with httpx.Client(transport=transport, base_url="https://demo") as http:
-        return http.get(path, params=params, auth=(KEY, SECRET))
+Ask = Callable[[dict[str, str]], httpx.Response]
+
+
+@pytest.fixture(params=["demo transport", "fake upstream"])
+def ask(request: pytest.FixtureRequest) -> Iterator[Ask]:
+    """GET /v1/usages with these query parameters, of the built-in demo API or of the
+    tests' loopback fake (both read the query with exporter.upstream.demo_api)."""
+    account = DemoAccount(models=2, users=1, api_keys=1)
+    if request.param == "demo transport":
+        with httpx.Client(transport=demo_transport(account, KEY, SECRET),
+                          base_url="https://demo/v1") as http:
+            yield lambda params: http.get("/usages", params=params, auth=(KEY, SECRET))
+        return
+    with FakeUpstream(account, KEY, SECRET) as fake, \
+            httpx.Client(base_url=fake.url, trust_env=False) as http:
+        yield lambda params: http.get("/usages", params=params, auth=(KEY, SECRET))
 
 
 WINDOW = {"startDate": "2026-11-01T00:00:00.000Z", "endDate": "2026-11-03T00:00:00.000Z"}
 
 
-def test_windows_over_120_days_are_refused() -> None:
+def test_windows_over_120_days_are_refused(ask: Ask) -> None:
     # 120 days before 2026-11-03 is 2026-07-06
     assert ask({**WINDOW, "startDate": "2026-07-06T00:00:00.000Z"}).status_code == 200
     refused = ask({**WINDOW, "startDate": "2026-07-05T23:59:59.000Z"})
@@ -136,7 +149,7 @@ def test_windows_over_120_days_are_refused() -> None:
 
 
 @pytest.mark.parametrize("asked", ["", "bogus", "usages,bogus", ","])
-def test_an_unknown_or_empty_type_answers_every_section(asked: str) -> None:
+def test_an_unknown_or_empty_type_answers_every_section(ask: Ask, asked: str) -> None:
     body = ask({**WINDOW, "type": asked}).json()
     assert {"usages", "activity", "consumption", "modelUsages", "assetUsages", "nsfwUsages",
             "qualityGateUsages"} <= set(body)
@@ -146,7 +159,8 @@ def test_an_unknown_or_empty_type_answers_every_section(asked: str) -> None:
 @pytest.mark.parametrize(("value", "dropped"), [
     (None, False), ("", True), ("true", True), ("1", True), ("yes", True), ("on", True),
     ("anything", True), ("false", False), ("0", False), ("no", False), ("OFF", False)])
-def test_drop_zero_points_as_the_sdk_documents_it(value: str | None, dropped: bool) -> None:
+def test_drop_zero_points_as_the_sdk_documents_it(ask: Ask, value: str | None,
+                                                  dropped: bool) -> None:
     # An hour at night, in minutes: most of them without a job.
     params = {"startDate": "2026-11-01T00:00:00.000Z", "endDate": "2026-11-01T01:00:00.000Z",
               "type": "model-usages"}
@@ -238,3 +252,15 @@ def test_the_backfill_sends_what_the_sdk_sends(flags: dict[str, str], options: d
         start=start, end=end, account_options=options)) for start, end in (
         ("2026-09-01T00:00:00.000Z", "2026-10-01T00:00:00.000Z"),
         ("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"))]
+
+
+def test_the_bare_drop_zero_points_form_drops_them_at_the_fake() -> None:
+    """``?dropZeroPoints`` without a value, which a query parser may drop as blank."""
+    with FakeUpstream(DemoAccount(models=2, users=1, api_keys=1), KEY, SECRET) as fake, \
+            httpx.Client(trust_env=False) as http:
+        query = ("startDate=2026-11-01T00:00:00.000Z&endDate=2026-11-01T01:00:00.000Z"
+                 "&type=model-usages")
+        bare = http.get(f"{fake.url}/usages?{query}&dropZeroPoints", auth=(KEY, SECRET))
+        absent = http.get(f"{fake.url}/usages?{query}", auth=(KEY, SECRET))
+    count = [sum(len(row["points"]) for row in r.json()["modelUsages"]) for r in (bare, absent)]
+    assert count[0] < count[1]
