@@ -8,14 +8,16 @@ that is served:
   are added into ``__other__`` so that sums stay exact. The choice is sticky for
   the period (an id that had its own series keeps it; newcomers take free places
   by descending spend), because an id moving in or out of ``__other__`` would
-  make both series jump.
+  make both series jump. A user's CU per billing action follows the user.
 * **Revisions.** Values are served as upstream sums them, even when upstream
   revises one downwards (a refund) or drops an id: every replica, and a replica
   restarted after the revision, then serves the same figure, whatever history it
   lived through. The ledger only *counts* revisions: each id whose value went
   down since the previous refresh counts once, a vanished id once (not again at
-  every refresh). The rules and dashboards tell such a drop from a period
-  rollover (docs/metrics.md, "Downward revisions").
+  every refresh). What is compared is what is served: a usage name's credit
+  that grows (more refunds) is no revision of its cost. The rules and
+  dashboards tell such a drop from a period rollover (docs/metrics.md,
+  "Downward revisions").
 """
 
 from __future__ import annotations
