@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from exporter.core.ledger import OTHER_ID, PeriodLedger
 from exporter.core.period import PeriodWindow
-from exporter.core.values import ModelTotals, UsageSnapshot, UserTotals
+from exporter.core.values import ModelTotals, UsageSnapshot, UsageTotals, UserTotals
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -124,3 +125,34 @@ def test_growing_upstream_totals_give_exact_monotone_counters(increments: list[d
         for key, value in served_before.items():
             assert models[key] >= value
         served_before = models
+
+
+def test_a_growing_credit_is_no_revision_and_a_shrinking_one_is() -> None:
+    """A usage name's cost sum going further below 0 (more refunds) grows its credit
+    counter: what is served only grows, so nothing is counted."""
+    ledger = PeriodLedger(10, 10)
+
+    def refunds(cost: float, hours: int) -> UsageSnapshot:
+        return UsageSnapshot(PeriodWindow(START, START + timedelta(hours=hours)),
+                             usages={"refunds": UsageTotals(2.0 * hours, 0.0, cost, 0.0, 0.0,
+                                                            0.0)},
+                             priced_usages=frozenset({"refunds"}))
+
+    assert ledger.apply(refunds(-10.0, 1)).decreases == 0
+    assert ledger.apply(refunds(-25.0, 2)).decreases == 0  # credit 10 -> 25
+    assert ledger.apply(refunds(-5.0, 3)).decreases == 1  # credit 25 -> 5: revised
+
+
+def test_a_users_actions_follow_the_user_into_other_and_count_once_when_gone() -> None:
+    ledger = PeriodLedger(10, 1)
+    first = snap({}, {"big": 100.0, "small": 5.0})
+    actions = {"big": {"generation": 90.0, "training": 10.0}, "small": {"generation": 5.0}}
+    result = ledger.apply(replace(first, user_actions=actions))
+    assert result.snapshot.user_actions == {"big": {"generation": 90.0, "training": 10.0},
+                                            OTHER_ID: {"generation": 5.0}}
+    later = ledger.apply(replace(snap({}, {"big": 120.0, "small": 6.0}, hours=2),
+                                 user_actions={"big": {"generation": 110.0},
+                                               "small": {"generation": 6.0}}))
+    assert later.decreases == 1  # (big, training) vanished: once
+    assert ledger.apply(replace(snap({}, {"big": 130.0, "small": 6.0}, hours=3),
+                                user_actions=later.snapshot.user_actions)).decreases == 0
