@@ -160,9 +160,7 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
             "minus the API-key cost), stacked.",
             CU_PER_HOUR,
             [(promql.per_hour(q.rate_sum(API_COST)), f"{q.legend}: API keys"),
-             (promql.per_hour(f"{q.rate_sum(COST)}\n- {on}\n"
-                       f"{q.rate_sum(API_COST)}"),
-              f"{q.legend}: web app")],
+             (promql.per_hour(q.rate_difference(COST, API_COST)), f"{q.legend}: web app")],
             stacked=True),
         table(
             "Models this period",
