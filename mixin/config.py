@@ -45,6 +45,13 @@ BUSINESS_COUNTERS: dict[str, str] = {
     "scenario_user_consumption_by_action_creative_units_total": "user_id, action",
 }
 
+
+def id_labels(counter: str) -> tuple[str, ...]:
+    """The labels that tell business *counter*'s series apart within an account, in
+    order: ``("model_id",)``, ``("user_id", "action")``."""
+    return tuple(label.strip() for label in BUSINESS_COUNTERS[counter].split(","))
+
+
 # The gauge that moves only when a new period starts: what tells a rollover
 # from a downward revision.
 PERIOD_START = "scenario_period_start_timestamp_seconds"

@@ -9,6 +9,7 @@ deduplicated across replicas, then summed: a second replica changes no figure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mixin import promql
@@ -57,15 +58,23 @@ class PanelQueries:
         """*metric*'s selector over Grafana's rate window."""
         return f"{self.sel(metric)}[{self.cfg.dashboard_window.range}]"
 
-    def rate_sum(self, counter: str, *by: str) -> str:
+    def rate_sum(self, counter: str, *by: str, only: Sequence[str] = ()) -> str:
         """Per-second rate of business *counter* (see promql.period_change), deduplicated
-        across replicas, summed by deployment, account and *by*."""
-        return promql.aggregate_by("sum", self.by(*by), self.deduplicated_rate(counter))
+        across replicas, summed by deployment, account and *by*; *only* selects some of
+        its series (``verdict="fail"``)."""
+        return promql.aggregate_by("sum", self.by(*by),
+                                   self.deduplicated_rate(counter, only=only))
 
-    def deduplicated_rate(self, counter: str) -> str:
+    def rate_difference(self, counter: str, less: str, *by: str) -> str:
+        """The per-second rate of business *counter* less that of *less*, by deployment,
+        account and *by* (a series of *counter* without one of *less* has none)."""
+        return (f"{self.rate_sum(counter, *by)}\n- on ({promql.label_list(self.by(*by))})\n"
+                f"{self.rate_sum(less, *by)}")
+
+    def deduplicated_rate(self, counter: str, *, only: Sequence[str] = ()) -> str:
         """Per-second rate of each series of business *counter*, once across replicas."""
         return promql.dedup(self.cfg, promql.period_change(
-            self.cfg, counter, self.cfg.dashboard_window, self.matchers()))
+            self.cfg, counter, self.cfg.dashboard_window, self.matchers(), only=only))
 
     def process_rate_sum(self, metric: str, *by: str) -> str:
         """Per-second rate of one of the exporter's own counters, summed over replicas:

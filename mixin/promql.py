@@ -69,7 +69,8 @@ def per_hour(expr: str) -> str:
 
 
 def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
-                  matchers: Sequence[str] = (), *, increase: bool = False) -> str:
+                  matchers: Sequence[str] = (), *, only: Sequence[str] = (),
+                  increase: bool = False) -> str:
     """The per-second rate of business *counter* over *window*, per series, that reads
     the drop of a new period as a reset and does not spike on a downward revision.
 
@@ -83,9 +84,10 @@ def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
 
     With *increase*, the increase over the window instead of the rate, and a
     window with a revision is left out rather than filled: a count that went
-    down is not news (the NSFW alert).
+    down is not news (the NSFW alert). *only* adds matchers to the counter's
+    selector alone (``verdict="fail"``): the period start has no such label.
     """
-    series = f"{selector(counter, matchers)}[{window.range}]"
+    series = f"{selector(counter, (*matchers, *only))}[{window.range}]"
     rollover = f"changes({selector(PERIOD_START, matchers)}[{window.range}]) > 0"
     revised = (f"resets({series}) > 0\nunless ignoring ({cfg.id_label(counter)})\n"
                f"{rollover}")
@@ -93,6 +95,13 @@ def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
     if increase:
         return guarded
     return f"{guarded}\nor\nclamp_min(delta({series}), 0) / {window.seconds}"
+
+
+def percent_of(part: str, whole: str, keys: Sequence[str]) -> str:
+    """*part* as a percentage of *whole*, matched on *keys*. Where *whole* is 0 there
+    is no data, rather than the Inf or NaN of a division by 0."""
+    return (f"100 * {enclose('', part)}\n/ on ({label_list(keys)})\n"
+            f"{enclose('', f'{whole} > 0')}")
 
 
 def ranking(k: int, counter: str, keys: Sequence[str], over: str) -> str:

@@ -4,7 +4,7 @@ series they record, which the dashboards and alerts read."""
 from __future__ import annotations
 
 from mixin import promql
-from mixin.config import BUSINESS_COUNTERS, MixinConfig, RateWindow
+from mixin.config import MixinConfig, RateWindow, id_labels
 from mixin.rule_files import RuleFile, RuleGroup, record
 
 GROUP = "scenario-exporter.rules"
@@ -13,14 +13,19 @@ API_COST = "scenario_model_cost_by_api_key_creative_units_total"
 DISCOUNT = "scenario_model_discount_creative_units_total"
 USER_CONSUMPTION = "scenario_user_consumption_creative_units_total"
 USER_DISCOUNT = "scenario_user_discount_creative_units_total"
+USER_ACTIONS = "scenario_user_consumption_by_action_creative_units_total"
+USAGE_COST = "scenario_usage_cost_creative_units_total"
+USAGE_CREDIT = "scenario_usage_credit_creative_units_total"
 PERIOD_END = "scenario_period_end_timestamp_seconds"
 
 
-def recorded(counter: str, operation: str, *, per_id: bool = False) -> str:
+def recorded(counter: str, operation: str, *, per_id: bool = False,
+             metric: str = "") -> str:
     """The ``level:metric:operation`` name of a series recorded from business *counter*:
-    per account (and deployment), or per account and id (``account_model_id:``)."""
-    level = f"account_{BUSINESS_COUNTERS[counter]}" if per_id else "account"
-    return f"{level}:{counter.removesuffix('_total')}:{operation}"
+    per account (and deployment), or per account and id (``account_model_id:``,
+    ``account_user_id_action:``); *metric* names a figure derived from it."""
+    level = "_".join(("account", *id_labels(counter))) if per_id else "account"
+    return f"{level}:{metric or counter.removesuffix('_total')}:{operation}"
 
 
 PTD_MODEL_COST = recorded(COST, "period_to_date", per_id=True)
@@ -29,6 +34,9 @@ PTD_API_COST = recorded(API_COST, "period_to_date")
 PTD_DISCOUNT = recorded(DISCOUNT, "period_to_date")
 PTD_USER = recorded(USER_CONSUMPTION, "period_to_date", per_id=True)
 PTD_USER_DISCOUNT = recorded(USER_DISCOUNT, "period_to_date", per_id=True)
+PTD_USER_ACTION = recorded(USER_ACTIONS, "period_to_date", per_id=True)
+PTD_USAGE_NET = recorded(USAGE_COST, "period_to_date", per_id=True,
+                         metric="scenario_usage_net_creative_units")
 PERIOD_END_MAX = f"account:{PERIOD_END}:max"
 PROJECTED = recorded(COST, "projected_at_period_end")
 
@@ -71,6 +79,15 @@ Each rule reads the exporter's series only (the projection excepted), so
 that `promtool tsdb create-blocks-from rules` can backfill them one by one.
 """
 
+USER_ACTIONS_COMMENT = """\
+A user's Creative Units per billing action (generation, training, ...):
+part of the user's consumption above, kept per user and action."""
+
+NET_COMMENT = """\
+The net Creative Units of each usage name (kind of work): its cost less
+its credits. A usage name whose costs add up to a negative sum (refunds)
+is served as a credit, never as a negative counter: its net is negative."""
+
 RATES_COMMENT = """\
 Spend rates, in CU per second (multiply by 3600 for CU/h), continuous
 across period rollovers. The exporter refreshes its data every
@@ -94,8 +111,13 @@ def period_to_date(cfg: MixinConfig, counter: str, *, per_id: bool) -> str:
     deduplicated = promql.dedup(cfg, counter)
     if per_id:
         return deduplicated
-    return promql.aggregate_without("sum", (BUSINESS_COUNTERS[counter],), deduplicated,
-                                    block=True)
+    return promql.aggregate_without("sum", id_labels(counter), deduplicated, block=True)
+
+
+def net_period_to_date(cfg: MixinConfig, cost: str, credit: str) -> str:
+    """The raw value of *cost* less that of *credit*, per id, once across replicas:
+    both series of an id carry the same labels, so they match one to one."""
+    return f"{promql.dedup(cfg, cost)}\n-\n{promql.dedup(cfg, credit)}"
 
 
 def spend_rate(cfg: MixinConfig, window: str, *, per_model: bool) -> str:
@@ -116,6 +138,10 @@ def recording_rules(cfg: MixinConfig) -> RuleFile:
         record(PTD_DISCOUNT, period_to_date(cfg, DISCOUNT, per_id=False)),
         record(PTD_USER, period_to_date(cfg, USER_CONSUMPTION, per_id=True)),
         record(PTD_USER_DISCOUNT, period_to_date(cfg, USER_DISCOUNT, per_id=True)),
+        record(PTD_USER_ACTION, period_to_date(cfg, USER_ACTIONS, per_id=True),
+               USER_ACTIONS_COMMENT),
+        record(PTD_USAGE_NET, net_period_to_date(cfg, USAGE_COST, USAGE_CREDIT),
+               NET_COMMENT),
         record(cost_rate(cfg.short_window, per_model=True),
                spend_rate(cfg, cfg.short_window, per_model=True), RATES_COMMENT),
         record(cost_rate(cfg.short_window), spend_rate(cfg, cfg.short_window, per_model=False)),

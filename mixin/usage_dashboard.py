@@ -36,11 +36,18 @@ from mixin.recording_rules import (
     PTD_COST,
     PTD_DISCOUNT,
     PTD_MODEL_COST,
+    PTD_USAGE_NET,
     PTD_USER,
+    PTD_USER_ACTION,
     PTD_USER_DISCOUNT,
+    USAGE_COST,
+    USAGE_CREDIT,
+    USER_ACTIONS,
     USER_CONSUMPTION,
     cost_rate,
 )
+
+QUALITY_GATE = "scenario_quality_gate_assets_total"
 
 
 def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
@@ -59,6 +66,10 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
     web_app_ptd = f"{ptd}\n- {on}\n{q.sel(PTD_API_COST)}"
     jobs = "scenario_model_jobs_total"
     model_legend = f"{{{{model_name}}}} · {q.legend}"
+    action_legend = f"{{{{usage_name}}}} · {q.legend}"
+    net_action_rate = promql.per_hour(q.rate_difference(USAGE_COST, USAGE_CREDIT, "usage_name"))
+    where = {"account": "Account", q.deployment: q.deployment.title()}
+    users = {"user_name": "User", "user_id": "User id", "is_api_key": "API key", **where}
     items: list[Panel | Row] = [
         Row("This period"),
         stat("Spend this period",
@@ -160,9 +171,7 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
             "minus the API-key cost), stacked.",
             CU_PER_HOUR,
             [(promql.per_hour(q.rate_sum(API_COST)), f"{q.legend}: API keys"),
-             (promql.per_hour(f"{q.rate_sum(COST)}\n- {on}\n"
-                       f"{q.rate_sum(API_COST)}"),
-              f"{q.legend}: web app")],
+             (promql.per_hour(q.rate_difference(COST, API_COST)), f"{q.legend}: web app")],
             stacked=True),
         table(
             "Models this period",
@@ -172,10 +181,44 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
             CU,
             [(q.with_model_names(q.sel(PTD_MODEL_COST)), "Spent this period", CU),
              (promql.per_hour(q.with_model_names(q.sel(rate1h_model))), "Last hour", CU_PER_HOUR)],
-            renames={"model_name": "Model", "model_id": "Model id",
-                                "account": "Account", q.deployment: q.deployment.title()},
+            renames={"model_name": "Model", "model_id": "Model id", **where},
             order=["Model", "Spent this period", "Last hour", "Account",
                    q.deployment.title(), "Model id"],
+            width=12, height=9),
+
+        Row("Spend by action"),
+        timeseries(
+            "Spend rate by action",
+            "Net Creative Units per hour of each usage name (kind of work: "
+            "images-generation, models-training, upscale, ...): its cost less its credits. "
+            "Not stacked: a usage name credited more than it cost (refunds) has a negative "
+            "net rate, drawn below 0, which a stack would not add to the others. Free "
+            "actions stay at 0; only usage names that upstream prices in Creative Units "
+            "appear.",
+            CU_PER_HOUR,
+            [(net_action_rate, action_legend)],
+            width=24, height=10, minimum=None),
+        timeseries(
+            "Refunds and credits",
+            "Creative Units per hour credited back, by usage name: a usage name whose "
+            "costs add up to a negative sum over the period (refunds) is a credit, "
+            "shown as a positive amount, stacked. Usage names credited nothing over the "
+            "window are left out. The spend rate by action subtracts these.",
+            CU_PER_HOUR,
+            [(f"{promql.per_hour(q.rate_sum(USAGE_CREDIT, 'usage_name'))}\n> 0",
+              action_legend)],
+            stacked=True, bars=True),
+        table(
+            "Actions this period",
+            "Net Creative Units of each usage name since the period began, cost less "
+            f"credits (recording rule {PTD_USAGE_NET}; negative for refunds), and its "
+            "current net rate. The footer adds up the columns.",
+            CU,
+            [(q.sel(PTD_USAGE_NET), "Net this period", CU),
+             (net_action_rate, "Current rate", CU_PER_HOUR)],
+            renames={"usage_name": "Action", **where},
+            order=["Action", "Net this period", "Current rate", "Account",
+                   q.deployment.title()],
             width=12, height=9),
 
         Row("Users"),
@@ -191,11 +234,25 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
              (promql.per_hour(q.with_user_names(
                  q.rate_sum(USER_CONSUMPTION, "user_id"))),
               "Current rate", CU_PER_HOUR)],
-            renames={"user_name": "User", "user_id": "User id",
-                                "is_api_key": "API key", "account": "Account",
-                                q.deployment: q.deployment.title()},
+            renames=users,
             order=["User", "Consumed this period", "Discounted this period", "Current rate",
                    "API key", "Account", q.deployment.title(), "User id"],
+            height=10),
+        table(
+            "Users by action this period",
+            "Creative Units consumed per user and billing action (generation, training, "
+            "upscale, ...) since the period began (recording rule "
+            f"{PTD_USER_ACTION}), and the current rate: what each user's consumption "
+            "above went to, as upstream details it. Users and actions past the exporter's "
+            "--limits.max-users are folded into user __other__.",
+            CU,
+            [(q.with_user_names(q.sel(PTD_USER_ACTION)), "Consumed this period", CU),
+             (promql.per_hour(q.with_user_names(
+                 q.rate_sum(USER_ACTIONS, "user_id", "action"))),
+              "Current rate", CU_PER_HOUR)],
+            renames={**users, "action": "Action"},
+            order=["User", "Action", "Consumed this period", "Current rate", "API key",
+                   "Account", q.deployment.title(), "User id"],
             height=10),
 
         Row("Assets and usage"),
@@ -214,6 +271,24 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
             [(promql.per_hour(q.rate_sum("scenario_nsfw_assets_total", "label")),
               f"{{{{label}}}} · {q.legend}")],
             stacked=True, bars=True),
+        timeseries(
+            "Quality Gate verdicts",
+            "Assets per hour scored by Scenario's Quality Gate, by verdict (pass, warn, "
+            "fail), stacked: the top of the stack is every scored asset (upstream's "
+            "verdict total, left out so as not to count them twice).",
+            "suffix: assets/h",
+            [(promql.per_hour(q.rate_sum(QUALITY_GATE, "verdict", only=('verdict!="total"',))),
+              f"{{{{verdict}}}} · {q.legend}")],
+            stacked=True),
+        timeseries(
+            "Quality Gate fail ratio",
+            "Assets with the verdict fail, as a percentage of every asset the Quality Gate "
+            "scored (upstream's verdict total), over the rate window. No data where no "
+            "asset was scored in the window, rather than a division by 0.",
+            "percent",
+            [(promql.percent_of(q.rate_sum(QUALITY_GATE, only=('verdict="fail"',)),
+                                q.rate_sum(QUALITY_GATE, only=('verdict="total"',)), q.by()),
+              q.legend)]),
         timeseries(
             "Usage by usage name",
             "Every usage counter of Scenario's usage API, per hour, by usage_name "

@@ -300,6 +300,32 @@ def test_the_usage_dashboard_covers_the_issue() -> None:
         assert metric in text, metric
 
 
+def test_the_usage_dashboard_shows_spend_by_action_credits_and_quality_gate_verdicts() -> None:
+    by_title = {p["title"]: p for p in panels(DASHBOARDS["scenario-usage.json"])}
+    net = by_title["Spend rate by action"]
+    custom = net["fieldConfig"]["defaults"]["custom"]
+    # A refund's net rate is negative: drawn below 0, not stacked, no floor at 0.
+    assert custom["stacking"]["mode"] == "none" and "min" not in net["fieldConfig"]["defaults"]
+    (expr,) = [t["expr"] for t in net["targets"]]
+    assert "scenario_usage_credit_creative_units_total" in expr.split("- on (")[1]
+    credits = by_title["Refunds and credits"]["targets"][0]["expr"]
+    assert "scenario_usage_credit_creative_units_total" in credits
+    verdicts = by_title["Quality Gate verdicts"]["targets"][0]["expr"]
+    assert 'verdict!="total"' in verdicts, "total counts every scored asset: never added"
+    ratio = by_title["Quality Gate fail ratio"]
+    assert ratio["fieldConfig"]["defaults"]["unit"] == "percent"
+    (expr,) = [t["expr"] for t in ratio["targets"]]
+    assert 'verdict="fail"' in expr and 'verdict="total"' in expr
+    assert re.search(r"\) > 0\n\)$", expr), "no data rather than a division by zero"
+    actions = by_title["Users by action this period"]
+    assert actions["type"] == "table"
+    assert "account_user_id_action:scenario_user_consumption_by_action_creative_units:" \
+           "period_to_date" in actions["targets"][0]["expr"]
+    assert "scenario_user_info" in actions["targets"][0]["expr"]
+    assert "account_usage_name:scenario_usage_net_creative_units:period_to_date" in \
+        by_title["Actions this period"]["targets"][0]["expr"]
+
+
 def test_the_exporter_dashboard_covers_the_issue() -> None:
     text = json.dumps(DASHBOARDS["scenario-exporter.json"])
     for fragment in ("scenario_up", "time() - max by (job, account) "

@@ -28,7 +28,7 @@ from mixin.outputs import CHART_FILES, drift, generated, write
 from mixin.panel_queries import PanelQueries
 from mixin.recording_rules import recording_rules
 from mixin.rule_files import RuleFile
-from testkit.dashboards import exprs, parse
+from testkit.dashboards import MATCH_OPS, exprs, parse
 from testkit.repo import REPO_ROOT
 
 CONFIG = MixinConfig()
@@ -147,6 +147,21 @@ def test_the_rollover_aware_rate_of_the_dashboards_and_the_increase_of_an_alert(
     assert "delta" not in increase, "a window with a revision is no news: left out"
 
 
+def test_a_rate_of_some_series_selects_them_on_the_counter_alone() -> None:
+    """The period start has no verdict: a matcher on it would find no rollover."""
+    rate = idioms.period_change(CONFIG, "scenario_quality_gate_assets_total",
+                                RateWindow.fixed("1h"), ('account=~"$account"',),
+                                only=('verdict="fail"',))
+    counter = 'scenario_quality_gate_assets_total{account=~"$account", verdict="fail"}[1h]'
+    assert rate.count(counter) == 3
+    assert 'changes(scenario_period_start_timestamp_seconds{account=~"$account"}[1h])' in rate
+
+
+def test_a_percentage_has_no_data_rather_than_a_division_by_zero() -> None:
+    assert idioms.percent_of("a", "b", ("job", "account")) == \
+        "100 * (a)\n/ on (job, account)\n(b > 0)"
+
+
 def test_durations() -> None:
     assert seconds("1h") == 3600 and seconds("1d") == 86400 and seconds("1h30m") == 5400
     assert (in_words("10m"), in_words("1h"), in_words("1w", preceded_by="the past")) == (
@@ -224,17 +239,21 @@ def _spaced(text: str) -> str:
 def test_every_rate_of_a_business_counter_is_the_rollover_aware_one(
         where: str, expr: str, dashboard: bool) -> None:
     """rate() or increase() of a business counter comes from promql.period_change, the one
-    expression that tells a revision from a new period; only the dashboards' ranking of
-    models over the whole range (``@ end()``) reads a plain increase."""
+    expression that tells a revision from a new period, with the counter's own matchers
+    (``verdict="fail"``) beside the dashboard's; only the dashboards' ranking of models
+    over the whole range (``@ end()``) reads a plain increase."""
     matchers = PanelQueries(CONFIG).matchers() if dashboard else ()
     for selector, around in business_counters(parse(expr)):
+        written = [f'{m.name}{MATCH_OPS[str(m.op)]}"{m.value}"'
+                   for m in selector.matchers.matchers]
+        only = [matcher for matcher in written if matcher not in matchers]
         calls = [node.func.name for node in around if isinstance(node, promql.Call)]
         function = calls[-1] if calls else None
         if function not in ("rate", "increase") or selector.at is not None:
             continue
         window = (CONFIG.dashboard_window if dashboard
                   else RateWindow.fixed(_duration(around[-1].range)))
-        expected = idioms.period_change(CONFIG, selector.name, window, matchers,
+        expected = idioms.period_change(CONFIG, selector.name, window, matchers, only=only,
                                         increase=function == "increase")
         assert _spaced(expected) in _spaced(expr), f"{where}: {function}({selector.name})"
 

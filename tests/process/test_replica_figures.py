@@ -66,10 +66,11 @@ RECORDING_RULES = REPO_ROOT / "rules" / "scenario-recording.rules.yml"
 # relative, far below any real difference (a doubled figure is 100% off).
 ROUNDING = 1e-12
 # Queries that may have no data on this history, and why.
+WHOLE_PERIOD = ("a user's consumption (and its split by action) is a whole-period figure "
+                "upstream: one sample per period, never two in a rate window")
 MAY_BE_EMPTY = {
-    "scenario-usage:Users this period:C":
-        "a user's consumption is a whole-period figure upstream: one sample per period, "
-        "never two in a rate window",
+    "scenario-usage:Users this period:C": WHOLE_PERIOD,
+    "scenario-usage:Users by action this period:B": WHOLE_PERIOD,
 }
 
 
