@@ -22,7 +22,7 @@ that is served:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -88,8 +88,7 @@ class PeriodLedger:
             section.last = served[name]
         # A user's CU per action follows the user: into __other__ past the user cap.
         actions = _fold_actions(snapshot.user_actions, served["users"])
-        decreases += _revised({key: (value,) for key, value in self._last_actions.items()},
-                              {key: (value,) for key, value in actions.items()})
+        decreases += _revised(self._last_actions, actions, _as_figures)
         self._last_actions = actions
         result = replace(snapshot, models=served["models"], assets=served["assets"],
                          nsfw=served["nsfw"], usages=served["usages"], users=served["users"],
@@ -147,19 +146,28 @@ def _fold(totals: Mapping[str, AnyTotals], kept: set[str],
     return result, folded
 
 
-def _revised(before: Mapping[Any, tuple[float, ...]], now: Mapping[Any, tuple[float, ...]]) -> int:
-    """How many ids of *before* went down in *now*: a lower served figure or no value.
+def _revised(before: Mapping[Any, Any], now: Mapping[Any, Any],
+             figures: Callable[[Any], tuple[float, ...]] = served_figures) -> int:
+    """How many ids of *before* went down in *now*: a lower served figure (of
+    *figures*) or no value.
 
     Compared with the previous refresh (not with the highest value ever served),
     so that one revision counts once, however many refreshes follow it. Served
-    figures: a credit that grows (a refund) is no revision of the cost.
+    figures: a credit that grows (a refund) is no revision of the cost. An id
+    whose totals did not change (most of them, from one refresh to the next) is
+    skipped without computing its figures.
     """
     count = 0
     for key, old in before.items():
         new = now.get(key)
-        if new is None or any(b < a - _RELATIVE_TOLERANCE * max(abs(a), 1.0)
-                              for a, b in zip(served_figures(old), served_figures(new),
-                                              strict=True)):
+        if new is None or (new != old and any(
+                b < a - _RELATIVE_TOLERANCE * max(abs(a), 1.0)
+                for a, b in zip(figures(old), figures(new), strict=True))):
             count += 1
     return count
+
+
+def _as_figures(value: float) -> tuple[float, ...]:
+    """A user's CU for one action as the one figure it is served as."""
+    return (max(value, 0.0),)
 
