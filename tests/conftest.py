@@ -22,8 +22,9 @@ SLOW_DIRECTORIES = ("process", "packaging")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under a slow directory is ``slow`` (and the soak, the fuzz and
-    promtool's month-long rule tests say so themselves)."""
+    """Every test under a slow directory is ``slow`` (and the soak, the fuzz,
+    promtool's month-long rule tests and the component tests that take seconds say
+    so themselves)."""
     tests = Path(__file__).parent
     for item in items:
         parts = item.path.relative_to(tests).parts

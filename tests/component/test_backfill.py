@@ -121,6 +121,7 @@ accounts:
 # -- the periods of an anchor day -----------------------------------------------
 
 
+@pytest.mark.slow  # months of output, written and read back: seconds each
 def test_anchor_day_backfill_ends_each_period_at_the_fakes_sum(tmp_path: Path) -> None:
     settings = two_accounts(tmp_path, **{"period.anchor-day": "15"})
     upstream = Upstream()
@@ -232,6 +233,7 @@ def test_the_hourly_cap_makes_the_run_wait_not_fail(tmp_path: Path) -> None:
 # -- files, resuming, progress ----------------------------------------------------------
 
 
+@pytest.mark.slow  # months of output, written and read back: seconds each
 def test_an_interrupted_run_resumes_with_only_the_missing_periods(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = two_accounts(tmp_path)
@@ -286,6 +288,7 @@ def test_ctrl_c_keeps_the_finished_periods_for_the_next_run(
                                (utc(2026, 10, 1), utc(2026, 11, 1))]
 
 
+@pytest.mark.slow  # months of output, written and read back: seconds each
 def test_parts_written_with_other_labels_are_not_reused(tmp_path: Path) -> None:
     settings = two_accounts(tmp_path)
     output = tmp_path / "out.om"
@@ -326,6 +329,7 @@ def test_stdout_output_and_the_summary(tmp_path: Path,
     assert list(tmp_path.glob("*.parts")) == []
 
 
+@pytest.mark.slow  # months of output, written and read back: seconds each
 def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Terminal(io.StringIO):

@@ -32,6 +32,7 @@ from testkit.fake_upstream import FakeUpstream
 from testkit.waiting import wait_for
 
 
+@pytest.mark.slow  # ten refreshes of a split window: seconds
 def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> None:
     """The issue's case, against the loopback fake: one simulated day of scrapes every
     10 s with --cache.ttl=10s and the default cap of 60 calls an hour."""
