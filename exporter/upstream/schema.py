@@ -10,11 +10,11 @@ response invalid rather than a silent 0, because a wrong bill is worse than a ga
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -37,9 +37,16 @@ UNKNOWN_ID = "unknown"
 # A number as upstream sends it: a JSON number or a numeric string ("12", "3.5").
 # Validation stays inside pydantic-core (no Python call per point: responses
 # reach 6 MB); booleans, non-numeric strings, NaN and infinities are rejected.
-# Strings are converted by :func:`as_float` when the snapshot is summed.
+# A numeric string, which upstream rarely sends, is turned into a float by one
+# float() call, so that the sums add what they get without converting it. A JSON
+# integer beyond the float range stays an int: the sums report it as invalid.
 _NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-Number = StrictFloat | StrictInt | Annotated[str, StringConstraints(pattern=_NUMERIC_TEXT)] | None
+if TYPE_CHECKING:
+    Number = float | None  # an int is a float to the type checker
+else:
+    Number = (StrictFloat | StrictInt
+              | Annotated[str, StringConstraints(pattern=_NUMERIC_TEXT), AfterValidator(float)]
+              | None)
 
 
 def _as_python(value: Any) -> Any:
@@ -57,19 +64,6 @@ OptionalText = Annotated[str | None, BeforeValidator(_as_python)]
 # never read, so a number there may become text by pydantic-core's rules, without
 # a Python call for each of the ~51,000 points.
 PointTime = str | None
-
-
-def as_float(value: float | int | str | None) -> float:
-    """The value of a :data:`Number` field; missing and ``null`` count as 0."""
-    if value is None:
-        return 0.0
-    try:
-        return float(value)
-    except OverflowError:
-        # A JSON integer beyond float range (``1`` and 400 zeros): StrictInt keeps
-        # it exact, float() refuses it. Infinity makes the sum non-finite, which
-        # summarize reports as InvalidResponse, as it does for "1e400".
-        return math.inf if int(value) > 0 else -math.inf
 
 
 def identifier(value: str | None) -> str:

@@ -25,7 +25,7 @@ from exporter.core.values import (
     UserTotals,
     add_totals,
 )
-from exporter.upstream.schema import CountPoint, UsageResponse, as_float, identifier
+from exporter.upstream.schema import CountPoint, UsageResponse, identifier
 
 
 def _add(into: dict[str, list[float]], key: str, values: Iterable[float], width: int) -> None:
@@ -65,16 +65,23 @@ def _check_finite(totals: Mapping[str, Totals], section: str) -> None:
 
 def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     """Sum every point of *response* per id; discounts become non-negative magnitudes."""
+    try:
+        return _summarize(response, window)
+    except OverflowError:  # a JSON integer beyond the float range, added to a float
+        raise InvalidResponse("a number is beyond the range of a float") from None
+
+
+def _summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     models: dict[str, list[float]] = {}
     for model_row in response.model_usages:
         # A local accumulator per row keeps the hot loop free of dict look-ups.
         cost = cost_api = discount = discount_api = jobs = 0.0
         for mp in model_row.get("points", ()):
-            cost += as_float(mp.get("cost"))
-            cost_api += as_float(mp.get("api_key_cost"))
-            discount += abs(as_float(mp.get("discount")))
-            discount_api += abs(as_float(mp.get("api_key_discount")))
-            jobs += as_float(mp.get("jobs"))
+            cost += mp.get("cost") or 0.0
+            cost_api += mp.get("api_key_cost") or 0.0
+            discount += abs(mp.get("discount") or 0.0)
+            discount_api += abs(mp.get("api_key_discount") or 0.0)
+            jobs += mp.get("jobs") or 0.0
         _add(models, identifier(model_row.get("model_id")),
              (cost, cost_api, discount, discount_api, jobs), 5)
 
@@ -91,14 +98,14 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
         usage_name = identifier(usage_row.get("usage_name"))
         value = api_key = cost = cost_api = discount = discount_api = 0.0
         for up in usage_row.get("points", ()):
-            value += as_float(up.get("value"))
-            api_key += as_float(up.get("api_key"))
+            value += up.get("value") or 0.0
+            api_key += up.get("api_key") or 0.0
             if "cost" in up:  # an upstream older than SDK 2.4 prices nothing
                 priced.add(usage_name)
-                cost += as_float(up["cost"])
-                cost_api += as_float(up.get("api_key_cost"))
-                discount += abs(as_float(up.get("discount")))
-                discount_api += abs(as_float(up.get("api_key_discount")))
+                cost += up["cost"] or 0.0
+                cost_api += up.get("api_key_cost") or 0.0
+                discount += abs(up.get("discount") or 0.0)
+                discount_api += abs(up.get("api_key_discount") or 0.0)
         _add(usages, usage_name, (value, api_key, cost, cost_api, discount, discount_api), 6)
 
     quality_gates: dict[str, list[float]] = {}
@@ -111,7 +118,7 @@ def summarize(response: UsageResponse, window: PeriodWindow) -> UsageSnapshot:
     for row in response.consumption:
         user_id = identifier(row.get("user_id"))
         # The sign convention of `discount` is undocumented: export its magnitude.
-        _add(users, user_id, (as_float(row.get("value")), abs(as_float(row.get("discount")))), 2)
+        _add(users, user_id, (row.get("value") or 0.0, abs(row.get("discount") or 0.0)), 2)
         actions = _cost_details(row.get("cost_details"))
         if actions:
             into = user_actions.setdefault(user_id, {})
@@ -172,8 +179,8 @@ def _finite_actions(user_actions: dict[str, dict[str, float]]) -> dict[str, Acti
 def _count_sums(points: Iterable[CountPoint]) -> tuple[float, float]:
     count = count_api = 0.0
     for point in points:
-        count += as_float(point.get("count"))
-        count_api += as_float(point.get("count_api_key"))
+        count += point.get("count") or 0.0
+        count_api += point.get("count_api_key") or 0.0
     return count, count_api
 
 
