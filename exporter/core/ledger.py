@@ -66,7 +66,7 @@ class PeriodLedger:
         self._caps = {"models": max_models, "users": max_users}
         self._period_start: datetime | None = None
         self._sections: dict[str, _Section] = {}
-        self._last_actions: dict[tuple[str, str], float] = {}
+        self._last_actions: dict[str, ActionTotals] = {}
 
     def apply(self, snapshot: UsageSnapshot) -> LedgerResult:
         """Fold *snapshot* by the caps, and count what went down since the last refresh."""
@@ -88,12 +88,14 @@ class PeriodLedger:
             section.last = served[name]
         # A user's CU per action follows the user: into __other__ past the user cap.
         actions = _fold_actions(snapshot.user_actions, served["users"])
-        decreases += _revised(self._last_actions, actions, _as_figures)
+        decreases += sum(_revised(before, actions.get(user_id, {}), _as_figures)
+                         for user_id, before in self._last_actions.items()
+                         if actions.get(user_id) != before)
         self._last_actions = actions
         result = replace(snapshot, models=served["models"], assets=served["assets"],
                          nsfw=served["nsfw"], usages=served["usages"], users=served["users"],
                          quality_gates=served["quality_gates"],
-                         user_actions=_by_user(actions),
+                         user_actions=actions,
                          model_names={k: v for k, v in snapshot.model_names.items()
                                       if k in served["models"]},
                          user_identities={k: v for k, v in snapshot.user_identities.items()
@@ -102,22 +104,20 @@ class PeriodLedger:
 
 
 def _fold_actions(user_actions: Mapping[str, ActionTotals],
-                  served_users: Mapping[str, Any]) -> dict[tuple[str, str], float]:
-    """``{(user id, action): CU}``, a user without a series of its own as ``__other__``."""
-    folded: dict[tuple[str, str], float] = {}
+                  served_users: Mapping[str, Any]) -> dict[str, ActionTotals]:
+    """The users' CU per action, those of a user without a series of its own (past the
+    user cap) added into ``__other__``'s."""
+    folded = {user_id: actions for user_id, actions in user_actions.items()
+              if user_id in served_users and user_id != OTHER_ID}
+    if len(folded) == len(user_actions):
+        return folded
+    other: dict[str, float] = {}
     for user_id, actions in user_actions.items():
-        owner = user_id if user_id in served_users and user_id != OTHER_ID else OTHER_ID
-        for action, value in actions.items():
-            key = (owner, action)
-            folded[key] = folded.get(key, 0.0) + value
+        if user_id not in folded:
+            for action, value in actions.items():
+                other[action] = other.get(action, 0.0) + value
+    folded[OTHER_ID] = other
     return folded
-
-
-def _by_user(actions: Mapping[tuple[str, str], float]) -> dict[str, ActionTotals]:
-    by_user: dict[str, dict[str, float]] = {}
-    for (user_id, action), value in actions.items():
-        by_user.setdefault(user_id, {})[action] = value
-    return dict(by_user)
 
 
 def _fold(totals: Mapping[str, AnyTotals], kept: set[str],
