@@ -194,7 +194,7 @@ def content_alerts(cfg: MixinConfig) -> list[Rule]:
 
 New flagged assets in {last}; or a label that was absent {ago}
 ago (upstream may only list a label once it has flagged something, and
-rate() cannot see the first value of a new series) while the account
+the first value of a new series is no growth) while the account
 was already served (not: Prometheus is new, or the account's series
 come back after being withdrawn). A count that went down without a new
 period (upstream revised it) is not news."""),

@@ -71,30 +71,42 @@ def per_hour(expr: str) -> str:
 def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
                   matchers: Sequence[str] = (), *, only: Sequence[str] = (),
                   increase: bool = False) -> str:
-    """The per-second rate of business *counter* over *window*, per series, that reads
-    the drop of a new period as a reset and does not spike on a downward revision.
+    """What business *counter* says was spent over *window*, per series, per second
+    (with *increase*, in all): the same figure on Prometheus 2 and 3.
 
-    rate() reads any decrease as a counter reset. A period counter goes down when
-    a new period starts (the period start moves: a real reset), and also when
-    upstream revises a value down within a period; there rate() would count the
-    whole period-to-date value as new: a spike that did not happen. Where a
-    series went down while the period start did not move, the window's net
-    change is used instead, never below 0. The period start carries no id
-    label, hence ``ignoring`` it.
+    A period counter is the sum since its period began. Within one period, what
+    was spent over the window is its value now less its value a window ago:
+    exact, with no extrapolation, and the same whether range selectors include
+    the sample at the window's start (Prometheus 2) or not (3). A downward
+    revision by upstream (a refund) lowers that net figure, never below 0;
+    rate() would read it as a counter reset and count the whole period-to-date
+    value as new spend.
 
-    With *increase*, the increase over the window instead of the rate, and a
-    window with a revision is left out rather than filled: a count that went
-    down is not news (the NSFW alert). *only* adds matchers to the counter's
-    selector alone (``verdict="fail"``): the period start has no such label.
+    A new period started in the window (the period start moved; it has no id
+    label, hence ``ignoring``): what the new period spent (its value now), plus
+    what the old one spent within the window, its highest value there (its last:
+    a period counter only grows) less its value a window ago.
+
+    Where neither applies, the growth since the series' lowest value in the
+    window: a series younger than the window (a new id, a new Prometheus, a
+    replica back from a restart, whose samples went stale), or a new period that
+    has already spent more than the old one's last value (the highest value may
+    be the new period's). It may be less than was spent, never a spike.
+
+    *only* adds matchers to the counter's selector alone (``verdict="fail"``):
+    the period start has no such label.
     """
-    series = f"{selector(counter, (*matchers, *only))}[{window.range}]"
-    rollover = f"changes({selector(PERIOD_START, matchers)}[{window.range}]) > 0"
-    revised = (f"resets({series}) > 0\nunless ignoring ({cfg.id_label(counter)})\n"
-               f"{rollover}")
-    guarded = f"{'increase' if increase else 'rate'}({series})\n{enclose('unless', revised)}"
-    if increase:
-        return guarded
-    return f"{guarded}\nor\nclamp_min(delta({series}), 0) / {window.seconds}"
+    series = selector(counter, (*matchers, *only))
+    start = selector(PERIOD_START, matchers)
+    ago = f"{series} offset {window.range}"
+    highest = f"max_over_time({series}[{window.range}])"
+    same_period = (f"clamp_min({series} - {ago}, 0)\n"
+                   f"unless ignoring ({cfg.id_label(counter)})\n"
+                   f"({start} != {start} offset {window.range})")
+    new_period = f"{series} + {highest} - {ago}\nand\n{highest} > {series}"
+    growth = f"{series} - min_over_time({series}[{window.range}])"
+    spent = f"{same_period}\nor\n{new_period}\nor\n{growth}"
+    return spent if increase else f"{enclose('', spent)} / {window.seconds}"
 
 
 def percent_of(part: str, whole: str, keys: Sequence[str]) -> str:

@@ -67,13 +67,20 @@ period starts. Dashboards only ever read counters through rate()/increase();
 these rules are the one place where the raw value is read, and they publish
 it under gauge-like names (no _total) that panels can show as they are.
 
-Downward revisions. The exporter serves upstream's sums as they are, so a
-counter goes down when upstream revises a value (a refund) within a period.
-rate() reads any decrease as a counter reset and would count the whole
-period-to-date value as new spend: a spike that did not happen. The rates
-below use rate() only where the series has not gone down, or where it went
-down because a new period started (scenario_period_start_timestamp_seconds
-changed); elsewhere they use the net change over the window, never below 0.
+Spend over a window: the same figure on Prometheus 2 and 3. Within one
+period, what a counter says was spent over a window is its value now less
+its value a window ago (`x - x offset 1h`): exact, with no extrapolation,
+whether range selectors include the sample at the window's start
+(Prometheus 2) or leave it out (Prometheus 3). The exporter serves upstream's
+sums as they are, so a counter goes down when upstream revises a value (a
+refund): that net figure goes down with it, never below 0, where rate()
+would read a counter reset and count the whole period-to-date value as new
+spend. Across a new period (scenario_period_start_timestamp_seconds moved):
+the new period's value, plus the old one's highest value in the window (its
+last) less its value a window ago. Otherwise (a series younger than the
+window, a new period that has already spent more than the whole old one): its
+growth since its lowest value in the window, which may fall short of what was
+spent but never spikes. No rule uses rate() on these counters.
 
 Each rule reads the exporter's series only (the projection excepted), so
 that `promtool tsdb create-blocks-from rules` can backfill them one by one.
@@ -90,8 +97,9 @@ is served as a credit, never as a negative counter: its net is negative."""
 
 RATES_COMMENT = """\
 Spend rates, in CU per second (multiply by 3600 for CU/h), continuous
-across period rollovers. The exporter refreshes its data every
---cache.ttl (5m by default), so windows are much longer than that."""
+across period rollovers (see "Spend over a window" above). The exporter
+refreshes its data every --cache.ttl (5m by default), so windows are much
+longer than that."""
 
 PERIOD_END_COMMENT = """\
 The end of the current period, as the exporter computes it from

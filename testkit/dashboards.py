@@ -55,8 +55,8 @@ def parse(expr: str) -> Any:
     """*expr* parsed, Grafana's variables replaced by stand-ins of their kind."""
     for name, number in NUMBER_VARIABLES.items():
         expr = expr.replace(name, number)
-    for name, value in RANGE_VARIABLES.items():
-        expr = expr.replace(f"[{name}]", f"[{value.seconds}s]")
+    for name, value in RANGE_VARIABLES.items():  # in a range and after offset
+        expr = expr.replace(name, f"{value.seconds}s")
     return promql.parse(expr)
 
 

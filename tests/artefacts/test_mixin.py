@@ -123,28 +123,34 @@ def test_rule_files_read_back_as_their_data_with_their_comments(build: Any) -> N
 def test_the_rollover_aware_rate_of_the_rules() -> None:
     assert idioms.period_change(CONFIG, "scenario_model_cost_creative_units_total",
                                 RateWindow.fixed("1h")) == """\
-rate(scenario_model_cost_creative_units_total[1h])
-unless (
-  resets(scenario_model_cost_creative_units_total[1h]) > 0
+(
+  clamp_min(scenario_model_cost_creative_units_total - scenario_model_cost_creative_units_total offset 1h, 0)
   unless ignoring (model_id)
-  changes(scenario_period_start_timestamp_seconds[1h]) > 0
-)
-or
-clamp_min(delta(scenario_model_cost_creative_units_total[1h]), 0) / 3600"""
+  (scenario_period_start_timestamp_seconds != scenario_period_start_timestamp_seconds offset 1h)
+  or
+  scenario_model_cost_creative_units_total + max_over_time(scenario_model_cost_creative_units_total[1h]) - scenario_model_cost_creative_units_total offset 1h
+  and
+  max_over_time(scenario_model_cost_creative_units_total[1h]) > scenario_model_cost_creative_units_total
+  or
+  scenario_model_cost_creative_units_total - min_over_time(scenario_model_cost_creative_units_total[1h])
+) / 3600"""  # noqa: E501 - the rule as it is
 
 
 def test_the_rollover_aware_rate_of_the_dashboards_and_the_increase_of_an_alert() -> None:
     rate = idioms.period_change(CONFIG, "scenario_user_consumption_creative_units_total",
                                 CONFIG.dashboard_window, ('account=~"$account"',))
-    assert rate.endswith(
-        'clamp_min(delta(scenario_user_consumption_creative_units_total{account=~"$account"}'
-        "[$__rate_interval]), 0) / ($__rate_interval_ms / 1000)")
-    assert "unless ignoring (user_id)\n" in rate
+    counter = 'scenario_user_consumption_creative_units_total{account=~"$account"}'
+    assert rate.startswith(f"(\n  clamp_min({counter} - {counter} offset $__rate_interval, 0)\n"
+                           "  unless ignoring (user_id)\n")
+    assert rate.endswith(f"  or\n  {counter} - min_over_time({counter}[$__rate_interval])\n"
+                         ") / ($__rate_interval_ms / 1000)")
     increase = idioms.period_change(CONFIG, "scenario_nsfw_assets_total",
                                     RateWindow.fixed("1h"), increase=True)
-    assert increase.startswith("increase(scenario_nsfw_assets_total[1h])\nunless (\n")
-    assert "unless ignoring (label)\n" in increase
-    assert "delta" not in increase, "a window with a revision is no news: left out"
+    assert increase.startswith("clamp_min(scenario_nsfw_assets_total - scenario_nsfw_assets_total"
+                               " offset 1h, 0)\nunless ignoring (label)\n")
+    assert increase.endswith("\nor\nscenario_nsfw_assets_total - "
+                             "min_over_time(scenario_nsfw_assets_total[1h])")
+    assert "/" not in increase and "rate(" not in increase
 
 
 def test_a_rate_of_some_series_selects_them_on_the_counter_alone() -> None:
@@ -152,9 +158,10 @@ def test_a_rate_of_some_series_selects_them_on_the_counter_alone() -> None:
     rate = idioms.period_change(CONFIG, "scenario_quality_gate_assets_total",
                                 RateWindow.fixed("1h"), ('account=~"$account"',),
                                 only=('verdict="fail"',))
-    counter = 'scenario_quality_gate_assets_total{account=~"$account", verdict="fail"}[1h]'
-    assert rate.count(counter) == 3
-    assert 'changes(scenario_period_start_timestamp_seconds{account=~"$account"}[1h])' in rate
+    counter = 'scenario_quality_gate_assets_total{account=~"$account", verdict="fail"}'
+    assert rate.count(counter) == 9
+    start = 'scenario_period_start_timestamp_seconds{account=~"$account"}'
+    assert f"({start} != {start} offset 1h)" in rate
 
 
 def test_a_percentage_has_no_data_rather_than_a_division_by_zero() -> None:
@@ -238,10 +245,11 @@ def _spaced(text: str) -> str:
 @pytest.mark.parametrize(("where", "expr", "dashboard"), GENERATED, ids=[g[0] for g in GENERATED])
 def test_every_rate_of_a_business_counter_is_the_rollover_aware_one(
         where: str, expr: str, dashboard: bool) -> None:
-    """rate() or increase() of a business counter comes from promql.period_change, the one
+    """A business counter over a window is read through promql.period_change, the one
     expression that tells a revision from a new period, with the counter's own matchers
-    (``verdict="fail"``) beside the dashboard's; only the dashboards' ranking of models
-    over the whole range (``@ end()``) reads a plain increase."""
+    (``verdict="fail"``) beside the dashboard's: the whole expression is there wherever
+    its max_over_time() is, and no rate() or increase() reads such a counter but the
+    dashboards' ranking of models over the whole range (``@ end()``)."""
     matchers = PanelQueries(CONFIG).matchers() if dashboard else ()
     for selector, around in business_counters(parse(expr)):
         written = [f'{m.name}{MATCH_OPS[str(m.op)]}"{m.value}"'
@@ -249,13 +257,16 @@ def test_every_rate_of_a_business_counter_is_the_rollover_aware_one(
         only = [matcher for matcher in written if matcher not in matchers]
         calls = [node.func.name for node in around if isinstance(node, promql.Call)]
         function = calls[-1] if calls else None
-        if function not in ("rate", "increase") or selector.at is not None:
+        if function in ("rate", "increase"):
+            assert dashboard and selector.at is not None, f"{where}: {function}({selector.name})"
+        if function != "max_over_time":
             continue
         window = (CONFIG.dashboard_window if dashboard
                   else RateWindow.fixed(_duration(around[-1].range)))
-        expected = idioms.period_change(CONFIG, selector.name, window, matchers, only=only,
-                                        increase=function == "increase")
-        assert _spaced(expected) in _spaced(expr), f"{where}: {function}({selector.name})"
+        # The spend over the window (a rate divides it by the window's length).
+        spent = idioms.period_change(CONFIG, selector.name, window, matchers, only=only,
+                                     increase=True)
+        assert _spaced(spent) in _spaced(expr), f"{where}: {selector.name}"
 
 
 def _duration(delta: Any) -> str:
