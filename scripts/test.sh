@@ -19,6 +19,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
         $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
 
+# Prometheus 3 beside the machine's Prometheus 2: every rule test, dashboard check and
+# end-to-end test runs on both (it prints the version it installed).
+bash scripts/install-prometheus3.sh
+
 # The real helm binary renders the chart in the tests.
 bash scripts/install-helm.sh >/dev/null
 # The chart README's generator, to check that its parameters table is up to date.

@@ -1,22 +1,108 @@
-"""A real Prometheus server on loopback, started by a test, and its HTTP API."""
+"""Real Prometheus servers on loopback, started by a test, and their HTTP API.
+
+Every check that runs Prometheus or promtool runs on both majors that users
+have: the machine's own 2.x (Debian's package; 2.42 on Debian 12, 2.53 on 13)
+and 3.x from .cache/prometheus3/ (Debian unstable's packages, which
+scripts/install-prometheus3.sh fetches). :data:`BUILDS` parametrises such a
+test, so that a failure names the version.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from testkit.processes import ChildProcess, Processes, clean_environment, free_port
-from testkit.tools import require_tool
+from testkit.repo import IN_CI, REPO_ROOT
 
 START_TIMEOUT = 30.0
 JOB = "scenario-exporter"
+PROMETHEUS_3 = REPO_ROOT / ".cache" / "prometheus3" / "usr" / "bin"
+MAJORS = (2, 3)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One Prometheus release: the directory of its ``prometheus`` and ``promtool``."""
+
+    major: int
+    version: str
+    bin: Path
+
+    @property
+    def prometheus(self) -> str:
+        return str(self.bin / "prometheus")
+
+    @property
+    def promtool(self) -> str:
+        return str(self.bin / "promtool")
+
+    def __str__(self) -> str:
+        return f"prometheus-{self.version}"
+
+
+def _version(prometheus: Path) -> str | None:
+    try:
+        result = subprocess.run([str(prometheus), "--version"], capture_output=True, text=True,
+                                timeout=30, check=False)
+    except OSError:
+        return None
+    match = re.search(r"version (\d+\.\d+\.\d+)", result.stdout + result.stderr)
+    return match[1] if match else None
+
+
+@cache
+def find_build(major: int) -> Build | None:
+    """Prometheus *major* with its promtool, if this machine has it: 2 on the PATH, 3
+    in .cache/prometheus3/."""
+    if major == 3:
+        directory: Path | None = PROMETHEUS_3
+    else:
+        found = shutil.which("prometheus")
+        directory = Path(found).parent if found else None
+    if directory is None or not (directory / "promtool").exists():
+        return None
+    version = _version(directory / "prometheus")
+    if version is None or not version.startswith(f"{major}."):
+        return None
+    return Build(major, version, directory)
+
+
+def build_params() -> list[Any]:
+    """A ``pytest.param`` for each major, with the version as id (``prometheus-3.5.3``);
+    a missing major's value is the number, which :func:`require_build` turns into a skip
+    on a laptop and a failure in CI, which must prove both."""
+    params = []
+    for major in MAJORS:
+        build = find_build(major)
+        params.append(pytest.param(build, id=str(build)) if build is not None
+                      else pytest.param(major, id=f"prometheus-{major}.x-missing"))
+    return params
+
+
+def require_build(param: Build | int) -> Build:
+    """The build a test is parametrised with (:data:`BUILDS`): skipped locally, failed
+    in CI, when that major is missing."""
+    if isinstance(param, Build):
+        return param
+    message = (f"Prometheus {param}.x is not installed (scripts/test.sh installs it, "
+               "3.x with scripts/install-prometheus3.sh)")
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+BUILDS = build_params()
 
 @dataclass
 class Prometheus:
@@ -64,13 +150,15 @@ def prometheus_config(targets: list[str], rule_files: list[Path]) -> dict[str, A
     }
 
 
-def start_prometheus(processes: Processes, name: str, config: dict[str, Any], data: Path,
-                     *flags: str) -> Prometheus:
-    """A Prometheus server with *config* and its storage in *data*, once it is ready."""
+def start_prometheus(build: Build, processes: Processes, name: str, config: dict[str, Any],
+                     data: Path, *flags: str) -> Prometheus:
+    """A Prometheus server of *build* with *config* and its storage in *data*, once it is
+    ready; its process is named after the version (``prometheus-3.5.3-single``)."""
+    name = f"{build}-{name.removeprefix('prometheus-')}"
     config_file = data.parent / f"{name}.yml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
-    argv = [require_tool("prometheus"), f"--config.file={config_file}",
+    argv = [build.prometheus, f"--config.file={config_file}",
             f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn", *flags]
     process = processes.add(ChildProcess(argv, clean_environment(), name=name, port=port))
@@ -89,11 +177,12 @@ def run_tool(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]
     return result
 
 
-def load_openmetrics(files: list[Path], data: Path) -> None:
-    """Turn OpenMetrics files (a backfill's output) into TSDB blocks in *data*."""
-    promtool = require_tool("promtool")
+def load_openmetrics(build: Build, files: list[Path], data: Path) -> None:
+    """Turn OpenMetrics files (a backfill's output) into TSDB blocks in *data*, with the
+    promtool of *build*."""
     for path in files:
-        run_tool([promtool, "tsdb", "create-blocks-from", "openmetrics", str(path), str(data)])
+        run_tool([build.promtool, "tsdb", "create-blocks-from", "openmetrics", str(path),
+                  str(data)])
 
 
 def rule_passes(rule_file: Path) -> list[list[dict[str, Any]]]:
@@ -114,29 +203,29 @@ def rule_passes(rule_file: Path) -> list[list[dict[str, Any]]]:
     return passes
 
 
-def backfill_recording_rules(processes: Processes, data: Path, rule_file: Path,
+def backfill_recording_rules(build: Build, processes: Processes, data: Path, rule_file: Path,
                              ranges: list[tuple[float, float]], eval_interval: str,
                              scratch: Path, passes: Path) -> None:
     """Write the recording rules of *rule_file* over *ranges* (Unix seconds) into *data*,
-    evaluated by promtool against a Prometheus serving *data* (stopped afterwards).
+    evaluated by the promtool of *build* against its Prometheus serving *data* (stopped
+    afterwards).
 
     The rules of each pass are written to a file in *passes*: servers backfilled
     with the same *passes* are evaluated at the same instants, since Prometheus
     offsets a group's evaluations by a hash of its file's path and name.
     """
-    promtool = require_tool("promtool")
     for directory in (scratch, passes):
         directory.mkdir(parents=True, exist_ok=True)
     for number, rules in enumerate(rule_passes(rule_file)):
         pass_file = passes / f"{rule_file.stem}-pass-{number}.yml"
         pass_file.write_text(yaml.safe_dump({"groups": [{"name": "backfill", "rules": rules}]}),
                              encoding="utf-8")
-        server = start_prometheus(processes, f"prometheus-rules-{number}",
+        server = start_prometheus(build, processes, f"rules-{number}",
                                   prometheus_config([], []), data, *KEEP_EVERYTHING)
         output = scratch / f"rules-{number}"
         try:
             for start, end in ranges:
-                run_tool([promtool, "tsdb", "create-blocks-from", "rules",
+                run_tool([build.promtool, "tsdb", "create-blocks-from", "rules",
                           f"--start={math.ceil(start)}", f"--end={int(end)}",
                           f"--url={server.url}", f"--eval-interval={eval_interval}",
                           f"--output-dir={output}", str(pass_file)])

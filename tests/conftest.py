@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from testkit.processes import Processes
+from testkit.prometheus import MAJORS, find_build
+from testkit.repo import REPO_ROOT
 
 SLOW_DIRECTORIES = ("process", "packaging")
 
@@ -30,6 +32,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = item.path.relative_to(tests).parts
         if parts and parts[0] in SLOW_DIRECTORIES:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_report_header() -> list[str]:
+    """The Prometheus releases the suite runs its rules, dashboards and end-to-end
+    checks on, at the top of its output."""
+    found = []
+    for major in MAJORS:
+        build = find_build(major)
+        where = "" if build is None else str(build.bin).replace(str(REPO_ROOT) + "/", "")
+        found.append(f"{major}.x missing" if build is None else f"{build.version} ({where})")
+    return ["prometheus: " + ", ".join(found)]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

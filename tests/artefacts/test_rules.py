@@ -1,7 +1,9 @@
 """The Prometheus rules: valid for promtool, unit-tested, and following the mixin conventions.
 
-``promtool check rules`` and ``promtool test rules`` run on the real files; the
-convention checks read the same YAML. Anything here that fails names the rule.
+``promtool check rules`` and ``promtool test rules`` run on the real files, with
+the promtool of Prometheus 2 and of Prometheus 3 (the test id names the
+version); the convention checks read the same YAML. Anything here that fails
+names the rule.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.prometheus import BUILDS, Build, require_build
 from testkit.repo import REPO_ROOT
-from testkit.tools import require_tool
 
 RULES_DIR = REPO_ROOT / "rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -49,10 +51,10 @@ def test_the_rule_files_are_there() -> None:
     assert TEST_FILES
 
 
+@pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
-def test_promtool_check_rules(path: Path) -> None:
-    promtool = require_tool("promtool")
-    result = subprocess.run([promtool, "check", "rules", str(path)],
+def test_promtool_check_rules(path: Path, build: Build | int) -> None:
+    result = subprocess.run([require_build(build).promtool, "check", "rules", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -60,12 +62,14 @@ def test_promtool_check_rules(path: Path) -> None:
 
 # Each file replays a month of samples: about 30 s of CPU together, so they run
 # with the long suites (``promtool check rules`` above stays in the quick run).
+# Every expectation holds exactly on both majors: how each is derived from what
+# the input series spent is written beside it in the test file.
 @pytest.mark.slow
+@pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
-def test_promtool_unit_tests(path: Path) -> None:
-    promtool = require_tool("promtool")
-    result = subprocess.run([promtool, "test", "rules", str(path)], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+def test_promtool_unit_tests(path: Path, build: Build | int) -> None:
+    result = subprocess.run([require_build(build).promtool, "test", "rules", str(path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -26,12 +26,14 @@ from testkit.fake_upstream import FakeUpstream
 from testkit.oracle import model_totals
 from testkit.processes import Processes, clean_environment, free_port
 from testkit.prometheus import (
+    BUILDS,
     KEEP_EVERYTHING,
     START_TIMEOUT,
     Prometheus,
     backfill_recording_rules,
     load_openmetrics,
     prometheus_config,
+    require_build,
     run_tool,
     start_prometheus,
 )
@@ -71,9 +73,12 @@ def rule_moments(month: PeriodWindow) -> tuple[datetime, datetime]:
     return month.start + timedelta(days=10), month.end - timedelta(milliseconds=1)
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    tmp = tmp_path_factory.mktemp("backfill-e2e")
+@pytest.fixture(scope="module", params=BUILDS)
+def history(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """The history in Prometheus 2, then in Prometheus 3 (the test ids say which)."""
+    build = require_build(request.param)
+    tmp = tmp_path_factory.mktemp(f"backfill-e2e-{build}")
     windows = months()
     with FakeUpstream(DemoAccount(models=12, users=6, api_keys=2)) as fake, \
             Processes() as processes:
@@ -101,16 +106,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
                         "--cache.ttl=5s")
 
         data = tmp / "data"
-        load_openmetrics([output], data)
+        load_openmetrics(build, [output], data)
         # The recording rules, backfilled from the raw history, evaluated every 5m
         # (the lookback delta) so that each daily sample is seen. Around two samples
         # only: a whole month takes minutes (docs/backfill.md has the command for
         # the whole range).
         backfill_recording_rules(
-            processes, data, REPO_ROOT / "rules" / "scenario-recording.rules.yml",
+            build, processes, data, REPO_ROOT / "rules" / "scenario-recording.rules.yml",
             [(moment.timestamp(), moment.timestamp() + 3600)
              for moment in rule_moments(windows[0])], "5m", tmp / "rules", tmp / "passes")
-        prometheus = start_prometheus(processes, "prometheus-with-rules",
+        prometheus = start_prometheus(build, processes, "with-rules",
                                       prometheus_config([instance], []), data, *KEEP_EVERYTHING)
         wait_for(lambda: prometheus.query(
             'scenario_model_cost_creative_units_total{account="mobile"}'),

@@ -1,5 +1,8 @@
 """End to end: real Prometheus servers load the rules and scrape real exporters.
 
+Everything below runs twice: on Prometheus 2 and on Prometheus 3 (the version
+is in each test's id and in the servers' names).
+
 Two replicas of one exporter read the same loopback fake of Scenario's API.
 Prometheus *single* scrapes one replica; Prometheus *pair* scrapes both, as
 the chart's HA setup does. Each replica serves, per model, exactly what the fake
@@ -45,8 +48,15 @@ from testkit.dashboards import (
 from testkit.exposition import Exposition, moment
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes, free_port
-from testkit.prometheus import JOB, START_TIMEOUT, Prometheus, prometheus_config, start_prometheus
-from testkit.tools import require_tool
+from testkit.prometheus import (
+    BUILDS,
+    JOB,
+    START_TIMEOUT,
+    Prometheus,
+    prometheus_config,
+    require_build,
+    start_prometheus,
+)
 from testkit.waiting import wait_for
 
 API_KEY, API_SECRET = "e2e-key", "e2e-secret-value"
@@ -111,19 +121,21 @@ def metrics(address: str) -> Exposition:
     return Exposition.parse(response.text)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    require_tool("prometheus")
-    tmp = tmp_path_factory.mktemp("e2e-prometheus")
+@pytest.fixture(scope="module", params=BUILDS)
+def stack(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole stack on Prometheus 2, then on Prometheus 3 (the test ids say which)."""
+    build = require_build(request.param)
+    tmp = tmp_path_factory.mktemp(f"e2e-{build}")
     with FakeUpstream(DemoAccount(), API_KEY, API_SECRET) as fake, Processes() as processes:
         fake.state.speed = SPEED
         addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
         stack = Stack(fake, processes, [], addresses, None, None)  # type: ignore[arg-type]
         stack.replicas = [stack.start_replica(address) for address in addresses]
-        stack.single = start_prometheus(processes, "prometheus-single",
+        stack.single = start_prometheus(build, processes, "single",
                                         prometheus_config(addresses[:1], RULE_FILES),
                                         tmp / "data-single")
-        stack.pair = start_prometheus(processes, "prometheus-pair",
+        stack.pair = start_prometheus(build, processes, "pair",
                                       prometheus_config(addresses, RULE_FILES), tmp / "data-pair")
         yield stack
 

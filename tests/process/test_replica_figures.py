@@ -36,12 +36,14 @@ from testkit.dashboards import DASHBOARD_FILES, RULE_FILES, panel_queries, subst
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import Processes, clean_environment
 from testkit.prometheus import (
+    BUILDS,
     JOB,
     KEEP_EVERYTHING,
     Prometheus,
     backfill_recording_rules,
     load_openmetrics,
     prometheus_config,
+    require_build,
     run_tool,
     start_prometheus,
 )
@@ -123,9 +125,12 @@ def days_before_today() -> tuple[datetime, datetime]:
     return today - timedelta(days=DAYS), today
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    tmp = tmp_path_factory.mktemp("replica-figures")
+@pytest.fixture(scope="module", params=BUILDS)
+def servers(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Both servers on Prometheus 2, then on Prometheus 3 (the test ids say which)."""
+    build = require_build(request.param)
+    tmp = tmp_path_factory.mktemp(f"replica-figures-{build}")
     start, end = days_before_today()
     with FakeUpstream(DemoAccount(models=12, users=6, api_keys=2)) as fake, \
             Processes() as processes:
@@ -146,11 +151,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         started = {}
         for name, files in (("single", histories[:1]), ("pair", histories)):
             data = tmp / f"data-{name}"
-            load_openmetrics(files, data)
-            backfill_recording_rules(processes, data, RECORDING_RULES,
+            load_openmetrics(build, files, data)
+            backfill_recording_rules(build, processes, data, RECORDING_RULES,
                                      [(start.timestamp(), end.timestamp())], EVAL_INTERVAL,
                                      tmp / f"rules-{name}", tmp / "rule-passes")
-            started[name] = start_prometheus(processes, f"prometheus-{name}",
+            started[name] = start_prometheus(build, processes, name,
                                              prometheus_config([], []), data, *KEEP_EVERYTHING)
         # Every three hours after the first, and after each day's last sample (the
         # only one with the users' consumption, stamped just before the day ends).
