@@ -57,6 +57,9 @@ class FakeState:
     origin: float = field(default_factory=time.time)
     # Downward revisions: CU taken off a model's cost (a refund), by model id.
     refunds: dict[str, float] = field(default_factory=dict)
+    # Other names for some entities, by id: a model's name or a user's full name
+    # (quotes, backslashes, line breaks: what a label value must carry).
+    names: dict[str, str] = field(default_factory=dict)
     too_large_above: float | None = None
     requests: list[Request] = field(default_factory=list)
     in_flight: int = 0
@@ -141,6 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         for row in body.get("modelUsages", []):
             if row["modelId"] in state.refunds and row["points"]:
                 row["points"][0]["cost"] -= state.refunds[row["modelId"]]
+        entities = body.get("entities", {})
+        for entity, field_name in (("models", "name"), ("users", "fullName")):
+            for item in entities.get(entity, []):
+                item[field_name] = state.names.get(item["id"], item[field_name])
         if mode == "drift":
             body = _drift(body)
         if mode == "invalid":

@@ -184,6 +184,11 @@ class DemoAccount:
         """The account's models, in the order of the response."""
         return tuple(self._models)
 
+    @property
+    def user_list(self) -> tuple[DemoUser, ...]:
+        """The account's users (API keys last), in the order of the response."""
+        return tuple(self._users)
+
     # -- the response ---------------------------------------------------------
 
     def response(self, start: datetime, end: datetime, sections: Sequence[str] | None = None,
