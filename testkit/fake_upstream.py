@@ -1,8 +1,31 @@
-"""A real HTTP fake of Scenario's ``GET /v1/usages`` on loopback, with fault modes.
+"""A real HTTP fake of Scenario's API on loopback, with fault modes.
 
 Serves a :class:`exporter.upstream.demo.DemoAccount` (so tests know the true totals),
 checks Basic auth, and misbehaves on demand the way real SaaS APIs do.
 Used by the integration tests, the soak test and the benchmarks.
+
+Endpoints (routing, auth and bodies from :mod:`exporter.upstream.demo_api`):
+``GET /v1/usages``, and the team endpoints of SDK 2.4 (see
+:mod:`exporter.upstream.demo_team` for the demo team's figures): ``/v1/teams``,
+``/v1/teams/{id}/limits``, ``/v1/teams/{id}`` (404 for any team but ``team_demo``),
+``/v1/projects`` (pages of at most 2 projects, whatever ``pageSize`` asks). Their
+``now`` is :meth:`FakeState.now`: ``clock()`` (the wall clock unless a test sets its
+own), sped up as usages' ``endDate`` is. Every request is recorded
+(:attr:`FakeState.requests`); :meth:`FakeUpstream.calls` counts them per endpoint.
+
+The modes of usages (``500`` ... ``empty``) affect ``/usages`` only: the team endpoints
+keep answering. The team modes affect the team endpoints only, usages answer normally:
+
+- ``team-403``: the key lacks the team scope, 403 on ``/teams*`` and ``/projects``;
+- ``team-404``: ``/teams/{id}`` and ``/teams/{id}/limits`` answer 404 as for an unknown
+  team (``/teams`` still lists it, ``/projects`` answers);
+- ``two-teams``: ``GET /teams`` lists a second team, ``team_second`` (which the other
+  endpoints do not know: 404);
+- ``team-garbage``: 200 with bodies outside the schema: ``{"teams": 42}``,
+  ``{"team": 42}``, a limits body that is not JSON, a projects page whose item is
+  ``{"id": 7}``;
+- ``projects-page-500``: ``/projects`` answers its first page, then 500 on every page
+  asked with a ``paginationToken`` (a failure in the middle of the pagination).
 
 Run it alone: ``python -m testkit.fake_upstream --port 18080 --mode ok``.
 """
@@ -14,6 +37,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,11 +45,21 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from exporter.upstream.demo import DemoAccount
-from exporter.upstream.demo_api import Refused, check_request, read_query
+from exporter.upstream.demo_api import (
+    USAGES,
+    Refused,
+    Route,
+    check_request,
+    read_query,
+    route,
+    team_answer,
+)
 from testkit.oracle import model_totals
 
 MODES = ("ok", "500", "429", "401", "403", "garbage", "invalid", "drift", "slow", "oversized",
-         "gateway-too-large", "empty")
+         "gateway-too-large", "empty", "team-403", "team-404", "two-teams", "team-garbage",
+         "projects-page-500")
+SECOND_TEAM_ID = "team_second"
 API_LIMIT_BYTES = 6 * 1024 * 1024
 
 
@@ -61,6 +95,8 @@ class FakeState:
     # (quotes, backslashes, line breaks: what a label value must carry).
     names: dict[str, str] = field(default_factory=dict)
     too_large_above: float | None = None
+    # Wall-clock seconds of the team endpoints' now; a test with a fake clock sets its own.
+    clock: Callable[[], float] = time.time
     requests: list[Request] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -73,6 +109,10 @@ class FakeState:
             return end
         elapsed = end.timestamp() - self.origin
         return datetime.fromtimestamp(self.origin + elapsed * self.speed, timezone.utc)
+
+    def now(self) -> datetime:
+        """The moment the team endpoints answer for: ``clock()``, sped up as usages are."""
+        return self.demo_end(datetime.fromtimestamp(self.clock(), timezone.utc))
 
     def model_totals(self, start: datetime, end: datetime) -> dict[str, dict[str, float]]:
         """The fake's exact answer for ``[start, end)``, per model and field: the demo
@@ -97,23 +137,27 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         # The bare ?dropZeroPoints form is a parameter too (keep_blank_values).
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        # in_flight counts usages calls: the refreshes' single flight (team calls go beside).
+        usages = _endpoint(url.path) == USAGES
         with state.lock:
             state.requests.append(Request(url.path, params, self.headers.get("Authorization"),
                                           time.time()))
-            state.in_flight += 1
+            state.in_flight += usages
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
             self._answer(state, url.path, params)
         finally:
             with state.lock:
-                state.in_flight -= 1
+                state.in_flight -= usages
 
     def _answer(self, state: FakeState, path: str, params: dict[str, str]) -> None:
         try:  # routing and auth as the demo API has them; the faults come after
-            check_request(path, self.headers.get("Authorization"), state.api_key,
-                          state.api_secret)
+            where = check_request(path, self.headers.get("Authorization"), state.api_key,
+                                  state.api_secret)
         except Refused as refused:
             return self._send(refused.status, refused.body)
+        if where.endpoint != USAGES:
+            return self._answer_team(state, where, params)
         mode = state.mode
         if mode in ("500", "401", "403"):
             return self._send(int(mode), b'{"message":"failure injected by the fake"}')
@@ -157,6 +201,29 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, b'{"message":"Response payload size exceeded"}')
         self._send(200, data)
 
+    def _answer_team(self, state: FakeState, where: Route, params: dict[str, str]) -> None:
+        """A team endpoint, with the team modes' faults (see the module's docstring)."""
+        mode, endpoint = state.mode, where.endpoint
+        if mode == "team-403":
+            return self._send(403, b'{"message":"Forbidden: the key lacks the team scope"}')
+        if mode == "team-404" and where.team_id is not None:
+            return self._send(404, b'{"message":"Team not found"}')
+        if mode == "projects-page-500" and endpoint == "projects" and \
+                params.get("paginationToken"):
+            return self._send(500, b'{"message":"failure injected by the fake"}')
+        if mode == "team-garbage":
+            return self._send(200, _GARBAGE[endpoint])
+        try:
+            body = team_answer(state.account, where, params, state.now())
+        except Refused as refused:
+            return self._send(refused.status, refused.body)
+        if mode == "two-teams" and endpoint == "teams":
+            second = {**body["teams"][0], "id": SECOND_TEAM_ID, "name": "Second Studio",
+                      "projects": []}
+            second["context"] = {**second["context"], "userRole": "member"}
+            body["teams"].append(second)
+        self._send(200, json.dumps(body, separators=(",", ":")).encode())
+
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -165,6 +232,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+# What mode team-garbage answers (200) per team endpoint: outside the SDK's types.
+_GARBAGE = {"teams": b'{"teams":42}', "team": b'{"team":42}',
+            "team_limits": b"<html>502 Bad Gateway</html>{{{",
+            "projects": b'{"projects":[{"id":7}],"nextPaginationToken":null}'}
 
 
 def _drift(body: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +301,13 @@ class FakeUpstream:
         with self.state.lock:
             return len(self.state.requests)
 
+    def calls(self, endpoint: str) -> int:
+        """How many requests reached *endpoint* (``usages``, ``teams``, ``team``,
+        ``team_limits``, ``projects``: :func:`exporter.upstream.demo_api.route`)."""
+        with self.state.lock:
+            paths = [r.path for r in self.state.requests]
+        return sum(1 for path in paths if _endpoint(path) == endpoint)
+
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -247,6 +327,13 @@ class FakeUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _endpoint(path: str) -> str | None:
+    try:
+        return route(path).endpoint
+    except Refused:
+        return None
 
 
 def main() -> None:

@@ -52,10 +52,11 @@ class UpstreamError(Exception):
     """A call or a refresh that failed, with its reason and, for 429, the server's wait."""
 
     def __init__(self, reason: FailureReason | str, message: str,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.reason = FailureReason(reason)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when upstream answered
 
 
 class ResponseTooLarge(UpstreamError):

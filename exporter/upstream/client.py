@@ -100,7 +100,8 @@ class UsageClient:
             parsed = UsageResponse.model_validate_json(body)
             return summarize(parsed, window)  # the parsed response is freed on return
 
-        snapshot, size = self._call(account, window, permit, read)
+        snapshot, size = self._call(account, "/usages", self._params(account, window), permit,
+                                    read, window)
         return FetchResult(snapshot, 1, size)
 
     def fetch_response(self, account: AccountConfig, window: PeriodWindow,
@@ -111,7 +112,16 @@ class UsageClient:
         ``request_cap``. Every failure is an :class:`UpstreamError`; a response
         too large for the gateway is a :class:`ResponseTooLarge`.
         """
-        return self._call(account, window, permit, UsageResponse.model_validate_json)
+        return self._call(account, "/usages", self._params(account, window), permit,
+                          UsageResponse.model_validate_json, window)
+
+    def get_json(self, account: AccountConfig, path: str, params: dict[str, str],
+                 read: Callable[[bytes], T], permit: RequestPermit | None = None) -> T:
+        """One ``GET`` of another endpoint (*path* under the API URL), its 200 body
+        turned into a value by *read*; failures as for usages, with the status kept
+        on the :class:`UpstreamError` (403: the key lacks the scope; 404: no such team).
+        """
+        return self._call(account, path, params, permit, read, None)[0]
 
     def _params(self, account: AccountConfig, window: PeriodWindow) -> dict[str, str]:
         params = {
@@ -128,9 +138,14 @@ class UsageClient:
             params["userIds"] = ",".join(account.user_ids)
         return params
 
-    def _call(self, account: AccountConfig, window: PeriodWindow,
-              permit: RequestPermit | None, read: Callable[[bytes], T]) -> tuple[T, int]:
-        """One call: the cap, HTTP, status mapping, and *read* of a 200 body."""
+    def _call(self, account: AccountConfig, path: str, params: dict[str, str],
+              permit: RequestPermit | None, read: Callable[[bytes], T],
+              window: PeriodWindow | None) -> tuple[T, int]:
+        """One call: the cap, HTTP, status mapping, and *read* of a 200 body.
+
+        *window* is the usages' window: then a response too large for the gateway
+        is a :class:`ResponseTooLarge` and its size is the last response's size.
+        """
         if permit is not None and not permit():
             raise UpstreamError(FailureReason.REQUEST_CAP, "the hourly cap of upstream requests "
                                                "(--upstream.max-requests-per-hour) is reached")
@@ -139,10 +154,10 @@ class UsageClient:
         except ValueError as exc:  # a key or secret file gone or emptied since start-up
             raise UpstreamError(FailureReason.AUTH, f"cannot read the credentials: {exc}") from None
         token = base64.b64encode(credentials.encode()).decode()
-        url = (account.api_url or self._api_url) + "/usages"
+        url = (account.api_url or self._api_url) + path
         started = self._monotonic()
         try:
-            response = self._http.get(url, params=self._params(account, window),
+            response = self._http.get(url, params=params,
                                       headers={"Authorization": f"Basic {token}"})
         except httpx.TimeoutException:
             self._record(account.name, "timeout", self._monotonic() - started, None)
@@ -155,35 +170,38 @@ class UsageClient:
         seconds = self._monotonic() - started
         body = response.content
         status = response.status_code
+        size = len(body) if window is not None else None  # the gauge is the usages' size
         log.debug("upstream response", extra={"fields": {
-            "account": account.name, "window": describe_window(window), "status": status,
-            "bytes": len(body), "duration_seconds": round(seconds, 3)}})
+            "account": account.name, "path": path,
+            "window": describe_window(window) if window is not None else None,
+            "status": status, "bytes": len(body), "duration_seconds": round(seconds, 3)}})
         if status == 200:
             try:
                 result = read(body)
             except (ValidationError, InvalidResponse) as exc:
-                self._record(account.name, "invalid_response", seconds, len(body))
+                self._record(account.name, "invalid_response", seconds, size)
                 raise UpstreamError(FailureReason.INVALID_RESPONSE,
-                                    _validation_summary(exc)) from None
-            self._record(account.name, "200", seconds, len(body))
+                                    _validation_summary(exc), status=status) from None
+            self._record(account.name, "200", seconds, size)
             return result, len(body)
 
-        self._record(account.name, str(status), seconds, len(body))
-        if status == 413 or (status >= 500 and _speaks_of_size(body)):
+        self._record(account.name, str(status), seconds, size)
+        if window is not None and (status == 413 or (status >= 500 and _speaks_of_size(body))):
             raise ResponseTooLarge(window)
         if status in (401, 403):
             raise UpstreamError(FailureReason.AUTH, "upstream refused the credentials "
-                                f"(HTTP {status}); check the API key and secret")
+                                f"(HTTP {status}); check the API key and secret", status=status)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall())
             hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
             raise UpstreamError(FailureReason.RATE_LIMITED,
                                 f"upstream rate-limited us (HTTP 429{hint})",
-                                retry_after=retry_after)
+                                retry_after=retry_after, status=status)
         if status >= 500:
-            raise UpstreamError(FailureReason.SERVER_ERROR, f"upstream failed (HTTP {status})")
+            raise UpstreamError(FailureReason.SERVER_ERROR, f"upstream failed (HTTP {status})",
+                                status=status)
         raise UpstreamError(FailureReason.CLIENT_ERROR,
-                            f"upstream rejected the request (HTTP {status})")
+                            f"upstream rejected the request (HTTP {status})", status=status)
 
 
 def _speaks_of_size(body: bytes) -> bool:
