@@ -129,7 +129,8 @@ def call_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, fl
     calls: dict[str, list[float]] = defaultdict(list)
     with fake.state.lock:
         for request in fake.state.requests:
-            calls[request.params.get("projectIds", "")].append(request.at)
+            if request.path.endswith("/usages"):
+                calls[request.params.get("projectIds", "")].append(request.at)
     if len(calls) != sizes.accounts:
         raise BenchError(f"{len(calls)} accounts called upstream, not {sizes.accounts}")
     # Calls after the first one (start-up), in the watched time; the gaps between

@@ -106,14 +106,14 @@ def exporter_run(models: int, sizes: Sizes, with_load: bool) -> ExporterRun:
                     (floor.port, f"/{variant}"), (exporter.port, METRICS), headers,
                     sizes.latency_requests)
             if with_load:
-                run.upstream_calls_before_load = fake.request_count
+                run.upstream_calls_before_load = fake.calls("usages")
                 headers = REQUESTS["prometheus"]
                 run.load_floor = load(floor.port, "/prometheus", headers, sizes.scrapers,
                                       sizes.load_seconds, sizes.loadgen_processes, floor.pid)
                 run.load_exporter = load(exporter.port, METRICS, headers, sizes.scrapers,
                                          sizes.load_seconds, sizes.loadgen_processes,
                                          exporter.pid)
-        run.upstream_calls = fake.request_count
+        run.upstream_calls = fake.calls("usages")
         run.process_status = read_proc_status(exporter.pid)
     return run
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from exporter.metrics.team import team_families
 from testkit.exposition import Exposition, moment
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes
@@ -30,6 +31,10 @@ MODEL_COUNTERS = {
     "scenario_model_discount_by_api_key_creative_units_total": "discount_api_key",
     "scenario_model_jobs_total": "jobs",
 }
+# The team's series (plan, prepaid units, caps): read on their own interval, not usages'.
+TEAM_SERIES = frozenset(name for family in team_families([], 0.0, 0.0)
+                        for name in (family.name, family.name + "_info"))
+TEAM_ENDPOINTS = ("teams", "team", "team_limits", "projects")
 
 
 def start(processes: Processes, fake: FakeUpstream, *args: str,
@@ -60,10 +65,10 @@ def served_window(expo: Exposition) -> tuple[datetime, datetime]:
 
 
 def business(expo: Exposition) -> dict[Any, float]:
-    """The per-account business samples (what must survive an upstream failure)."""
+    """The per-account business samples of usages (what must survive an upstream failure)."""
     return {key: value for key, value in expo.samples.items()
             if key[0].startswith("scenario_") and not key[0].startswith("scenario_exporter_")
-            and key[0] != "scenario_up"}
+            and key[0] != "scenario_up" and key[0] not in TEAM_SERIES}
 
 
 def withdrawable(expo: Exposition) -> dict[Any, float]:
@@ -73,7 +78,17 @@ def withdrawable(expo: Exposition) -> dict[Any, float]:
 
 
 def is_up(expo: Exposition) -> bool:
-    return expo.value("scenario_up", account=ACCOUNT) == 1.0
+    """Usages refreshed, and the first refresh of the team endpoints over (it publishes
+    them all at its end): from then on, no call is made but usages' until the team
+    interval (15 minutes) has passed."""
+    return expo.value("scenario_up", account=ACCOUNT) == 1.0 and \
+        expo.value("scenario_exporter_endpoint_up", account=ACCOUNT, endpoint="team") is not None
+
+
+def team_calls(fake: FakeUpstream) -> int:
+    """The calls *fake* has had of the team endpoints (each answered 200 unless a team
+    mode is on)."""
+    return sum(fake.calls(endpoint) for endpoint in TEAM_ENDPOINTS)
 
 
 def failures(expo: Exposition, reason: str) -> float | None:

@@ -76,6 +76,9 @@ OPTIONS: tuple[Option, ...] = (
            f"Base URL of Scenario's API (default {DEFAULT_API_URL}; the SDK's "
            "SCENARIO_BASE_URL when only that is set).", metavar="URL",
            sdk_env="SCENARIO_BASE_URL"),
+    Option("team.refresh-interval", "team_refresh_interval",
+           "How often the team endpoints (billing period, allowance, prepaid units, caps of "
+           "keys, members and projects) are read (default 15m).", metavar="DURATION"),
     Option("upstream.timeout", "upstream_timeout",
            "Timeout of one upstream request (default 30s).", metavar="DURATION"),
     Option("upstream.ca-file", "upstream_ca_file",

@@ -59,6 +59,7 @@ class Settings(BaseModel):
     period: Literal["month", "day"] = "month"
     period_anchor_day: int = Field(default=1, ge=1, le=28)
     api_url: str = DEFAULT_API_URL
+    team_refresh_interval: float = Field(default=900.0, gt=0)
     upstream_timeout: float = Field(default=30.0, gt=0)
     upstream_ca_file: Path | None = None
     max_requests_per_hour: int = Field(default=60, ge=1)
@@ -68,7 +69,7 @@ class Settings(BaseModel):
     accounts: tuple[AccountConfig, ...] = ()
 
     @field_validator("cache_ttl", "cache_max_stale", "upstream_timeout", "web_header_timeout",
-                     mode="before")
+                     "team_refresh_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +18,7 @@ from exporter.core.durations import format_duration
 from exporter.core.period import monotonic_clock
 from exporter.core.values import AccountView
 from exporter.live.scheduler import AccountRefresher, refresh_interval
+from exporter.live.team import TeamRefresher
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
@@ -39,6 +40,7 @@ class UsageExporter:
     refreshers: list[AccountRefresher]
     exposition: Exposition  # /metrics of views() and the registry
     clock: Callable[[], float] = monotonic_clock
+    teams: list[TeamRefresher] = field(default_factory=list)  # one per account
 
     def views(self) -> list[AccountView]:
         """What every account currently serves (triggers nothing)."""
@@ -78,6 +80,8 @@ class UsageExporter:
                         "--upstream.max-requests-per-hour or --cache.ttl"}})
         for refresher in self.refreshers:
             refresher.maybe_refresh()
+        for team in self.teams:
+            team.maybe_refresh()
 
     def prepare_scrape(self, wait: float) -> None:
         """Trigger due refreshes; wait (at most *wait* seconds in all) for first data."""
@@ -86,6 +90,10 @@ class UsageExporter:
         for refresher in self.refreshers:
             if refresher.due(now):
                 refresher.maybe_refresh()
+        # After usages: when the hourly cap is short, usages take the room first.
+        for team in self.teams:
+            if team.due(now):
+                team.maybe_refresh()
         for refresher in self.refreshers:
             if not refresher.view.attempted:
                 refresher.wait_first_attempt(max(0.0, deadline - self.clock()))

@@ -133,6 +133,18 @@ class AccountRefresher:
         return self._view
 
     @property
+    def cap(self) -> RequestCap:
+        """The account's hourly cap of upstream calls (the team refresher shares it)."""
+        return self._cap
+
+    def next_calls(self) -> int:
+        """The calls the next refresh of usages will make: what other callers sharing
+        the cap leave free for it."""
+        window = current_window(datetime.fromtimestamp(self._wall(), timezone.utc),
+                                self._period, self._anchor_day)
+        return min(self._pieces.planned_calls(window), self._cap.limit)
+
+    @property
     def days_per_piece(self) -> int | None:
         """The split learnt for this account (None: one call for the whole period)."""
         return self._pieces.days

@@ -33,10 +33,12 @@ from exporter.live.scheduler import (
     limit_concurrency,
     spawn_thread,
 )
+from exporter.live.team import TeamRefresher
 from exporter.metrics.business import CollectorOptions
 from exporter.metrics.exposition import Exposition
 from exporter.metrics.own import Telemetry
 from exporter.upstream.client import UsageClient
+from exporter.upstream.team import TeamReader
 
 log = logging.getLogger("exporter")
 
@@ -67,12 +69,20 @@ def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None 
     refreshers = [AccountRefresher(account, client.fetch_window, telemetry, policy,
                                    clock=clock, wall=wall, spawn=limited)
                   for account in settings.accounts]
+    teams = [TeamRefresher(r.account, TeamReader(client, r.account, settings.max_users),
+                           r.cap, settings.team_refresh_interval, reserve=r.next_calls,
+                           clock=clock, wall=wall, spawn=limited)
+             for r in refreshers]
+    # Team figures outlive a few failed refreshes of their own, whatever the interval.
+    team_max_stale = max(settings.cache_max_stale, 3 * settings.team_refresh_interval)
     exposition = Exposition(
         lambda: [r.view for r in refreshers], registry,
         CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
-                         user_identity=settings.user_identity),
-        wall=wall, own_generation=lambda: telemetry.generation)
-    return UsageExporter(settings, registry, telemetry, client, refreshers, exposition, clock)
+                         user_identity=settings.user_identity, team_max_stale=team_max_stale),
+        wall=wall, own_generation=lambda: telemetry.generation,
+        teams=lambda: [t.view for t in teams])
+    return UsageExporter(settings, registry, telemetry, client, refreshers, exposition, clock,
+                         teams)
 
 
 def serve(settings: Settings, transport: httpx.BaseTransport | None = None) -> bool:

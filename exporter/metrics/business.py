@@ -30,6 +30,8 @@ class CollectorOptions:
     max_stale: float = 7200.0
     user_identity: bool = False
     period: PeriodKind = "month"
+    # The team figures are served while their last good answer is this young.
+    team_max_stale: float = 7200.0
 
 
 def is_withdrawn(view: AccountView, now: float, max_stale: float) -> bool:

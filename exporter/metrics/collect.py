@@ -12,9 +12,11 @@ from collections.abc import Iterator, Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
+from exporter.core.team import TeamView
 from exporter.core.values import AccountView
 from exporter.metrics.business import CollectorOptions, business_families
 from exporter.metrics.own import folded_family
+from exporter.metrics.team import endpoint_up_family, team_families
 
 
 class AccountsCollector:
@@ -27,8 +29,10 @@ class AccountsCollector:
     """
 
     def __init__(self, views: Sequence[AccountView], now: float, options: CollectorOptions, *,
-                 own: CollectorRegistry | None = None, with_created: bool = True) -> None:
+                 own: CollectorRegistry | None = None, with_created: bool = True,
+                 teams: Sequence[TeamView] = ()) -> None:
         self._views = views
+        self._teams = teams
         self._now = now
         self._options = options
         self._own = own
@@ -37,6 +41,9 @@ class AccountsCollector:
     def collect(self) -> Iterator[Metric]:
         yield from business_families(self._views, self._now, self._options,
                                      with_created=self._with_created)
+        if self._teams:
+            yield from team_families(self._teams, self._now, self._options.team_max_stale)
         if self._own is not None:
             yield folded_family(self._views)
+            yield endpoint_up_family(self._views, self._teams)
             yield from self._own.collect()

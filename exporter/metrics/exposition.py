@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter.core.period import wall_clock
+from exporter.core.team import TeamView
 from exporter.core.values import AccountView
 from exporter.metrics.business import CollectorOptions, is_withdrawn
 from exporter.metrics.collect import AccountsCollector
@@ -122,8 +123,10 @@ class Exposition:
 
     def __init__(self, views: Callable[[], Sequence[AccountView]], own: CollectorRegistry,
                  options: CollectorOptions, wall: Callable[[], float] = wall_clock,
-                 own_generation: Callable[[], int] | None = None) -> None:
+                 own_generation: Callable[[], int] | None = None,
+                 teams: Callable[[], Sequence[TeamView]] | None = None) -> None:
         self._views = views
+        self._teams = teams or (lambda: ())
         self._own = own
         self._generation = own_generation
         self._options = options
@@ -155,10 +158,12 @@ class Exposition:
         encoder, content_type = choose_encoder(accept)
         now = self._wall()
         views = self._views()
+        teams = self._teams()
         # Read before collecting: a change during the render shows at the next scrape.
         generation = self._generation() if self._generation is not None else object()
         key = (generation, *((v.account.name, v.version,
-                              is_withdrawn(v, now, self._options.max_stale)) for v in views))
+                              is_withdrawn(v, now, self._options.max_stale)) for v in views),
+               *(t.version for t in teams), _minute(now) if teams else None)
         rendered = self._cache.get(content_type)
         if rendered is None or rendered.key != key:
             with self._lock:
@@ -166,7 +171,7 @@ class Exposition:
                 if rendered is None or rendered.key != key:
                     openmetrics = content_type.startswith("application/openmetrics-text")
                     collector = AccountsCollector(views, now, self._options, own=self._own,
-                                                  with_created=openmetrics)
+                                                  with_created=openmetrics, teams=teams)
                     rendered = _Rendered(key, encoder(collector))
                     self._cache[content_type] = rendered
         return rendered, content_type
@@ -177,3 +182,9 @@ class Exposition:
                 if rendered.packed is None:
                     rendered.packed = gzip.compress(rendered.text, compresslevel=6, mtime=0)
         return rendered.packed
+
+
+def _minute(now: float) -> int:
+    """The minute of *now*: prepaid packs expire and team figures go stale as time passes,
+    so an exposition with team figures is rendered again at least once a minute."""
+    return int(now // 60)

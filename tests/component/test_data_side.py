@@ -30,6 +30,7 @@ from testkit.clock import FakeClock
 from testkit.doubles import DAY, T0, gateway, rounding_demo
 from testkit.fake_upstream import FakeUpstream
 from testkit.waiting import wait_for
+from testkit.web import basic_authorization
 
 
 @pytest.mark.slow  # ten refreshes of a split window: seconds
@@ -98,7 +99,11 @@ accounts:
     assert views["main"].snapshot is not None and views["regional"].snapshot is not None
     assert len(views["main"].snapshot.models) == 3
     assert len(views["regional"].snapshot.models) == 5
-    assert first.request_count == 1 and second.request_count == 1
+    # One usages call each; each account's team calls go to its own API URL too.
+    for fake in (first, second):
+        assert sum(r.path.endswith("/usages") for r in fake.state.requests) == 1
+    assert {r.authorization for r in second.state.requests} == {
+        basic_authorization("key-b", "secret-b")}
 
 
 def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(

@@ -53,7 +53,7 @@ def test_health_readiness_landing_page_and_404(processes: Processes,
     for path in ("/nope", "/metrics/extra", "/-/", "/favicon.ico"):
         assert proc.get(path).status_code == 404, path
     assert proc.http.post(proc.url + "/metrics").status_code == 405
-    assert fake.request_count == 1
+    assert fake.calls("usages") == 1
 
 
 def test_openmetrics_negotiation(processes: Processes, fake: FakeUpstream) -> None:

@@ -341,13 +341,13 @@ def test_a_revision_and_a_restart_change_no_figure_and_make_no_spike(warmed_up: 
     stack.fake.state.refunds[refunded] = REFUND
     stack.restart_replica(1)
     revised = time.time()
-    requests = stack.fake.request_count
-    wait_for(lambda: stack.fake.request_count >= requests + 5, 30, "five more refreshes")
+    requests = stack.fake.calls("usages")
+    wait_for(lambda: stack.fake.calls("usages") >= requests + 5, 30, "five more refreshes")
     wait_for(lambda: _decreases(metrics(stack.addresses[0])) == 1.0, 10,
              "replica 0 to count the revision", stack.logs)
     # One revision, one count, however many refreshes follow.
-    requests = stack.fake.request_count
-    wait_for(lambda: stack.fake.request_count >= requests + 5, 30, "five more refreshes")
+    requests = stack.fake.calls("usages")
+    wait_for(lambda: stack.fake.calls("usages") >= requests + 5, 30, "five more refreshes")
     served = [metrics(address) for address in stack.addresses]
     assert _decreases(served[0]) == 1.0
     assert _decreases(served[1]) == 0.0  # the restarted replica never saw the old value

@@ -1,0 +1,180 @@
+"""The team series end to end: the exporter's data side reading the loopback fake over
+HTTP, its /metrics held against the fake's own answers (asked over HTTP here too), and
+each fault of the team endpoints leaving usages and the other endpoints alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.config.load import build_settings
+from exporter.core.period import parse_iso
+from exporter.live.app import landing_page
+from exporter.live.exporter import UsageExporter
+from exporter.live.service import build_exporter
+from exporter.upstream.demo import DemoAccount
+from exporter.upstream.demo_team import DEMO_TEAM_ID
+from testkit.clock import FakeClock
+from testkit.exposition import Exposition
+from testkit.fake_upstream import SECOND_TEAM_ID, FakeUpstream
+from testkit.web import basic_authorization
+
+NOW = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc).timestamp()
+KEY, SECRET = "team-key", "team-secret"
+ENDPOINTS = ("team_limits", "team", "projects")
+
+
+@contextmanager
+def running(mode: str = "ok", **flags: str) -> Iterator[tuple[FakeUpstream, UsageExporter,
+                                                              FakeClock]]:
+    clock = FakeClock(NOW)
+    with FakeUpstream(DemoAccount(models=4, users=3, api_keys=2), KEY, SECRET) as fake:
+        fake.state.clock = clock.wall
+        fake.set_mode(mode)
+        settings = build_settings({"scenario.api-url": fake.url, **flags},
+                                  {"SCENARIO_API_KEY": KEY, "SCENARIO_API_SECRET": SECRET})
+        exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
+                                  spawn=lambda work: work())
+        try:
+            yield fake, exporter, clock
+        finally:
+            exporter.close()
+
+
+def scrape(exporter: UsageExporter) -> Exposition:
+    exporter.prepare_scrape(5)
+    _, body = exporter.exposition.respond("text/plain", None)
+    return Exposition.parse(body.decode())
+
+
+def upstream(fake: FakeUpstream, path: str, **params: str) -> Any:
+    """What the fake answers, asked as a client would."""
+    response = httpx.get(fake.url + path, params=params,
+                         headers={"Authorization": basic_authorization(KEY, SECRET)})
+    response.raise_for_status()
+    return response.json()
+
+
+def every_project(fake: FakeUpstream) -> list[dict[str, Any]]:
+    found, token = [], None
+    while True:
+        page = upstream(fake, "/projects", **({"paginationToken": token} if token else {}))
+        found += page["projects"]
+        token = page.get("nextPaginationToken")
+        if not token:
+            return found
+
+
+def seconds(text: str) -> float:
+    return parse_iso(text).timestamp()
+
+
+def test_every_team_series_equals_the_fakes_answer() -> None:
+    with running() as (fake, exporter, _):
+        got = scrape(exporter)
+        limits = upstream(fake, f"/teams/{DEMO_TEAM_ID}/limits")
+        team = upstream(fake, f"/teams/{DEMO_TEAM_ID}")["team"]
+        projects = every_project(fake)
+    account = {"account": "default"}
+    assert got.value("scenario_billing_period_start_timestamp_seconds", **account) == \
+        seconds(limits["period"]["start"])
+    assert got.value("scenario_billing_period_end_timestamp_seconds", **account) == \
+        seconds(limits["period"]["end"])
+    assert got.value("scenario_plan_creative_units", **account) == \
+        limits["limits"]["creativeUnits"]
+    assert got.value("scenario_plan_used_creative_units", **account) == \
+        limits["values"]["creativeUnits"]
+    usable = [p for p in limits["oneShotCreativeUnits"]
+              if p["remaining"] > 0 and seconds(p["expiration"]) > NOW]
+    first = min(seconds(p["expiration"]) for p in usable)
+    assert got.value("scenario_prepaid_creative_units", **account) == \
+        sum(p["remaining"] for p in usable)
+    assert got.value("scenario_prepaid_next_expiry_timestamp_seconds", **account) == first
+    assert got.value("scenario_prepaid_expiring_next_creative_units", **account) == \
+        sum(p["remaining"] for p in usable if seconds(p["expiration"]) == first)
+    assert got.value("scenario_team_info", account="default", team_id=team["id"],
+                     team_name=team["name"], plan=team["plan"],
+                     payment_status=team["paymentStatus"],
+                     subscription_status=team["subscriptionStatus"]) == 1
+    for name, rows, label, key in (
+            ("api_key", team["keys"], "api_key_id", "apiKeyId"),
+            ("member", team["users"], "user_id", "id"),
+            ("project", projects, "project_id", "id")):
+        used = got.by_label(f"scenario_{name}_consumption_creative_units", label)
+        assert used == {r[key]: r["consumption"] for r in rows if "consumption" in r}
+        caps = got.by_label(f"scenario_{name}_max_consumption_creative_units", label)
+        assert caps == {r[key]: r["maxConsumption"] for r in rows if "maxConsumption" in r}
+        assert caps, f"the fake caps some {name}s"
+    assert got.by_label("scenario_api_key_last_used_timestamp_seconds", "api_key_id") == \
+        {k["apiKeyId"]: seconds(k["lastUsedAt"]) for k in team["keys"] if "lastUsedAt" in k}
+    assert got.by_labels("scenario_api_key_info", ("api_key_id", "member_id", "api_key_name",
+                                                   "status", "scope")) == \
+        {(k["apiKeyId"], k["id"], k["name"], k["apiKeyStatus"], k["scope"]): 1.0
+         for k in team["keys"]}
+    assert got.by_labels("scenario_project_info", ("project_id", "project_name")) == \
+        {(p["id"], p["name"]): 1.0 for p in projects}
+    assert got.by_label("scenario_exporter_endpoint_up", "endpoint") == \
+        {"usages": 1.0, "team_limits": 1.0, "team": 1.0, "projects": 1.0}
+
+
+@pytest.mark.parametrize(("mode", "flags", "down", "up"), [
+    ("team-403", {}, {"team"}, set()),
+    ("team-403", {"scenario.team-id": DEMO_TEAM_ID}, set(ENDPOINTS), set()),
+    ("team-404", {}, {"team_limits", "team"}, {"projects"}),
+    ("team-garbage", {"scenario.team-id": DEMO_TEAM_ID}, set(ENDPOINTS), set()),
+    ("projects-page-500", {}, {"projects"}, {"team_limits", "team"}),
+], ids=["forbidden", "forbidden-configured", "no-such-team", "garbage", "page-fails"])
+def test_a_failing_team_endpoint_is_down_alone(mode: str, flags: dict[str, str],
+                                               down: set[str], up: set[str]) -> None:
+    with running(mode, **flags) as (fake, exporter, _):
+        got = scrape(exporter)
+        assert fake.calls("usages") == 1
+    endpoints = got.by_label("scenario_exporter_endpoint_up", "endpoint")
+    assert endpoints == {"usages": 1.0, **{e: 0.0 for e in down}, **{e: 1.0 for e in up}}
+    assert got.value("scenario_up", account="default") == 1.0
+    assert got.by_label("scenario_model_cost_creative_units_total", "model_id")
+    assert bool(got.value("scenario_plan_creative_units", account="default")) == \
+        ("team_limits" in up)
+    assert bool(got.by_label("scenario_project_consumption_creative_units", "project_id")) == \
+        ("projects" in up)
+
+
+def test_the_last_good_figures_are_kept_while_an_endpoint_fails() -> None:
+    with running() as (fake, exporter, clock):
+        before = scrape(exporter)
+        fake.set_mode("team-403")
+        clock.advance(900)
+        after = scrape(exporter)
+        assert fake.calls("team_limits") == 2
+    assert after.by_label("scenario_exporter_endpoint_up", "endpoint") == \
+        {"usages": 1.0, "team_limits": 0.0, "team": 0.0, "projects": 0.0}
+    for name in ("scenario_plan_creative_units", "scenario_prepaid_creative_units"):
+        assert after.value(name, account="default") == before.value(name, account="default")
+
+
+def test_several_teams_are_listed_on_the_landing_page() -> None:
+    with running("two-teams") as (fake, exporter, clock):
+        got = scrape(exporter)
+        page = landing_page(exporter, clock.wall()).decode()
+        assert fake.calls("team_limits") == fake.calls("team") == fake.calls("projects") == 0
+    assert DEMO_TEAM_ID in page and SECOND_TEAM_ID in page and "set team_id" in page
+    assert got.value("scenario_plan_creative_units", account="default") is None
+    assert got.by_label("scenario_exporter_endpoint_up", "endpoint") == \
+        {"usages": 1.0, "team": 1.0}
+
+
+def test_the_team_endpoints_are_read_once_per_interval() -> None:
+    with running(**{"team.refresh-interval": "10m"}) as (fake, exporter, clock):
+        for _ in range(60):  # an hour of scrapes every minute
+            scrape(exporter)
+            clock.advance(60)
+        pages = fake.calls("projects") // fake.calls("team_limits")
+        assert (fake.calls("teams"), fake.calls("team_limits"), fake.calls("team")) == (1, 6, 6)
+        assert pages == 3 and fake.calls("projects") == 18
+        # Usages keep their own 5-minute TTL (the first interval is jittered to 50-100%).
+        assert 12 <= fake.calls("usages") <= 13
