@@ -1,13 +1,18 @@
 """``scenario-exporter check``: one upstream call per account and a human summary.
 
 What users run first to check their key: it prints the period-to-date spend,
-the top models and the assets by kind, or the exact reason of the failure.
+the top models and the assets by kind, or the exact reason of the failure; then
+which team endpoints the key can read, and what they say (billing period,
+allowance, prepaid units, caps). A team endpoint the key cannot read is reported
+but fails nothing: the exporter serves usages without it.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import httpx
 
@@ -15,10 +20,13 @@ from exporter.config.settings import Settings
 from exporter.core.errors import UpstreamError
 from exporter.core.logs import mask
 from exporter.core.period import current_window
+from exporter.core.team import prepaid_at
 from exporter.upstream.client import UsageClient
 from exporter.upstream.pieces import fetch_in_pieces
+from exporter.upstream.team import TeamReader
 
 TOP_MODELS = 5
+T = TypeVar("T")
 
 
 def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: TextIO) -> bool:
@@ -72,6 +80,58 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 verdicts = ", ".join(f"{verdict} {totals.assets:,.0f}"
                                      for verdict, totals in sorted(snap.quality_gates.items()))
                 out.write(f"  quality gate: {verdicts}\n")
+            check_team(TeamReader(client, account, settings.max_users), account.team_id, out)
     finally:
         client.close()
     return not failed
+
+
+def _day(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _can_read(name: str, call: Callable[[], T], out: TextIO) -> T | None:
+    try:
+        result = call()
+    except UpstreamError as exc:
+        why = {403: "the key lacks the scope", 404: "no such team"}.get(exc.status or 0, "")
+        out.write(f"  {name}: cannot read ({why + ': ' if why else ''}{exc})\n")
+        return None
+    out.write(f"  {name}: readable\n")
+    return result
+
+
+def check_team(reader: TeamReader, team_id: str | None, out: TextIO) -> None:
+    """Which team endpoints the key can read, and what they say, printed to *out*."""
+    if team_id is None:
+        teams = _can_read("GET /teams", reader.teams, out)
+        if teams is None:
+            return
+        if len(teams) != 1:
+            listed = ", ".join(f"{name} ({tid})" for tid, name in teams) or "none"
+            out.write(f"  the key sees {len(teams)} teams: {listed}; set team_id to read "
+                      "the plan and caps of one\n")
+            return
+        team_id = teams[0][0]
+    limits = _can_read(f"GET /teams/{team_id}/limits", lambda: reader.limits(team_id), out)
+    team = _can_read(f"GET /teams/{team_id}", lambda: reader.team(team_id), out)
+    projects = _can_read("GET /projects", lambda: reader.projects(team_id)[0], out)
+    if team is not None:
+        out.write(f"  team {team.name} ({team.team_id}): plan {team.plan}, payment "
+                  f"{team.payment_status or '?'}, subscription {team.subscription_status or '?'}"
+                  f"; {len(team.keys)} API keys, {len(team.members)} members\n")
+    if limits is not None:
+        out.write(f"  billing period: {_day(limits.period_start)} to {_day(limits.period_end)}\n")
+        if limits.allowance is not None and limits.used is not None:
+            share = f" ({100 * limits.used / limits.allowance:.1f}%)" if limits.allowance else ""
+            out.write(f"  plan allowance: {limits.allowance:,.0f} CU, used {limits.used:,.2f} CU"
+                      f"{share}\n")
+        left = prepaid_at(limits.packs, time.time())
+        expiry = (f", next expiry {_day(left.next_expiry)} ({left.expiring_next:,.0f} CU)"
+                  if left.next_expiry is not None and left.expiring_next is not None else "")
+        out.write(f"  prepaid units left: {left.remaining:,.0f} CU{expiry}\n")
+    if projects is not None:
+        capped = sum(1 for p in projects.values() if p.max_consumption is not None)
+        out.write(f"  projects: {len(projects)} ({capped} capped)\n")

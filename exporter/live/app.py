@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from exporter import __version__
+from exporter.core.team import TeamView
 from exporter.live.exporter import UsageExporter
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
@@ -44,10 +45,23 @@ def _when(timestamp: float | None, now: float) -> str:
     return f"{moment} ({now - timestamp:.0f}s ago)"
 
 
+def _team_cell(team: TeamView | None) -> str:
+    """Which team the account's plan and caps come from, and which endpoints fail."""
+    if team is None:
+        return ""
+    if team.candidates:
+        return f"the key sees several teams, set team_id to one of: {', '.join(team.candidates)}"
+    if team.team_id is None:
+        return "not found yet" if not team.endpoints else "no team readable"
+    down = [name for name, up in team.endpoints.items() if not up]
+    return team.team_id + (f" (cannot read: {', '.join(down)})" if down else "")
+
+
 def landing_page(exporter: UsageExporter, now: float) -> bytes:
     """A small HTML page: what this is, where the metrics are, how each account is doing."""
     path = html.escape(exporter.settings.telemetry_path)
     rows = []
+    teams = {t.account: t for t in (team.view for team in exporter.teams)}
     for view in exporter.views():
         age = "no data"
         if view.snapshot is not None:
@@ -56,7 +70,7 @@ def landing_page(exporter: UsageExporter, now: float) -> bytes:
         rows.append(
             "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
                 view.account.name, status, _when(view.last_success, now), age,
-                view.last_error or "")) + "</tr>")
+                view.last_error or "", _team_cell(teams.get(view.account.name)))) + "</tr>")
     demo = " (demo data)" if exporter.settings.demo else ""
     notice = exporter.cap_notice()
     cap_line = f"<p>{html.escape(notice)}</p>\n" if notice else ""
@@ -70,7 +84,7 @@ def landing_page(exporter: UsageExporter, now: float) -> bytes:
  &middot; <a href="/-/ready">Readiness</a></p>
 <h2>Accounts</h2>
 <table><tr><th>Account</th><th>Upstream</th><th>Last refresh</th><th>Data age</th>
-<th>Last error</th></tr>
+<th>Last error</th><th>Team</th></tr>
 {"".join(rows)}
 </table>
 {cap_line}</body></html>
