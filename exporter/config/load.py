@@ -128,7 +128,19 @@ def build_settings(flags: Mapping[str, Any], env: Mapping[str, str],
                         if o.flag in layer.values}
     accounts = configured_accounts(document, env, account_settings, config_file,
                                    demo=settings.demo)
-    return settings.model_copy(update={"accounts": accounts})
+    return settings.model_copy(update={"accounts": tuple(
+        _priced(account, settings) for account in accounts)})
+
+
+def _priced(account: AccountConfig, settings: Settings) -> AccountConfig:
+    """*account* with its price: its own, else the global one, in its currency or the
+    global one."""
+    price = account.price_per_creative_unit or settings.price_per_creative_unit
+    if price is None:
+        return account
+    return account.model_copy(update={
+        "price_per_creative_unit": price,
+        "price_currency": account.price_currency or settings.price_currency})
 
 
 def settings_from_environment(flags: Mapping[str, Any], config_file: str | None) -> Settings:

@@ -92,6 +92,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("limits.max-users", "max_users",
            "Users per account with a series of their own; the rest fold into __other__ "
            "(default 1000).", metavar="N"),
+    Option("price.per-creative-unit", "price_per_creative_unit",
+           "Contract price of one Creative Unit, for every account that sets none "
+           "(exported as scenario_creative_unit_price; money beside CU).", metavar="AMOUNT"),
+    Option("price.currency", "price_currency",
+           "ISO 4217 currency of the price (default USD).", metavar="CODE"),
     Option("metrics.user-identity", "user_identity",
            "Add user_name and email (personal data) to scenario_user_info.", kind="bool"),
 )

@@ -23,7 +23,13 @@ from pydantic import (
 )
 
 from exporter.config.options import ACCOUNT_OPTIONS, OPTIONS
-from exporter.core.account import DEFAULT_API_URL, AccountConfig, check_api_url
+from exporter.core.account import (
+    CURRENCY_PATTERN,
+    DEFAULT_API_URL,
+    DEFAULT_CURRENCY,
+    AccountConfig,
+    check_api_url,
+)
 from exporter.core.durations import parse_duration
 
 
@@ -66,6 +72,8 @@ class Settings(BaseModel):
     max_models: int = Field(default=500, ge=1)
     max_users: int = Field(default=1000, ge=1)
     user_identity: bool = False
+    price_per_creative_unit: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    price_currency: str = Field(default=DEFAULT_CURRENCY, pattern=CURRENCY_PATTERN)
     accounts: tuple[AccountConfig, ...] = ()
 
     @field_validator("cache_ttl", "cache_max_stale", "upstream_timeout", "web_header_timeout",

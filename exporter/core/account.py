@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from exporter.core.logs import mask
 
 DEFAULT_API_URL = "https://api.cloud.scenario.com/v1"
+DEFAULT_CURRENCY = "USD"
+# An ISO 4217 code: the currency label of scenario_creative_unit_price.
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -63,6 +66,9 @@ class AccountConfig(BaseModel):
     budget_creative_units: float | None = Field(default=None, ge=0)
     # This account's API base URL (a regional endpoint, a forward proxy); None: --scenario.api-url.
     api_url: str | None = None
+    # The contract price of one Creative Unit; None: --price.per-creative-unit (or no price).
+    price_per_creative_unit: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    price_currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN)
 
     @field_validator("api_url")
     @classmethod
@@ -124,6 +130,8 @@ class AccountConfig(BaseModel):
                 f" project_ids={self.project_ids!r}, team_id={self.team_id!r}, "
                 f"user_ids={self.user_ids!r}, "
                 f"budget_creative_units={self.budget_creative_units!r}, "
-                f"api_url={self.api_url!r})")
+                f"api_url={self.api_url!r}, "
+                f"price_per_creative_unit={self.price_per_creative_unit!r}, "
+                f"price_currency={self.price_currency!r})")
 
     __str__ = __repr__

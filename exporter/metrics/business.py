@@ -18,6 +18,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from exporter.core.account import DEFAULT_CURRENCY
 from exporter.core.period import PeriodKind, next_period_start
 from exporter.core.values import AccountView
 from exporter.metrics.counters import COUNTERS
@@ -66,6 +67,9 @@ def business_families(views: Sequence[AccountView], now: float, options: Collect
     budget = GaugeMetricFamily("scenario_budget_creative_units",
                                "Configured Creative Unit budget of the period.",
                                labels=["account"])
+    price = GaugeMetricFamily("scenario_creative_unit_price",
+                              "Contract price of one Creative Unit, as configured.",
+                              labels=["account", "currency"])
     for view in views:
         name = view.account.name
         up.add_metric([name], 1.0 if view.up else 0.0)
@@ -76,7 +80,10 @@ def business_families(views: Sequence[AccountView], now: float, options: Collect
                                                      options.period).timestamp())
         if view.account.budget_creative_units is not None:
             budget.add_metric([name], view.account.budget_creative_units)
-    yield from (up, as_of, start, end, budget)
+        if view.account.price_per_creative_unit is not None:
+            price.add_metric([name, view.account.price_currency or DEFAULT_CURRENCY],
+                             view.account.price_per_creative_unit)
+    yield from (up, as_of, start, end, budget, price)
 
     for spec in COUNTERS:
         family = CounterMetricFamily(spec.name, spec.documentation,
