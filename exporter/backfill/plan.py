@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from typing import Literal
 
 from exporter.backfill.command import BackfillOptions
 from exporter.config.settings import Settings
@@ -14,12 +15,19 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
+def calendar_kind(settings: Settings) -> Literal["month", "day"]:
+    """The calendar rule the backfill steps by: ``day``, else months from the anchor day
+    (with ``--period=billing`` or ``auto`` too: the backfill does not read the teams'
+    billing periods yet, and says so)."""
+    return "day" if settings.period == "day" else "month"
+
+
 def plan_periods(settings: Settings, options: BackfillOptions, now: datetime) -> list[PeriodWindow]:
     """The whole past periods that cover ``[start, end)``; bad dates raise ConfigError."""
     if options.start >= options.end:
         raise ConfigError(f"--start: {options.start} is not before --end {options.end} "
                           "(--end is exclusive)")
-    kind, anchor = settings.period, settings.period_anchor_day
+    kind, anchor = calendar_kind(settings), settings.period_anchor_day
     current = period_start(now, kind, anchor)
     end = _midnight(options.end)
     if end > current:

@@ -28,7 +28,7 @@ import httpx
 from exporter.backfill.command import BackfillOptions
 from exporter.backfill.fetch import PeriodFetcher, describe
 from exporter.backfill.output import PartStore, fingerprint, merge_parts
-from exporter.backfill.plan import plan_periods
+from exporter.backfill.plan import calendar_kind, plan_periods
 from exporter.backfill.replay import SeriesWriter, render
 from exporter.config.settings import Settings
 from exporter.core.account import AccountConfig
@@ -111,8 +111,12 @@ def run_backfill(settings: Settings, options: BackfillOptions,
                             rng=rng or random.Random())
     log.info("backfill", extra={"fields": {
         "periods": len(periods), "from": f"{periods[0].start:%Y-%m-%d}",
-        "to": f"{periods[-1].end:%Y-%m-%d}", "period": settings.period,
+        "to": f"{periods[-1].end:%Y-%m-%d}", "period": calendar_kind(settings),
         "accounts": ",".join(a.name for a in settings.accounts), "parts": str(parts_dir)}})
+    if settings.period in ("billing", "auto"):
+        log.warning("the backfill steps by calendar months from --period.anchor-day: it does "
+                    "not read the teams' billing periods yet", extra={"fields": {
+                        "period": settings.period, "anchor_day": settings.period_anchor_day}})
     progress = Progress(len(periods) * len(settings.accounts), stderr, clock)
     resume = ("run the same command again: the periods already written are kept in "
               f"{parts_dir} and not fetched again" if not temporary else

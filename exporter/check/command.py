@@ -17,9 +17,9 @@ from typing import TextIO, TypeVar
 import httpx
 
 from exporter.config.settings import Settings
+from exporter.core.billing import AccountPeriod
 from exporter.core.errors import UpstreamError
 from exporter.core.logs import mask
-from exporter.core.period import current_window
 from exporter.core.team import prepaid_at
 from exporter.upstream.client import UsageClient
 from exporter.upstream.pieces import fetch_in_pieces
@@ -33,14 +33,20 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
     """Check every configured account, printing to *out*; True when all answered."""
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
                          ca_file=settings.upstream_ca_file)
-    window = current_window(datetime.now(timezone.utc), settings.period,
-                            settings.period_anchor_day)
     failed = 0
     try:
         for account in settings.accounts:
+            reader = TeamReader(client, account, settings.max_users)
+            now = datetime.now(timezone.utc)
+            period = AccountPeriod(settings.period, settings.period_anchor_day)
+            if settings.period in ("billing", "auto"):
+                _learn_period(reader, account.team_id, period, now)
+            window = period.window(now)
+            assert window is not None  # settled above
             out.write(f"account {account.name} (key {mask(account.key())}), "
-                      f"{settings.period} from {window.start:%Y-%m-%d %H:%M} UTC "
+                      f"from {window.start:%Y-%m-%d %H:%M} UTC "
                       f"to {window.end:%Y-%m-%d %H:%M} UTC\n")
+            out.write(f"  period: {period.describe(now)}\n")
             try:
                 result = fetch_in_pieces(client.fetch_window, account, window)
             except UpstreamError as exc:
@@ -80,7 +86,7 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 verdicts = ", ".join(f"{verdict} {totals.assets:,.0f}"
                                      for verdict, totals in sorted(snap.quality_gates.items()))
                 out.write(f"  quality gate: {verdicts}\n")
-            check_team(TeamReader(client, account, settings.max_users), account.team_id, out)
+            check_team(reader, account.team_id, out)
     finally:
         client.close()
     return not failed
@@ -101,6 +107,22 @@ def _can_read(name: str, call: Callable[[], T], out: TextIO) -> T | None:
         return None
     out.write(f"  {name}: readable\n")
     return result
+
+
+def _learn_period(reader: TeamReader, team_id: str | None, period: AccountPeriod,
+                  now: datetime) -> None:
+    """Tell *period* the team's billing period, when the key can read it (quietly: the
+    team section below says what failed)."""
+    try:
+        if team_id is None:
+            teams = reader.teams()
+            team_id = teams[0][0] if len(teams) == 1 else None
+        if team_id is not None:
+            limits = reader.limits(team_id)
+            period.learn(limits.period_start, limits.period_end, now.timestamp())
+    except UpstreamError:
+        pass
+    period.settle()
 
 
 def check_team(reader: TeamReader, team_id: str | None, out: TextIO) -> None:

@@ -67,7 +67,9 @@ OPTIONS: tuple[Option, ...] = (
            "Age after which business series are withdrawn when refreshes fail (default 2h).",
            metavar="DURATION"),
     Option("period", "period",
-           "Billing period whose running total is exported: month or day (default month).",
+           "Period whose running total is exported: billing (the team's own, read from "
+           "Scenario), auto (billing when the key can read it, else month), month or day "
+           "(default month).",
            metavar="PERIOD"),
     Option("period.anchor-day", "period_anchor_day",
            "Day of the month (1-28) on which a monthly period starts (default 1).",

@@ -147,3 +147,5 @@ class AccountView:
     last_success: float | None = None
     last_error: str | None = None
     refresh_interval: float | None = None  # seconds between refreshes, once known
+    # The end of the period being served (wall-clock seconds); None: the calendar rule's.
+    period_end: float | None = None

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from exporter.core.account import AccountConfig
+from exporter.core.billing import AccountPeriod, PeriodChoice
 from exporter.core.errors import FailureReason, UpstreamError
 from exporter.core.ledger import PeriodLedger
 from exporter.core.period import (
-    PeriodKind,
     PeriodWindow,
-    current_window,
     monotonic_clock,
     wall_clock,
 )
@@ -91,7 +90,7 @@ class RefreshPolicy:
     """How often one account may be refreshed, and how much of it is served."""
 
     ttl: float = 300.0
-    period: PeriodKind = "month"
+    period: PeriodChoice = "month"
     anchor_day: int = 1
     max_requests_per_hour: int = 60
     max_models: int = 500
@@ -106,13 +105,14 @@ class AccountRefresher:
                  clock: Callable[[], float] = monotonic_clock,
                  wall: Callable[[], float] = wall_clock,
                  spawn: Spawn = spawn_thread,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 period: AccountPeriod | None = None) -> None:
         self.account = account
         self._pieces = PieceFetcher(fetch)
         self._ttl = policy.ttl
         self._telemetry = telemetry
-        self._period: PeriodKind = policy.period
-        self._anchor_day = policy.anchor_day
+        # Which period the counters run over; with billing/auto, told by the team refresher.
+        self.period = period or AccountPeriod(policy.period, policy.anchor_day)
         self._clock = clock
         self._wall = wall
         self._spawn = spawn
@@ -140,8 +140,9 @@ class AccountRefresher:
     def next_calls(self) -> int:
         """The calls the next refresh of usages will make: what other callers sharing
         the cap leave free for it."""
-        window = current_window(datetime.fromtimestamp(self._wall(), timezone.utc),
-                                self._period, self._anchor_day)
+        window = self.period.window(datetime.fromtimestamp(self._wall(), timezone.utc))
+        if window is None:
+            return 1
         return min(self._pieces.planned_calls(window), self._cap.limit)
 
     @property
@@ -185,8 +186,9 @@ class AccountRefresher:
             if now < self._not_before:
                 return False
             started_wall = self._wall()
-            window = current_window(datetime.fromtimestamp(started_wall, timezone.utc),
-                                    self._period, self._anchor_day)
+            window = self.period.window(datetime.fromtimestamp(started_wall, timezone.utc))
+            if window is None:  # the billing period is being read: its refresh calls again
+                return False
             # The refresh runs whole or not at all: room for every call it plans.
             needed = min(self._pieces.planned_calls(window), self._cap.limit)
             if not self._cap.has_room(needed):
@@ -227,7 +229,8 @@ class AccountRefresher:
                 self._view = AccountView(
                     self.account, self._view.version + 1, outcome.snapshot, outcome.folded,
                     up=True, attempted=True, last_attempt=started_wall,
-                    last_success=started_wall, last_error=None, refresh_interval=interval)
+                    last_success=started_wall, last_error=None, refresh_interval=interval,
+                    period_end=self._period_end(window))
                 self._fresh_until = self._clock() + fresh_for
                 self._in_flight = False
             log.info("refresh", extra={"fields": {
@@ -238,6 +241,11 @@ class AccountRefresher:
             self._first_done.set()
             # The response is dropped by now: give what it took back to the system.
             release_free_memory()
+
+    def _period_end(self, window: PeriodWindow) -> float | None:
+        """The end of the period *window* belongs to (its start is the window's)."""
+        period = self.period.period(window.end)
+        return period.end.timestamp() if period and period.start == window.start else None
 
     def _fail(self, reason: FailureReason, message: str, retry_after: float | None,
               started_wall: float, fields: dict[str, object], started: float) -> None:
@@ -251,7 +259,7 @@ class AccountRefresher:
                 self.account, previous.version + 1, previous.snapshot, previous.folded,
                 up=False, attempted=True, last_attempt=started_wall,
                 last_success=previous.last_success, last_error=message,
-                refresh_interval=previous.refresh_interval)
+                refresh_interval=previous.refresh_interval, period_end=previous.period_end)
             self._in_flight = False
         log.warning("refresh failed", extra={"fields": {
             **fields, "status": "error", "reason": reason.value, "error": message,

@@ -71,6 +71,7 @@ def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None 
                   for account in settings.accounts]
     teams = [TeamRefresher(r.account, TeamReader(client, r.account, settings.max_users),
                            r.cap, settings.team_refresh_interval, reserve=r.next_calls,
+                           period=r.period, on_done=r.maybe_refresh,
                            clock=clock, wall=wall, spawn=limited)
              for r in refreshers]
     # Team figures outlive a few failed refreshes of their own, whatever the interval.

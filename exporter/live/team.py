@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from exporter.core.account import AccountConfig
+from exporter.core.billing import AccountPeriod
 from exporter.core.errors import FailureReason, UpstreamError
 from exporter.core.period import monotonic_clock, wall_clock
 from exporter.core.team import PROJECTS, TEAM, TEAM_ENDPOINTS, TEAM_LIMITS, TeamView
@@ -59,6 +60,8 @@ class TeamRefresher:
     def __init__(self, account: AccountConfig, reader: TeamReader, cap: RequestCap,
                  interval: float, *,
                  reserve: Callable[[], int] = lambda: 0,
+                 period: AccountPeriod | None = None,
+                 on_done: Callable[[], object] = lambda: None,
                  clock: Callable[[], float] = monotonic_clock,
                  wall: Callable[[], float] = wall_clock,
                  spawn: Spawn = spawn_thread,
@@ -68,6 +71,10 @@ class TeamRefresher:
         self._cap = cap
         self._interval = interval
         self._reserve = reserve  # calls the cap must keep for the next refresh of usages
+        # The account's period, told the billing period; on_done starts the usages'
+        # refresh that waited for it.
+        self._period = period or AccountPeriod()
+        self._on_done = on_done
         self._clock = clock
         self._wall = wall
         self._spawn = spawn
@@ -111,11 +118,14 @@ class TeamRefresher:
                 self._next = min(s.not_before for s in self._endpoints.values())
                 return False
             # Usages first: a cap too small for both leaves the team figures unread.
-            if not self._cap.has_room(calls + self._reserve()):
-                return False
-            self._in_flight = True
-        self._spawn(self._refresh)
-        return True
+            start = self._cap.has_room(calls + self._reserve())
+            self._in_flight = start
+        if start:
+            self._spawn(self._refresh)
+        elif not self._period.settled:  # usages must not wait for a read that cannot start
+            self._period.settle()
+            self._on_done()
+        return start
 
     def _refresh(self) -> None:
         view = self._view
@@ -135,6 +145,8 @@ class TeamRefresher:
             self._view = replace(view, version=self._view.version + 1)
             self._next = self._clock() + retry
             self._in_flight = False
+        self._period.settle()
+        self._on_done()
 
     def _which_team(self, view: TeamView) -> tuple[str | None, TeamView]:
         if self._team_id is not None:
@@ -164,7 +176,9 @@ class TeamRefresher:
         now = self._wall()
         try:
             if name == TEAM_LIMITS:
-                view = replace(view, limits=self._reader.limits(team_id, permit), limits_at=now)
+                limits = self._reader.limits(team_id, permit)
+                self._period.learn(limits.period_start, limits.period_end, now)
+                view = replace(view, limits=limits, limits_at=now)
             elif name == TEAM:
                 view = replace(view, details=self._reader.team(team_id, permit),
                                details_at=now)

@@ -19,7 +19,8 @@ from prometheus_client.core import (
 )
 
 from exporter.core.account import DEFAULT_CURRENCY
-from exporter.core.period import PeriodKind, next_period_start
+from exporter.core.billing import PeriodChoice
+from exporter.core.period import next_period_start
 from exporter.core.values import AccountView
 from exporter.metrics.counters import COUNTERS
 
@@ -30,7 +31,7 @@ class CollectorOptions:
 
     max_stale: float = 7200.0
     user_identity: bool = False
-    period: PeriodKind = "month"
+    period: PeriodChoice = "month"
     # The team figures are served while their last good answer is this young.
     team_max_stale: float = 7200.0
 
@@ -76,8 +77,10 @@ def business_families(views: Sequence[AccountView], now: float, options: Collect
         if view.snapshot is not None:
             as_of.add_metric([name], view.snapshot.window.end.timestamp())
             start.add_metric([name], view.snapshot.window.start.timestamp())
-            end.add_metric([name], next_period_start(view.snapshot.window.start,
-                                                     options.period).timestamp())
+            end.add_metric([name], view.period_end if view.period_end is not None else
+                           next_period_start(view.snapshot.window.start,
+                                             "day" if options.period == "day" else "month",
+                                             ).timestamp())
         if view.account.budget_creative_units is not None:
             budget.add_metric([name], view.account.budget_creative_units)
         if view.account.price_per_creative_unit is not None:

@@ -20,7 +20,11 @@ def test_summary_of_a_good_account() -> None:
     out = io.StringIO()
     assert run_check(settings, demo_transport(account, "key-check", "secret-check"), out) is True
     text = out.getvalue()
-    assert text.startswith("account default (key key-…), month from ")
+    assert text.startswith("account default (key key-…), from ")
+    assert "\n  period: calendar month from day 1, " in text
+    # The key reads its team too: which endpoints, and the bill they tell.
+    assert "GET /teams/team_demo/limits: readable" in text
+    assert "billing period: " in text and "prepaid units left: 22,000 CU" in text
     assert "OK: 1 request(s)" in text and "period-to-date spend:" in text
     assert "top 5 models by spend:" in text and "assets created: 3d " in text
     assert "budget: 100,000 CU" in text
