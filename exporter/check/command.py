@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TextIO, TypeVar
 
@@ -20,7 +21,7 @@ from exporter.config.settings import Settings
 from exporter.core.billing import AccountPeriod
 from exporter.core.errors import UpstreamError
 from exporter.core.logs import mask
-from exporter.core.team import prepaid_at
+from exporter.core.team import PlanLimits, prepaid_at
 from exporter.upstream.client import UsageClient
 from exporter.upstream.pieces import fetch_in_pieces
 from exporter.upstream.team import TeamReader
@@ -39,8 +40,11 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
             reader = TeamReader(client, account, settings.max_users)
             now = datetime.now(timezone.utc)
             period = AccountPeriod(settings.period, settings.period_anchor_day)
-            if settings.period in ("billing", "auto"):
-                _learn_period(reader, account.team_id, period, now)
+            probe = probe_team(reader, account.team_id)
+            if isinstance(probe.limits, PlanLimits):
+                period.learn(probe.limits.period_start, probe.limits.period_end,
+                             now.timestamp())
+            period.settle()
             window = period.window(now)
             assert window is not None  # settled above
             out.write(f"account {account.name} (key {mask(account.key())}), "
@@ -86,7 +90,7 @@ def run_check(settings: Settings, transport: httpx.BaseTransport | None, out: Te
                 verdicts = ", ".join(f"{verdict} {totals.assets:,.0f}"
                                      for verdict, totals in sorted(snap.quality_gates.items()))
                 out.write(f"  quality gate: {verdicts}\n")
-            check_team(reader, account.team_id, out)
+            check_team(reader, probe, out)
     finally:
         client.close()
     return not failed
@@ -98,37 +102,51 @@ def _day(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _can_read(name: str, call: Callable[[], T], out: TextIO) -> T | None:
+def _attempt(call: Callable[[], T]) -> T | UpstreamError:
     try:
-        result = call()
+        return call()
     except UpstreamError as exc:
-        why = {403: "the key lacks the scope", 404: "no such team"}.get(exc.status or 0, "")
-        out.write(f"  {name}: cannot read ({why + ': ' if why else ''}{exc})\n")
+        return exc
+
+
+def _report(name: str, result: T | UpstreamError, out: TextIO) -> T | None:
+    """Print whether *name* could be read; its result, or None when it failed."""
+    if isinstance(result, UpstreamError):
+        why = {403: "the key lacks the scope", 404: "no such team"}.get(result.status or 0, "")
+        out.write(f"  {name}: cannot read ({why + ': ' if why else ''}{result})\n")
         return None
     out.write(f"  {name}: readable\n")
     return result
 
 
-def _learn_period(reader: TeamReader, team_id: str | None, period: AccountPeriod,
-                  now: datetime) -> None:
-    """Tell *period* the team's billing period, when the key can read it (quietly: the
-    team section below says what failed)."""
-    try:
-        if team_id is None:
-            teams = reader.teams()
-            team_id = teams[0][0] if len(teams) == 1 else None
-        if team_id is not None:
-            limits = reader.limits(team_id)
-            period.learn(limits.period_start, limits.period_end, now.timestamp())
-    except UpstreamError:
-        pass
-    period.settle()
+@dataclass
+class TeamProbe:
+    """The team calls made before usages (which team, its limits: the billing period),
+    kept for the report that follows them."""
+
+    team_id: str | None
+    teams: list[tuple[str, str]] | UpstreamError | None = None  # None: not asked
+    limits: PlanLimits | UpstreamError | None = None
 
 
-def check_team(reader: TeamReader, team_id: str | None, out: TextIO) -> None:
-    """Which team endpoints the key can read, and what they say, printed to *out*."""
+def probe_team(reader: TeamReader, team_id: str | None) -> TeamProbe:
+    """Which team the key reads (the configured one, else the only one it sees), and
+    its limits."""
+    probe = TeamProbe(team_id)
     if team_id is None:
-        teams = _can_read("GET /teams", reader.teams, out)
+        probe.teams = _attempt(reader.teams)
+        if isinstance(probe.teams, list) and len(probe.teams) == 1:
+            probe.team_id = probe.teams[0][0]
+    found = probe.team_id
+    if found is not None:
+        probe.limits = _attempt(lambda: reader.limits(found))
+    return probe
+
+
+def check_team(reader: TeamReader, probe: TeamProbe, out: TextIO) -> None:
+    """Which team endpoints the key can read, and what they say, printed to *out*."""
+    if probe.teams is not None:
+        teams = _report("GET /teams", probe.teams, out)
         if teams is None:
             return
         if len(teams) != 1:
@@ -136,10 +154,12 @@ def check_team(reader: TeamReader, team_id: str | None, out: TextIO) -> None:
             out.write(f"  the key sees {len(teams)} teams: {listed}; set team_id to read "
                       "the plan and caps of one\n")
             return
-        team_id = teams[0][0]
-    limits = _can_read(f"GET /teams/{team_id}/limits", lambda: reader.limits(team_id), out)
-    team = _can_read(f"GET /teams/{team_id}", lambda: reader.team(team_id), out)
-    projects = _can_read("GET /projects", lambda: reader.projects(team_id)[0], out)
+    team_id = probe.team_id
+    if team_id is None or probe.limits is None:
+        return
+    limits = _report(f"GET /teams/{team_id}/limits", probe.limits, out)
+    team = _report(f"GET /teams/{team_id}", _attempt(lambda: reader.team(team_id)), out)
+    projects = _report("GET /projects", _attempt(lambda: reader.projects(team_id)[0]), out)
     if team is not None:
         out.write(f"  team {team.name} ({team.team_id}): plan {team.plan}, payment "
                   f"{team.payment_status or '?'}, subscription {team.subscription_status or '?'}"

@@ -62,7 +62,7 @@ class Settings(BaseModel):
     log_format: Literal["logfmt", "json"] = "logfmt"
     cache_ttl: float = Field(default=300.0, gt=0)
     cache_max_stale: float = Field(default=7200.0, gt=0)
-    period: Literal["auto", "billing", "month", "day"] = "month"
+    period: Literal["auto", "billing", "month", "day"] = "auto"
     period_anchor_day: int = Field(default=1, ge=1, le=28)
     api_url: str = DEFAULT_API_URL
     team_refresh_interval: float = Field(default=900.0, gt=0)

@@ -21,7 +21,7 @@ def test_summary_of_a_good_account() -> None:
     assert run_check(settings, demo_transport(account, "key-check", "secret-check"), out) is True
     text = out.getvalue()
     assert text.startswith("account default (key key-…), from ")
-    assert "\n  period: calendar month from day 1, " in text
+    assert "\n  period: billing period from Scenario, " in text  # --period=auto
     # The key reads its team too: which endpoints, and the bill they tell.
     assert "GET /teams/team_demo/limits: readable" in text
     assert "billing period: " in text and "prepaid units left: 22,000 CU" in text

@@ -206,7 +206,9 @@ ACCOUNT_OPTIONS = [
 
 
 def settings_for(flags: dict[str, str]) -> Settings:
-    return build_settings({"scenario.api-url": API, **flags},
+    # The calendar month, so that each window below is known in advance; the billing
+    # period (--period=auto, the default) has its own tests in test_billing_period.py.
+    return build_settings({"scenario.api-url": API, "period": "month", **flags},
                           {"SCENARIO_API_KEY": KEY, "SCENARIO_API_SECRET": SECRET})
 
 

@@ -152,8 +152,24 @@ def window_seconds(request: Any) -> float:
 # -- values --------------------------------------------------------------------------
 
 
+def test_by_default_the_counters_run_over_the_teams_billing_period(
+        processes: Processes, fake: FakeUpstream) -> None:
+    proc = start(processes, fake, "--cache.ttl", "1h")  # --period=auto
+    expo = scrape_until(proc, is_up, "the first refresh to succeed")
+    limits = httpx.get(f"{fake.url}/teams/team_demo/limits", headers={
+        "Authorization": basic_authorization(API_KEY, API_SECRET)}).json()
+    start_at, _ = served_window(expo)
+    assert start_at == parse_iso(limits["period"]["start"])
+    assert expo.value("scenario_period_end_timestamp_seconds", account=ACCOUNT) == \
+        parse_iso(limits["period"]["end"]).timestamp()
+    (sent,) = [r for r in fake.state.requests if r.path == "/v1/usages"]
+    assert sent.params["startDate"] == iso_millis(start_at)
+
+
 def test_exposed_values_equal_upstream_sums(processes: Processes, fake: FakeUpstream) -> None:
-    proc = start(processes, fake, "--cache.ttl", "1h", "--budget.creative-units", "125000.5")
+    # The calendar month (the fake's billing period is tested in test_billing_period.py).
+    proc = start(processes, fake, "--cache.ttl", "1h", "--budget.creative-units", "125000.5",
+                 "--period=month")
     expo = scrape_until(proc, is_up, "the first refresh to succeed")
     start_at, as_of = served_window(expo)
 
@@ -210,7 +226,8 @@ def test_too_large_windows_are_split_and_add_up(processes: Processes, fake: Fake
     anchor = min(target.day, 28)
     fake.state.max_window_seconds = 2 * 86400.0
     fake.set_mode(mode)
-    proc = start(processes, fake, "--cache.ttl", "1h", "--period.anchor-day", str(anchor))
+    proc = start(processes, fake, "--cache.ttl", "1h", "--period=month",
+                 "--period.anchor-day", str(anchor))
     expo = scrape_until(proc, is_up, "the split refresh to succeed")
     start_at, as_of = served_window(expo)
     assert start_at.day == anchor and timedelta(days=5) <= as_of - start_at <= timedelta(days=9)

@@ -119,7 +119,8 @@ def test_auth_failure_from_the_start(processes: Processes, fake: FakeUpstream) -
                  env={"SCENARIO_API_SECRET": "not-the-right-secret"})
     expo = scrape_until(proc, lambda e: failures(e, "auth") == 1.0, "the auth failure")
     assert expo.value("scenario_up", account=ACCOUNT) == 0.0
-    assert requests_with(expo, "401") == 1
+    # Every call is refused: usages' one and the team's (which come first with --period=auto).
+    assert requests_with(expo, "401") == 1 + team_calls(fake)
     # Never any data: no business series, no window.
     assert business(expo) == {}
     assert proc.get("/-/ready").status_code == 200

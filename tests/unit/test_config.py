@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert settings.listen_address == ":10097"
     assert settings.telemetry_path == "/metrics"
     assert settings.cache_ttl == 300 and settings.cache_max_stale == 7200
-    assert settings.period == "month" and settings.period_anchor_day == 1
+    assert settings.period == "auto" and settings.period_anchor_day == 1
     assert settings.api_url == "https://api.cloud.scenario.com/v1"
     assert settings.upstream_timeout == 30 and settings.max_requests_per_hour == 60
     (account,) = settings.accounts
