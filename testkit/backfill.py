@@ -20,7 +20,9 @@ def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
 
 def two_accounts(tmp_path: Path, **flags: str) -> Settings:
     """Accounts ``studio`` (with a budget) and ``mobile``, both with KEY and SECRET, written
-    as a config file in *tmp_path*; *flags* as on the command line."""
+    as a config file in *tmp_path*; *flags* as on the command line (calendar months unless
+    they say ``period``)."""
+    flags = {"period": "month", **flags}
     config = tmp_path / "accounts.yml"
     config.write_text(f"""\
 accounts:

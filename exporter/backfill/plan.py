@@ -7,6 +7,7 @@ from typing import Literal
 
 from exporter.backfill.command import BackfillOptions
 from exporter.config.settings import Settings
+from exporter.core.billing import billing_start_at, next_billing_start
 from exporter.core.errors import ConfigError
 from exporter.core.period import PeriodWindow, next_period_start, period_start
 
@@ -16,37 +17,58 @@ def _midnight(day: date) -> datetime:
 
 
 def calendar_kind(settings: Settings) -> Literal["month", "day"]:
-    """The calendar rule the backfill steps by: ``day``, else months from the anchor day
-    (with ``--period=billing`` or ``auto`` too: the backfill does not read the teams'
-    billing periods yet, and says so)."""
+    """The calendar rule of ``--period``: ``day``, else months from the anchor day (which
+    ``billing`` and ``auto`` fall back to when the limits cannot be read)."""
     return "day" if settings.period == "day" else "month"
 
 
-def plan_periods(settings: Settings, options: BackfillOptions, now: datetime) -> list[PeriodWindow]:
-    """The whole past periods that cover ``[start, end)``; bad dates raise ConfigError."""
+def plan_periods(settings: Settings, options: BackfillOptions, now: datetime,
+                 billing_start: datetime | None = None) -> list[PeriodWindow]:
+    """The whole past periods that cover ``[start, end)``; bad dates raise ConfigError.
+
+    With *billing_start* (the start of the account's current billing period, read from
+    Scenario), periods step back from it by calendar months, same day and time;
+    otherwise they are the calendar rule's.
+    """
     if options.start >= options.end:
         raise ConfigError(f"--start: {options.start} is not before --end {options.end} "
                           "(--end is exclusive)")
-    kind, anchor = calendar_kind(settings), settings.period_anchor_day
-    current = period_start(now, kind, anchor)
+    if billing_start is not None:
+        anchor = billing_start
+
+        def start_of(moment: datetime) -> datetime:
+            return billing_start_at(anchor, moment)
+
+        def after(start: datetime) -> datetime:
+            return next_billing_start(anchor, start)
+    else:
+        kind, day = calendar_kind(settings), settings.period_anchor_day
+
+        def start_of(moment: datetime) -> datetime:
+            return period_start(moment, kind, day)
+
+        def after(start: datetime) -> datetime:
+            return next_period_start(start, kind)
+
+    current = start_of(now)
     end = _midnight(options.end)
     if end > current:
         raise ConfigError(f"--end: {options.end} reaches into the current period, which began "
-                          f"{current:%Y-%m-%d} and is the live exporter's; use "
+                          f"{current:%Y-%m-%d %H:%M} UTC and is the live exporter's; use "
                           f"--end={current:%Y-%m-%d}")
-    first = period_start(_midnight(options.start), kind, anchor)
+    first = start_of(_midnight(options.start))
     earliest = now - timedelta(seconds=options.retention_seconds)
     if first < earliest:
-        keeps = period_start(earliest, kind, anchor)
+        keeps = start_of(earliest)
         if keeps < earliest:
-            keeps = next_period_start(keeps, kind)
+            keeps = after(keeps)
         raise ConfigError(f"--start: the period of {options.start} begins {first:%Y-%m-%d}, "
                           f"further back than upstream keeps data (since {earliest:%Y-%m-%d}, "
                           f"--upstream.retention); the first whole period it keeps begins "
                           f"{keeps:%Y-%m-%d}")
     periods = []
     while first < end:
-        after = next_period_start(first, kind)
-        periods.append(PeriodWindow(first, after))
-        first = after
+        following = after(first)
+        periods.append(PeriodWindow(first, following))
+        first = following
     return periods

@@ -32,10 +32,12 @@ from exporter.backfill.plan import calendar_kind, plan_periods
 from exporter.backfill.replay import SeriesWriter, render
 from exporter.config.settings import Settings
 from exporter.core.account import AccountConfig
+from exporter.core.billing import AccountPeriod
 from exporter.core.errors import ConfigError, FailureReason, InvalidResponse, UpstreamError
 from exporter.core.period import PeriodWindow, monotonic_clock, wall_clock
 from exporter.metrics.business import CollectorOptions
 from exporter.upstream.client import UsageClient
+from exporter.upstream.team import TeamReader, read_billing_period
 
 log = logging.getLogger("exporter.backfill")
 
@@ -99,9 +101,10 @@ def run_backfill(settings: Settings, options: BackfillOptions,
     Progress goes to *stderr* (a bar on a terminal).
     """
     stderr = stderr or sys.stderr
-    periods = plan_periods(settings, options, datetime.fromtimestamp(wall(), timezone.utc))
-    parts_dir, temporary = _parts_directory(options.output)
-    store = PartStore(parts_dir, fingerprint(settings, options))
+    now = datetime.fromtimestamp(wall(), timezone.utc)
+    calendar = settings.period not in ("billing", "auto")
+    if calendar or options.start >= options.end:  # bad dates fail before any call
+        plan_periods(settings, options, now)
     started = clock()
     requests = RequestCounter()
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
@@ -109,21 +112,26 @@ def run_backfill(settings: Settings, options: BackfillOptions,
                          ca_file=settings.upstream_ca_file)
     fetcher = PeriodFetcher(client, settings.max_requests_per_hour, sleep=sleep, clock=clock,
                             rng=rng or random.Random())
+    try:
+        plans = {account.name: _account_periods(settings, options, now, client, account)
+                 for account in settings.accounts}
+    except BaseException:
+        client.close()
+        raise
+    periods = plans[settings.accounts[0].name]
+    parts_dir, temporary = _parts_directory(options.output)
+    store = PartStore(parts_dir, fingerprint(settings, options))
     log.info("backfill", extra={"fields": {
         "periods": len(periods), "from": f"{periods[0].start:%Y-%m-%d}",
-        "to": f"{periods[-1].end:%Y-%m-%d}", "period": calendar_kind(settings),
+        "to": f"{periods[-1].end:%Y-%m-%d}", "period": settings.period,
         "accounts": ",".join(a.name for a in settings.accounts), "parts": str(parts_dir)}})
-    if settings.period in ("billing", "auto"):
-        log.warning("the backfill steps by calendar months from --period.anchor-day: it does "
-                    "not read the teams' billing periods yet", extra={"fields": {
-                        "period": settings.period, "anchor_day": settings.period_anchor_day}})
-    progress = Progress(len(periods) * len(settings.accounts), stderr, clock)
+    progress = Progress(sum(len(p) for p in plans.values()), stderr, clock)
     resume = ("run the same command again: the periods already written are kept in "
               f"{parts_dir} and not fetched again" if not temporary else
               "--output=- cannot resume: give a file to keep finished periods")
     try:
         with progress.logging_above():
-            missing = _write_periods(settings, options, periods, store, fetcher,
+            missing = _write_periods(settings, options, plans, store, fetcher,
                                      lambda a, w, kept: progress.period_done(
                                          a, w, requests.total, kept))
     except KeyboardInterrupt:
@@ -163,7 +171,30 @@ class RequestCounter:
         self.total += 1
 
 
-def _write_periods(settings: Settings, options: BackfillOptions, periods: list[PeriodWindow],
+def _account_periods(settings: Settings, options: BackfillOptions, now: datetime,
+                     client: UsageClient, account: AccountConfig) -> list[PeriodWindow]:
+    """*account*'s periods: with ``--period=billing`` or ``auto``, monthly from its team's
+    current billing period (read from Scenario, and said so), else the calendar's."""
+    if settings.period not in ("billing", "auto"):
+        return plan_periods(settings, options, now)
+    limits = read_billing_period(TeamReader(client, account, settings.max_users),
+                                 account.team_id)
+    period = AccountPeriod(settings.period, settings.period_anchor_day)
+    if limits is not None:
+        period.learn(*limits, now.timestamp())
+    period.settle()
+    current = period.period(now)
+    assert current is not None  # settled
+    log.info("backfill periods", extra={"fields": {
+        "account": account.name, "periods": period.describe(now),
+        "steps": "back by calendar months, same day and time" if current.source == "billing"
+        else f"calendar {calendar_kind(settings)}s"}})
+    billing_start = current.start if current.source == "billing" else None
+    return plan_periods(settings, options, now, billing_start)
+
+
+def _write_periods(settings: Settings, options: BackfillOptions,
+                   plans: dict[str, list[PeriodWindow]],
                    store: PartStore, fetcher: PeriodFetcher,
                    done: Callable[[str, PeriodWindow, bool], None]) -> list[str]:
     """Fetch and keep every period not kept yet; the missing ones, described."""
@@ -174,7 +205,7 @@ def _write_periods(settings: Settings, options: BackfillOptions, periods: list[P
         writer = SeriesWriter(account, collector_options, dict(options.labels),
                               settings.max_models, settings.max_users)
         refused: UpstreamError | None = None  # credentials refused: no more calls
-        for window in periods:
+        for window in plans[account.name]:
             kept = store.has(account.name, window)
             if not kept:
                 if refused is not None:

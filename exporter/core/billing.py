@@ -43,6 +43,26 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
+def _months_between(anchor: datetime, moment: datetime) -> int:
+    return (moment.year - anchor.year) * 12 + moment.month - anchor.month
+
+
+def billing_start_at(anchor: datetime, moment: datetime) -> datetime:
+    """The start of the monthly billing period holding *moment*, for periods that renew
+    every calendar month at *anchor*'s day and time (before it and after it)."""
+    months = _months_between(anchor, moment)
+    while add_months(anchor, months) > moment:
+        months -= 1
+    while add_months(anchor, months + 1) <= moment:
+        months += 1
+    return add_months(anchor, months)
+
+
+def next_billing_start(anchor: datetime, start: datetime) -> datetime:
+    """The start of the billing period after the one that begins at *start*."""
+    return add_months(anchor, _months_between(anchor, start) + 1)
+
+
 @dataclass(frozen=True)
 class Period:
     """One period: ``[start, end)``, aware UTC datetimes, and where it comes from."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from exporter.core.account import AccountConfig
-from exporter.core.errors import InvalidResponse
+from exporter.core.errors import InvalidResponse, UpstreamError
 from exporter.core.period import parse_iso
 from exporter.core.team import ApiKey, Member, PlanLimits, PrepaidPack, Project, TeamDetails
 from exporter.upstream.client import RequestPermit, UsageClient
@@ -273,3 +273,19 @@ def _segment(team_id: str) -> str:
     """*team_id* as one path segment (an id never holds '/', but a typo might)."""
     return team_id.replace("/", "%2F")
 
+
+def read_billing_period(reader: TeamReader, team_id: str | None) -> tuple[float, float] | None:
+    """The team's current billing period (start, end), or None when the key cannot
+    read it (no scope, several teams, a failure, or a period upstream left out)."""
+    try:
+        if team_id is None:
+            teams = reader.teams()
+            if len(teams) != 1:
+                return None
+            team_id = teams[0][0]
+        limits = reader.limits(team_id)
+    except UpstreamError:
+        return None
+    if limits.period_start is None or limits.period_end is None:
+        return None
+    return limits.period_start, limits.period_end

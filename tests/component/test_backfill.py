@@ -105,7 +105,7 @@ accounts:
     upstream = Upstream()
     upstream.handle = handle  # type: ignore[method-assign]
     output = tmp_path / "out.om"
-    assert backfill(build_settings({}, {}, config), upstream, output,
+    assert backfill(build_settings({"period": "month"}, {}, config), upstream, output,
                     start=date(2026, 10, 1)) == 0
     series = parse(output.read_text(encoding="utf-8"))
     october = PeriodWindow(utc(2026, 10, 1), utc(2026, 11, 1))
