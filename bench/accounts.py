@@ -11,15 +11,24 @@ An agency or a studio with many projects-as-accounts runs one exporter for
   httpx ``MockTransport`` that returns the body of one account (so the HTTP
   server and the fake cost nothing), against ``json.loads`` of that body;
 * **upstream calls per account per TTL**, with a short TTL and a scrape every
-  second: each account's calls, told apart by its ``projectIds``.
+  second: each account's calls, told apart by its ``projectIds``;
+* in the same run, **team calls per account per --team.refresh-interval** (set to
+  the TTL): ``GET /teams``, ``/teams/{id}/limits``, ``/teams/{id}`` and ``/projects``
+  (per page: the demo answers pages of at most 2 projects). Every account reads the
+  same team with the same key, so the calls cannot be told apart by account: the
+  figure is each endpoint's calls after the start-up read of every account, divided
+  by the accounts and by the intervals since the first team call.
 
-Exits 0 whatever the figures (CI runs ``--quick`` to keep this working).
+Exits 0 whatever the timing figures (CI runs ``--quick`` to keep this working); a
+team endpoint called more than once per account per interval is an error
+(:class:`BenchError`, after the table): the issue's bound, not a timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -46,6 +55,9 @@ from bench.workload import account
 from exporter.config.load import build_settings
 from exporter.core.period import current_window
 from exporter.live.service import build_exporter
+from exporter.upstream.demo_api import PROJECTS, TEAM, TEAM_LIMITS, TEAMS, Refused, route
+from exporter.upstream.demo_team import MAX_PAGE_SIZE
+from exporter.upstream.demo_team import PROJECTS as DEMO_PROJECTS
 from exporter.web.server import BACKLOG
 from testkit.fake_upstream import FakeUpstream
 from testkit.web import http_get
@@ -53,6 +65,11 @@ from testkit.web import http_get
 STEADY_RSS_GOAL_MIB = 200
 SCRAPE_RATIO_GOAL = 1.5
 MIB = 1024
+# The team endpoints as the fake routes them, and the calls each makes per read: one,
+# or one per page for the projects (the demo's pages hold at most MAX_PAGE_SIZE).
+TEAM_CALLS = {TEAMS: 1, TEAM_LIMITS: 1, TEAM: 1,
+              PROJECTS: math.ceil(len(DEMO_PROJECTS) / MAX_PAGE_SIZE)}
+TEAM_LABELS = {TEAM_LIMITS: "limits", TEAM: "team", PROJECTS: "projects", TEAMS: "teams"}
 
 
 @dataclass(frozen=True)
@@ -113,10 +130,11 @@ def scrape_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, 
 
 
 def call_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, float]:
-    """Upstream calls per account per TTL, with a scrape every second; the RSS after."""
+    """Upstream calls per account per TTL, with a scrape every second; the team calls per
+    account per --team.refresh-interval (the TTL); the RSS after."""
     ttl = sizes.ttl_seconds
     args = ("--config.file", str(config), "--cache.ttl", f"{ttl}s",
-            "--upstream.max-requests-per-hour", "3600")
+            "--team.refresh-interval", f"{ttl}s", "--upstream.max-requests-per-hour", "3600")
     with start_exporter(fake.url, args) as exp:
         wait_status(exp, "/-/ready", READY_TIMEOUT)
         began = time.time()
@@ -127,10 +145,16 @@ def call_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, fl
         ended = time.time()
         rss = read_proc_status(exp.pid).get("VmRSS", 0) / MIB
     calls: dict[str, list[float]] = defaultdict(list)
+    team: dict[str, list[float]] = {endpoint: [] for endpoint in TEAM_CALLS}
     with fake.state.lock:
         for request in fake.state.requests:
             if request.path.endswith("/usages"):
                 calls[request.params.get("projectIds", "")].append(request.at)
+            elif request.at < ended:
+                try:
+                    team[route(request.path).endpoint].append(request.at)
+                except (Refused, KeyError):
+                    raise BenchError(f"an unexpected call: {request.path}") from None
     if len(calls) != sizes.accounts:
         raise BenchError(f"{len(calls)} accounts called upstream, not {sizes.accounts}")
     # Calls after the first one (start-up), in the watched time; the gaps between
@@ -141,7 +165,29 @@ def call_figures(fake: FakeUpstream, config: Path, sizes: Sizes) -> dict[str, fl
     watched_ttls = (ended - began) / ttl
     return {"per_ttl": sum(later) / len(later) / watched_ttls,
             "max_per_ttl": max(later) / watched_ttls,
-            "min_gap": min(gaps) if gaps else float("nan"), "rss_mib": rss}
+            "min_gap": min(gaps) if gaps else float("nan"), "rss_mib": rss,
+            **team_call_figures(team, sizes.accounts, ttl, ended)}
+
+
+def team_call_figures(times: dict[str, list[float]], accounts: int, interval: float,
+                      ended: float) -> dict[str, float]:
+    """Per team endpoint, its reads (calls / pages) after the start-up read of every
+    account, per account per *interval*, over the time from the first team call to
+    *ended*. After its start-up read an account reads an endpoint at most once per
+    interval, so a correct exporter stays at or below 1 whenever its start-up read came."""
+    first = min((t for calls in times.values() for t in calls), default=None)
+    if first is None:
+        raise BenchError("no team endpoint was called")
+    intervals = (ended - first) / interval
+    out = {"team_intervals": intervals}
+    for endpoint, pages in TEAM_CALLS.items():
+        reads = len(times[endpoint]) / pages
+        if reads < accounts:
+            raise BenchError(f"{reads:g} reads of {endpoint} for {accounts} accounts: not "
+                             "every account read its team")
+        out[f"team_{endpoint}"] = (reads - accounts) / accounts / intervals
+        out[f"team_{endpoint}_calls"] = len(times[endpoint])
+    return out
 
 
 def cpu_figures(sizes: Sizes) -> dict[str, float]:
@@ -152,8 +198,10 @@ def cpu_figures(sizes: Sizes) -> dict[str, float]:
     transport = httpx.MockTransport(lambda request: httpx.Response(
         200, content=body, headers={"Content-Type": "application/json"}))
     with tempfile.TemporaryDirectory(prefix="bench-accounts-") as tmp:
-        settings = build_settings({"scenario.api-url": "http://upstream.invalid/v1"},
-                                  {}, config_file(Path(tmp), sizes))
+        # The calendar month: the transport answers usages only, and with the billing
+        # period (auto) a first refresh of usages waits for the team's limits.
+        settings = build_settings({"scenario.api-url": "http://upstream.invalid/v1",
+                                   "period": "month"}, {}, config_file(Path(tmp), sizes))
     hours = [0.0]  # the exporter's monotonic clock: an hour passes between rounds
     exporter = build_exporter(settings, transport=transport, spawn=lambda work: work(),
                              clock=lambda: hours[0] * 3600)
@@ -192,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             calls = call_figures(fake, config, sizes)
     cpu = cpu_figures(sizes)
     print(report(sizes, args.quick, scrapes, calls, cpu, time.monotonic() - began))
+    over = {TEAM_LABELS[e]: calls[f"team_{e}"] for e in TEAM_CALLS
+            if calls[f"team_{e}"] > 1.0 + 1e-9}
+    if over:
+        raise BenchError("team endpoints called more than once per account per interval: "
+                         + ", ".join(f"{name} {value:.2f}" for name, value in over.items()))
     return 0
 
 
@@ -217,6 +270,13 @@ def report(sizes: Sizes, quick: bool, scrapes: dict[str, float], calls: dict[str
                  f"mean {calls['per_ttl']:.2f}, max {calls['max_per_ttl']:.2f}; "
                  f"shortest gap {calls['min_gap']:.1f} s", "", "1 (no split needed)",
                  _verdict(exact)))
+    team = {e: calls[f"team_{e}"] for e in TEAM_CALLS}
+    rows.append((f"team calls per account per interval (--team.refresh-interval "
+                 f"{sizes.ttl_seconds} s, scrape every 1 s, {calls['team_intervals']:.1f} "
+                 "intervals)", "",
+                 ", ".join(f"{TEAM_LABELS[e]} {v:.2f}" for e, v in team.items()), "",
+                 f"<= 1 per endpoint (projects: per page, {TEAM_CALLS[PROJECTS]} pages)",
+                 _verdict(all(v <= 1.0 + 1e-9 for v in team.values()))))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python -m bench.accounts" + (" --quick" if quick else "")
     return "\n".join([
@@ -226,6 +286,10 @@ def report(sizes: Sizes, quick: bool, scrapes: dict[str, float], calls: dict[str
         f"- RSS after the warm scrapes {scrapes['rss_mib']:.0f} MiB (peak "
         f"{scrapes['hwm_mib']:.0f} MiB, the first refreshes of every account); after "
         f"{sizes.ttls} TTLs of refreshes {calls['rss_mib']:.0f} MiB.",
+        "- team calls in that run: " + ", ".join(
+            f"{TEAM_LABELS[e]} {calls[f'team_{e}_calls']:.0f}" for e in TEAM_CALLS)
+        + f" for {sizes.accounts} accounts (start-up reads included; the figure counts "
+        "the reads after them, per account per interval since the first team call).",
         f"- refresh CPU: {cpu['refreshes']:.0f} refreshes of a real UsageExporter over "
         "httpx's MockTransport (client, pydantic, sums, ledger, cache), in this process."])
 

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, by the command each provides: a real Prometheus server
 # (which also brings promtool) for the end-to-end tests, buildah and debootstrap to build
-# and run the image, systemd-analyze to verify the example unit.
+# and run the image, systemd-analyze to verify the example unit, chromium to render the
+# landing page headless (tests/process/test_landing_chromium.py).
 missing=()
 for pair in prometheus:prometheus promtool:prometheus buildah:buildah \
-            debootstrap:debootstrap systemd-analyze:systemd; do
+            debootstrap:debootstrap systemd-analyze:systemd chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -2,21 +2,19 @@
 
 Built by :func:`create_app` around a :class:`UsageExporter`; it does no I/O of
 its own beyond answering the request. ``/metrics`` is the exporter's
-:meth:`~exporter.metrics.exposition.Exposition.respond`.
+:meth:`~exporter.metrics.exposition.Exposition.respond`; the landing page is
+:func:`exporter.live.landing.landing_page`.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from exporter import __version__
-from exporter.core.team import TeamView
 from exporter.live.exporter import UsageExporter
+from exporter.live.landing import landing_page
 
 if TYPE_CHECKING:  # wsgiref.types exists at run time from Python 3.11 only
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -36,60 +34,6 @@ def first_scrape_wait(header: str | None) -> float:
         timeout = DEFAULT_SCRAPE_TIMEOUT
     # Leave half a second for rendering and the network, or 10% of short timeouts.
     return max(timeout - SCRAPE_TIMEOUT_MARGIN, timeout * 0.9)
-
-
-def _when(timestamp: float | None, now: float) -> str:
-    if timestamp is None:
-        return "never"
-    moment = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{moment} ({now - timestamp:.0f}s ago)"
-
-
-def _team_cell(team: TeamView | None) -> str:
-    """Which team the account's plan and caps come from, and which endpoints fail."""
-    if team is None:
-        return ""
-    if team.candidates:
-        return f"the key sees several teams, set team_id to one of: {', '.join(team.candidates)}"
-    if team.team_id is None:
-        return "not found yet" if not team.endpoints else "no team readable"
-    down = [name for name, up in team.endpoints.items() if not up]
-    return team.team_id + (f" (cannot read: {', '.join(down)})" if down else "")
-
-
-def landing_page(exporter: UsageExporter, now: float) -> bytes:
-    """A small HTML page: what this is, where the metrics are, how each account is doing."""
-    path = html.escape(exporter.settings.telemetry_path)
-    rows = []
-    teams = {t.account: t for t in (team.view for team in exporter.teams)}
-    for view in exporter.views():
-        age = "no data"
-        if view.snapshot is not None:
-            age = f"{now - view.snapshot.window.end.timestamp():.0f}s"
-        status = "up" if view.up else ("down" if view.attempted else "starting")
-        rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
-                view.account.name, status, _when(view.last_success, now), age,
-                view.last_error or "", _team_cell(teams.get(view.account.name)))) + "</tr>")
-    demo = " (demo data)" if exporter.settings.demo else ""
-    notice = exporter.cap_notice()
-    cap_line = f"<p>{html.escape(notice)}</p>\n" if notice else ""
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Scenario Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>
-</head><body>
-<h1>Scenario Exporter{demo}</h1>
-<p>Prometheus exporter for Scenario usage and Creative Unit billing. Version {__version__}.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">Health</a>
- &middot; <a href="/-/ready">Readiness</a></p>
-<h2>Accounts</h2>
-<table><tr><th>Account</th><th>Upstream</th><th>Last refresh</th><th>Data age</th>
-<th>Last error</th><th>Team</th></tr>
-{"".join(rows)}
-</table>
-{cap_line}</body></html>
-"""
-    return page.encode()
 
 
 def create_app(exporter: UsageExporter) -> WSGIApplication:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from exporter.config.load import build_settings
 from exporter.core.period import isoformat_utc
 from exporter.live.exporter import UsageExporter
+from exporter.live.landing import landing_page
 from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from testkit.clock import FakeClock
@@ -60,6 +61,8 @@ def test_auto_follows_the_billing_period_from_the_first_request() -> None:
         om = scrape(exporter, openmetrics=True)
         # No usages call went out on a guessed period: the first waited for the limits.
         assert usage_starts(fake) == [isoformat_utc(BILLING_START)]
+        page = landing_page(exporter, NOW.timestamp()).decode()
+    assert "billing period from Scenario, 2026-11-17 09:00 to 2026-12-17 09:00 UTC" in page
     account = {"account": "default"}
     assert text.value("scenario_period_start_timestamp_seconds", **account) == \
         BILLING_START.timestamp()
@@ -94,6 +97,9 @@ def test_auto_falls_back_to_the_calendar_month_when_the_key_cannot_read_the_limi
     with running("auto", mode="team-403") as (fake, exporter, _):
         got = scrape(exporter)
         assert usage_starts(fake) == [isoformat_utc(datetime(2026, 11, 1, tzinfo=UTC))]
+        page = landing_page(exporter, NOW.timestamp()).decode()
+    assert "calendar month from day 1, 2026-11-01 00:00 to 2026-12-01 00:00 UTC (--period=auto:" \
+        " the key cannot read the team&#x27;s limits)" in page
     assert got.value("scenario_up", account="default") == 1.0
     assert got.value("scenario_period_start_timestamp_seconds", account="default") == \
         datetime(2026, 11, 1, tzinfo=UTC).timestamp()

@@ -4,6 +4,8 @@ each fault of the team endpoints leaving usages and the other endpoints alone.""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -178,3 +180,65 @@ def test_the_team_endpoints_are_read_once_per_interval() -> None:
         assert pages == 3 and fake.calls("projects") == 18
         # Usages keep their own 5-minute TTL (the first interval is jittered to 50-100%).
         assert 12 <= fake.calls("usages") <= 13
+
+
+def bill_row(page: str, account: str = "default") -> list[str]:
+    """The cells of *account*'s row of the landing page's bill, after its name."""
+    match = re.search(rf'<tr><th scope="row">{re.escape(account)}</th>(.*?)</tr>', page)
+    assert match, f"no bill row for {account}:\n{page}"
+    return [html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", match.group(1))]
+
+
+def cu(value: float) -> str:
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+def test_the_landing_page_shows_the_bill_the_fake_answered() -> None:
+    with running() as (fake, exporter, clock):
+        scrape(exporter)
+        limits = upstream(fake, f"/teams/{DEMO_TEAM_ID}/limits")  # as the exporter read it
+        clock.advance(120)  # the page is looked at two minutes after the limits were read
+        page = landing_page(exporter, clock.wall()).decode()
+    start, end = seconds(limits["period"]["start"]), seconds(limits["period"]["end"])
+    allowance, used = limits["limits"]["creativeUnits"], limits["values"]["creativeUnits"]
+    projected = used + used / (NOW - start) * (end - NOW)  # read at NOW
+    assert projected < allowance, "the demo's pace stays within its allowance"
+    assert "at the pace so far" in page and "time elapsed since the period started" in page
+    assert bill_row(page) == [
+        f"2026-11-17 09:00 – 2026-12-17 09:00 ({(end - NOW - 120) / 86400:.1f} days left)",
+        f"{cu(used)} of {cu(allowance)} CU ({used / allowance:.1%})",
+        f"{projected:,.0f} CU ({projected / allowance:.0%} of the allowance)",
+        "22,000 CU",  # 4,000 + 18,000: the expired pack and the empty one do not count
+        "2026-11-25 09:00 UTC: 4,000 CU (in 4.9 days)",
+        "2026-11-20 12:30:00 UTC (120s ago)",
+    ]
+
+
+@pytest.mark.parametrize(("mode", "flags", "reason"), [
+    ("team-403", {}, "GET /teams fails (a 403 means the key lacks the team scope"),
+    ("team-403", {"scenario.team-id": DEMO_TEAM_ID},
+     f"GET /teams/{DEMO_TEAM_ID}/limits fails (a 403 means the key lacks the team scope"),
+    ("team-404", {}, f"GET /teams/{DEMO_TEAM_ID}/limits fails"),
+    ("two-teams", {}, "the key sees several teams: set team_id"),
+], ids=["forbidden", "forbidden-configured", "no-such-team", "several-teams"])
+def test_an_account_without_a_bill_says_why_in_one_cell(mode: str, flags: dict[str, str],
+                                                        reason: str) -> None:
+    with running(mode, **flags) as (_, exporter, clock):
+        scrape(exporter)
+        (cell,) = bill_row(landing_page(exporter, clock.wall()).decode())
+    assert cell.startswith(reason)
+
+
+def test_the_bill_before_the_first_read_and_after_a_failure() -> None:
+    with running() as (fake, exporter, clock):
+        assert bill_row(landing_page(exporter, clock.wall()).decode()) == ["not read yet"]
+        scrape(exporter)
+        before = bill_row(landing_page(exporter, clock.wall()).decode())
+        fake.set_mode("team-403")
+        clock.advance(900)
+        scrape(exporter)
+        after = bill_row(landing_page(exporter, clock.wall()).decode())
+    assert after[1:4] == before[1:4]  # the last good figures, said to be so
+    assert after[4] == "2026-11-25 09:00 UTC: 4,000 CU (in 4.8 days)"  # 15 minutes later
+    assert after[5] == "2026-11-20 12:30:00 UTC (900s ago); the last call failed, these are " \
+        "the last good figures"

@@ -55,6 +55,7 @@ ACCOUNT_FIGURES = (
     "warm scrape, OpenMetrics + gzip",
     "refresh CPU per account",
     "upstream calls per account per TTL",
+    "team calls per account per interval",
 )
 
 
