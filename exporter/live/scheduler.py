@@ -113,6 +113,9 @@ class AccountRefresher:
         self._telemetry = telemetry
         # Which period the counters run over; with billing/auto, told by the team refresher.
         self.period = period or AccountPeriod(policy.period, policy.anchor_day)
+        # The calls an hour that other readers of the account (the team's endpoints) take
+        # from the shared cap: the pacing of usages leaves them room.
+        self.shared_per_hour: Callable[[], int] = lambda: 0
         self._clock = clock
         self._wall = wall
         self._spawn = spawn
@@ -213,7 +216,8 @@ class AccountRefresher:
         else:
             if outcome.decreases:
                 self._telemetry.count_decreases(self.account.name, outcome.decreases)
-            interval = refresh_interval(self._ttl, self._cap.limit,
+            # The cap is shared: the calls others make in an hour are not usages'.
+            interval = refresh_interval(self._ttl, self._cap.limit - self.shared_per_hour(),
                                         *self._pieces.steady_calls(window))
             if interval > self._ttl and interval != self._view.refresh_interval:
                 log.warning("the TTL cannot be met with the hourly cap", extra={"fields": {

@@ -74,6 +74,8 @@ def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None 
                            period=r.period, on_done=r.maybe_refresh,
                            clock=clock, wall=wall, spawn=limited)
              for r in refreshers]
+    for refresher, team in zip(refreshers, teams, strict=True):
+        refresher.shared_per_hour = team.calls_per_hour
     # Team figures outlive a few failed refreshes of their own, whatever the interval.
     team_max_stale = max(settings.cache_max_stale, 3 * settings.team_refresh_interval)
     exposition = Exposition(

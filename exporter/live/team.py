@@ -20,6 +20,7 @@ is called again. Usages are never touched.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from exporter.core.errors import FailureReason, UpstreamError
 from exporter.core.period import monotonic_clock, wall_clock
 from exporter.core.team import PROJECTS, TEAM, TEAM_ENDPOINTS, TEAM_LIMITS, TeamView
 from exporter.live.scheduler import Spawn, spawn_thread
-from exporter.upstream.politeness import RequestCap, backoff_delay
+from exporter.upstream.politeness import HOUR, RequestCap, backoff_delay
 from exporter.upstream.team import TeamReader
 
 log = logging.getLogger("exporter.team")
@@ -95,6 +96,11 @@ class TeamRefresher:
     def due(self, now: float) -> bool:
         """Whether a refresh may be due at *now* (a hint read without the lock)."""
         return not self._in_flight and now >= self._next
+
+    def calls_per_hour(self) -> int:
+        """The calls an hour this refresher makes at its interval, when nothing fails."""
+        per_refresh = 1 if self._team_id is None else 2 + self._project_pages
+        return math.ceil(HOUR / self._interval) * per_refresh
 
     def planned_calls(self, now: float) -> int:
         """The calls the next refresh would make: discovery, then each endpoint whose

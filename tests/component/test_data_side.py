@@ -41,27 +41,37 @@ def test_ten_day_gateway_and_a_10s_ttl_stay_up_with_few_calls_per_refresh() -> N
     with FakeUpstream(DemoAccount(models=8, users=3, api_key_rounding_per_day=True),
                       "key-123", "s3cr3t") as fake:
         fake.state.too_large_above = 10 * DAY
-        settings = build_settings({"scenario.api-url": fake.url, "cache.ttl": "10s"},
+        # The calendar month, longer than the gateway's ten days: split in pieces.
+        settings = build_settings({"scenario.api-url": fake.url, "cache.ttl": "10s",
+                                   "period": "month"},
                                   {"SCENARIO_API_KEY": "key-123",
                                    "SCENARIO_API_SECRET": "s3cr3t"})
         exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
                                   spawn=lambda work: work())
-        calls_at: list[float] = []
-        per_refresh = []
+        ages: list[float] = []
+        calls_at: list[float] = []  # every call: usages' and the team endpoints'
+        per_refresh = []  # usages' calls
         try:
             for _ in range(int(DAY / 10)):
-                before = fake.request_count
+                before, usages_before = fake.request_count, fake.calls("usages")
                 exporter.prepare_scrape(0)
-                made = fake.request_count - before
+                made = fake.calls("usages") - usages_before
                 if made:
                     per_refresh.append(made)
-                    calls_at.extend([clock.seconds] * made)
+                calls_at.extend([clock.seconds] * (fake.request_count - before))
                 (view,) = exporter.views()
                 assert view.up and view.snapshot is not None
-                assert clock.wall() - view.snapshot.window.end.timestamp() <= 70
+                ages.append(clock.wall() - view.snapshot.window.end.timestamp())
                 clock.advance(10)
         finally:
             exporter.close()
+    # Refreshes are paced so that the hour's cap lasts and leaves the team's calls room
+    # (every 15 minutes: limits, team and 3 pages of projects, 20 an hour): every 100 s
+    # (3600 / (60 - 20 - 2 for the hourly recheck) = 94.7 s, on a 10 s scrape). Only as
+    # the first hour ends do they wait longer, for the calls of its start (learning the
+    # split, finding the team) to leave the sliding hour.
+    assert max(ages[360:]) <= 100
+    assert max(ages) <= 250 and sum(1 for age in ages if age > 100) <= 15
     assert per_refresh[0] == 5  # learning the split
     # then 1 call (the open piece), and 3 once an hour (every piece)
     later = per_refresh[1:]
@@ -124,7 +134,9 @@ def test_a_ttl_the_cap_cannot_meet_is_said_at_start_up_and_on_the_landing_page(
     exporter = build_exporter(settings, transport=gateway(rounding_demo(), None),
                               clock=clock.monotonic, wall=clock.wall, spawn=lambda work: work())
     exporter.start()
-    assert "refreshes default every 1m" in landing_page(exporter, clock.wall()).decode()
+    # Once refreshing, the pace leaves room for the team's calls: every 15 minutes the
+    # limits, the team and 3 pages of projects, 20 calls an hour: 3600 / (60 - 20) = 90 s.
+    assert "refreshes default every 90s" in landing_page(exporter, clock.wall()).decode()
     fine = build_exporter(build_settings({}, {"SCENARIO_API_KEY": "k", "SCENARIO_API_SECRET": "s"}),
                           transport=gateway(rounding_demo(), None), spawn=lambda work: None)
     assert fine.cap_notice() is None
@@ -144,9 +156,10 @@ def test_the_exporter_series_are_encoded_again_only_after_a_change() -> None:
         text = (gzip.decompress(body) if packed else body).decode()
         return next(line for line in text.splitlines() if line.startswith(name))
 
-    assert requests_200() == f"{name} 1.0" == requests_200() == requests_200(packed=True)
+    # Usages' call and the team's (teams, limits, team, 3 pages of projects): 7.
+    assert requests_200() == f"{name} 7.0" == requests_200() == requests_200(packed=True)
     exporter.telemetry.record_request("default", "200", 0.1, 10)
-    assert requests_200(packed=True) == f"{name} 2.0" == requests_200()
+    assert requests_200(packed=True) == f"{name} 8.0" == requests_200()
     exporter.telemetry.count_failure("default", FailureReason.TIMEOUT)
     text = exporter.exposition.respond(None, None)[1].decode()
     assert 'scenario_exporter_refresh_failures_total{account="default",reason="timeout"} 1.0' \
