@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,7 @@ def run_backfill(settings: Settings, options: BackfillOptions,
     calendar = settings.period not in ("billing", "auto")
     if calendar or options.start >= options.end:  # bad dates fail before any call
         plan_periods(settings, options, now)
+    parts_dir, temporary = _parts_directory(options.output)  # before any call
     started = clock()
     requests = RequestCounter()
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
@@ -117,9 +119,10 @@ def run_backfill(settings: Settings, options: BackfillOptions,
                  for account in settings.accounts}
     except BaseException:
         client.close()
+        if temporary:
+            shutil.rmtree(parts_dir, ignore_errors=True)
         raise
     periods = plans[settings.accounts[0].name]
-    parts_dir, temporary = _parts_directory(options.output)
     store = PartStore(parts_dir, fingerprint(settings, options))
     log.info("backfill", extra={"fields": {
         "periods": len(periods), "from": f"{periods[0].start:%Y-%m-%d}",

@@ -136,7 +136,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: 
     argv = [arg.format(**values) for arg in args]
     if not any(arg.startswith("--output") for arg in argv):
         argv.append(f"--output={tmp_path / 'out.om'}")
-    result = run_cli("backfill", "--demo", *argv)
+    # Calendar months, which the dates above are computed in (billing: test_backfill_billing).
+    result = run_cli("backfill", "--demo", "--period=month", *argv)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("scenario-exporter: " + prefix), lines

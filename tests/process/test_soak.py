@@ -46,6 +46,7 @@ from testkit.exposition import families, is_openmetrics
 from testkit.fake_upstream import FakeUpstream
 from testkit.golden import OPENMETRICS
 from testkit.oracle import model_totals
+from testkit.served import TEAM_SERIES
 from testkit.waiting import wait_for
 
 # 1500 cycles take about a minute: most of it is waiting on the fake upstream, whose
@@ -111,9 +112,11 @@ class Scrape:
         return found[0] if found else None
 
     def business(self) -> Series:
-        """Per-account series other than the exporter's own (and their _created)."""
+        """Per-account series of usages (and their _created): not the exporter's own, nor
+        the team's, which are read on their own interval and clock."""
         return {key: v for key, v in self.samples.items()
-                if key[0].startswith("scenario_") and not key[0].startswith("scenario_exporter_")}
+                if key[0].startswith("scenario_") and not key[0].startswith("scenario_exporter_")
+                and key[0] not in TEAM_SERIES}
 
     def counters(self) -> Series:
         return {key: v for key, v in self.business().items() if key[0].endswith("_total")}
@@ -186,8 +189,10 @@ def hidden_for(cycle: int, models: list[str], users: list[str]) -> frozenset[str
 
 def make_exporter(url: str, clock: FakeClock, spawn: Callable[[Callable[[], None]], None]
                   ) -> UsageExporter:
+    # Calendar months: the rollovers this test drives are the calendar's.
     settings = Settings(
         api_url=url, listen_address="127.0.0.1:0", cache_ttl=300, cache_max_stale=MAX_STALE,
+        period="month",
         upstream_timeout=30, max_requests_per_hour=1000, max_models=100, max_users=6,
         accounts=(AccountConfig(name="soak", api_key=API_KEY, api_secret=SecretStr(API_SECRET),
                                 budget_creative_units=50_000.0),))
