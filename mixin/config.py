@@ -56,6 +56,33 @@ def id_labels(counter: str) -> tuple[str, ...]:
 # from a downward revision.
 PERIOD_START = "scenario_period_start_timestamp_seconds"
 
+# The team's consumption gauges (docs/metrics.md, "the team's plan, prepaid units
+# and caps"), each with its cap and the label that tells its series apart. They
+# are upstream's figures for the billing period: they fall back when a new
+# billing period starts, which BILLING_START tells.
+BILLING_START = "scenario_billing_period_start_timestamp_seconds"
+BILLING_END = "scenario_billing_period_end_timestamp_seconds"
+
+
+@dataclass(frozen=True)
+class CappedConsumption:
+    """A consumption gauge of the team endpoints, its cap, and its id label."""
+
+    kind: str  # the value of the cap alerts' ``entity`` label
+    consumption: str
+    cap: str
+    id_label: str
+
+
+CAPPED: tuple[CappedConsumption, ...] = (
+    CappedConsumption("api_key", "scenario_api_key_consumption_creative_units",
+                      "scenario_api_key_max_consumption_creative_units", "api_key_id"),
+    CappedConsumption("member", "scenario_member_consumption_creative_units",
+                      "scenario_member_max_consumption_creative_units", "user_id"),
+    CappedConsumption("project", "scenario_project_consumption_creative_units",
+                      "scenario_project_max_consumption_creative_units", "project_id"),
+)
+
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
@@ -155,6 +182,32 @@ class MixinConfig:
     spike_history: str = "1d"
     spike_for: str = "15m"
     nsfw_window: str = "1h"
+
+    # -- money ---------------------------------------------------------------------
+    # How far back the money rules look for their own last value (and the CU it
+    # priced): a gap in the data shorter than this (an exporter restarted with a
+    # new price, a missed scrape) is bridged; a longer one starts the figure again
+    # from the CU this period at the current price.
+    money_history: str = "1d"
+
+    # -- the team's plan, prepaid units and caps --------------------------------
+    # ScenarioCreativeUnitsRunningOut: allowance and prepaid units gone before the
+    # billing period ends, at the pace of the long window, for this long.
+    units_running_out_for: str = "3h"
+    # ScenarioPrepaidUnitsExpiring: a pack with units left expires within this.
+    prepaid_expiry_within: str = "7d"
+    # ScenarioCapNearlyReached: an API key, member or project has used this share
+    # of its cap (0.9 = 90 %), for this long (about one --team.refresh-interval).
+    cap_used_ratio: float = 0.9
+    cap_used_for: str = "15m"
+    # ScenarioCapForecastExceeded: on course to cross its cap, for this long.
+    cap_forecast_for: str = "3h"
+    # ScenarioPaymentOrSubscriptionIssue: the subscription statuses that are fine
+    # (an empty one: upstream said nothing, as for a team without subscription).
+    subscription_ok: tuple[str, ...] = ("active",)
+    payment_issue_for: str = "15m"
+    # ScenarioTeamEndpointDown: a team endpoint failing for this long.
+    team_endpoint_down_for: str = "30m"
 
     def id_label(self, counter: str) -> str:
         """The label that identifies each series of business *counter*."""

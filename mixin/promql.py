@@ -70,7 +70,8 @@ def per_hour(expr: str) -> str:
 
 def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
                   matchers: Sequence[str] = (), *, only: Sequence[str] = (),
-                  increase: bool = False) -> str:
+                  increase: bool = False, start: str = PERIOD_START,
+                  ids: str | None = None) -> str:
     """What business *counter* says was spent over *window*, per series, per second
     (with *increase*, in all): the same figure on Prometheus 2 and 3.
 
@@ -95,13 +96,19 @@ def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
 
     *only* adds matchers to the counter's selector alone (``verdict="fail"``):
     the period start has no such label.
+
+    The same holds for any period figure that only grows within its period: a
+    consumption gauge of the team endpoints, whose period is the billing period
+    (*start* = its start gauge; *ids* = the labels that tell its series apart,
+    which the period start lacks; by default, a business counter's).
     """
     series = selector(counter, (*matchers, *only))
-    start = selector(PERIOD_START, matchers)
+    start = selector(start, matchers)
+    ids = ids if ids is not None else cfg.id_label(counter)
     ago = f"{series} offset {window.range}"
     highest = f"max_over_time({series}[{window.range}])"
     same_period = (f"clamp_min({series} - {ago}, 0)\n"
-                   f"unless ignoring ({cfg.id_label(counter)})\n"
+                   f"unless ignoring ({ids})\n"
                    f"({start} != {start} offset {window.range})")
     new_period = f"{series} + {highest} - {ago}\nand\n{highest} > {series}"
     growth = f"{series} - min_over_time({series}[{window.range}])"

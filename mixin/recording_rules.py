@@ -4,7 +4,17 @@ series they record, which the dashboards and alerts read."""
 from __future__ import annotations
 
 from mixin import promql
-from mixin.config import MixinConfig, RateWindow, id_labels
+from mixin.config import (
+    BILLING_END,
+    BILLING_START,
+    CAPPED,
+    PERIOD_START,
+    CappedConsumption,
+    MixinConfig,
+    RateWindow,
+    id_labels,
+    in_words,
+)
 from mixin.rule_files import RuleFile, RuleGroup, record
 
 GROUP = "scenario-exporter.rules"
@@ -17,6 +27,11 @@ USER_ACTIONS = "scenario_user_consumption_by_action_creative_units_total"
 USAGE_COST = "scenario_usage_cost_creative_units_total"
 USAGE_CREDIT = "scenario_usage_credit_creative_units_total"
 PERIOD_END = "scenario_period_end_timestamp_seconds"
+PRICE = "scenario_creative_unit_price"
+BUDGET = "scenario_budget_creative_units"
+ALLOWANCE = "scenario_plan_creative_units"
+PLAN_USED = "scenario_plan_used_creative_units"
+PREPAID = "scenario_prepaid_creative_units"
 
 
 def recorded(counter: str, operation: str, *, per_id: bool = False,
@@ -39,6 +54,21 @@ PTD_USAGE_NET = recorded(USAGE_COST, "period_to_date", per_id=True,
                          metric="scenario_usage_net_creative_units")
 PERIOD_END_MAX = f"account:{PERIOD_END}:max"
 PROJECTED = recorded(COST, "projected_at_period_end")
+MONEY = "scenario_model_cost_money"
+MONEY_RATE1H = f"account:{MONEY}:rate1h"
+MONEY_PTD = f"account:{MONEY}:period_to_date"
+MONEY_PROJECTED = f"account:{MONEY}:projected_at_period_end"
+# What the money figure has priced so far: the CU this period, and the period.
+PRICED_COST = recorded(COST, "priced")
+PRICED_PERIOD = f"account:{PERIOD_START}:priced"
+AVAILABLE = "account:scenario_available_creative_units:plan_and_prepaid"
+EFFECTIVE_BUDGET = f"account:{BUDGET}:effective"
+
+
+def projected_consumption(capped: CappedConsumption) -> str:
+    """The name of the recorded projection of a consumption gauge at the end of the
+    billing period: ``account_api_key_id:...:projected_at_period_end``."""
+    return f"account_{capped.id_label}:{capped.consumption}:projected_at_period_end"
 
 
 def cost_rate(window: str, *, per_model: bool = False) -> str:
@@ -82,8 +112,12 @@ window, a new period that has already spent more than the whole old one): its
 growth since its lowest value in the window, which may fall short of what was
 spent but never spikes. No rule uses rate() on these counters.
 
-Each rule reads the exporter's series only (the projection excepted), so
+Each rule reads the exporter's series only (the projections, the money
+figures and the effective budget excepted, which read rules above them), so
 that `promtool tsdb create-blocks-from rules` can backfill them one by one.
+The money spent this period also reads its own last value, which a backfill
+does not have: backfilled, it is the CU this period at the price of each
+moment.
 """
 
 USER_ACTIONS_COMMENT = """\
@@ -112,6 +146,115 @@ it underestimates for the first day after Prometheus starts scraping,
 which can only delay a forecast alert, never cause a false one. With
 --period day, the window reaches into the previous day: the pace of the
 last 24 hours, over the hours left today."""
+
+
+MONEY_RATE_COMMENT = """\
+-- money ---------------------------------------------------------------
+
+Only where the exporter serves a price (--price.per-creative-unit, or
+price_per_creative_unit per account): scenario_creative_unit_price, whose
+currency label these figures take. A rate is the CU rate times the price of
+the moment it is recorded, per second: a recorded sample is never
+recomputed, so a new price changes the rates from then on, not before."""
+
+MONEY_PTD_COMMENT = """\
+The money spent this period, at the price in force when each CU was spent:
+at every evaluation, its own last value plus the CU spent since the CU it
+last priced (the series below) times the price now. A new price applies to
+what is spent from then on; the money already spent stays as it was. It
+starts again as the CU this period times the price now: when a new period
+has started since its last value (the period start below moved), when it has
+no value of its own in {history} (Prometheus new, the price just set, a
+longer gap), and when the currency changes (money of two currencies
+never adds up). Last values through last_over_time, not `offset`: a gap
+(the exporter restarting with its new price: the series go stale) is bridged,
+and any evaluation interval works. A refund within the period (the CU go
+down) lowers it at the price now."""
+
+PRICED_COMMENT = """\
+What the money figure above has priced so far: the CU this period and the
+period's start, recorded at the same evaluations as the money (and only
+then), for the next evaluation to add what was spent since."""
+
+MONEY_PROJECTION_COMMENT = """\
+Money this period plus the last 24 hours' CU rate at the price now over the
+rest of the period (see the CU projection above)."""
+
+AVAILABLE_COMMENT = """\
+-- the team's plan and prepaid units (upstream's own figures) -----------
+
+Creative Units the team can still spend this billing period: what is left
+of the plan's allowance, plus the prepaid units left in packs not expired.
+Upstream counts in scenario_plan_used_creative_units every CU of the
+billing period; once the allowance is used up, prepaid units pay for the
+rest."""
+
+EFFECTIVE_BUDGET_COMMENT = """\
+The budget the budget alerts and panels compare the spend with: the one
+configured in the exporter (--budget.creative-units), else what the team can
+spend this billing period: the CU used plus the CU available above, that is
+the allowance plus the prepaid units left (or, once the allowance is used
+up, the CU used plus the prepaid units left)."""
+
+CAP_PROJECTION_COMMENT = """\
+The consumption of each API key, member and project at the end of the
+billing period: its consumption now plus its pace of the last 24 hours over
+the time left. Consumption is upstream's figure for the billing period, so
+it falls back when a new one starts: the pace is the same rollover-aware
+figure as the spend rates' (its value now less a day ago within one billing
+period; across a new one, the new period's value plus the old one's growth
+within the day; the growth since its lowest value for a younger series),
+told by scenario_billing_period_start_timestamp_seconds."""
+
+
+def priced(cfg: MixinConfig, expr: str) -> str:
+    """*expr* (per account, in CU) in money: times the price of one CU, whose
+    ``currency`` label it takes."""
+    operand = promql.enclose("", expr) if "\n" in expr else expr
+    return f"{operand}\n* ignoring (currency) group_left (currency)\n{promql.dedup(cfg, PRICE)}"
+
+
+def money_period_to_date(cfg: MixinConfig) -> str:
+    """The money spent this period, accumulated at the price of each moment."""
+    def last(name: str) -> str:
+        return f"last_over_time({name}[{cfg.money_history}])"
+
+    spent_since = f"{PTD_COST}\n- {last(PRICED_COST)}"
+    accumulated = f"{last(MONEY_PTD)}\n+\n{priced(cfg, spent_since)}"
+    same_period = f"{promql.dedup(cfg, PERIOD_START)}\n== {last(PRICED_PERIOD)}"
+    return (f"{promql.enclose('', accumulated)}\nand ignoring (currency)\n"
+            f"{promql.enclose('', same_period)}\nor\n{priced(cfg, PTD_COST)}")
+
+
+def money_projection(cfg: MixinConfig) -> str:
+    """The money this period plus the long window's CU rate at today's price over the
+    time left."""
+    rate = promql.enclose("", priced(cfg, cost_rate(cfg.long_window)))
+    return (f"{MONEY_PTD}\n+\n{rate}\n* ignoring (currency) group_left\n"
+            f"clamp_min({PERIOD_END_MAX} - time(), 0)")
+
+
+def available(cfg: MixinConfig) -> str:
+    """What is left of the allowance, plus the prepaid units left."""
+    return (f"clamp_min(\n  {promql.dedup(cfg, ALLOWANCE)}\n  - {promql.dedup(cfg, PLAN_USED)},\n"
+            f"  0\n)\n+ {promql.dedup(cfg, PREPAID)}")
+
+
+def effective_budget(cfg: MixinConfig) -> str:
+    """The configured budget, else the CU used plus the CU available."""
+    return (f"{promql.dedup(cfg, BUDGET)}\nor\n"
+            f"{promql.dedup(cfg, PLAN_USED)}\n+ {AVAILABLE}")
+
+
+def consumption_projection(cfg: MixinConfig, capped: CappedConsumption) -> str:
+    """A consumption gauge now, plus its pace of the long window over the billing
+    period's time left."""
+    window = RateWindow.fixed(cfg.long_window)
+    pace = promql.dedup(cfg, promql.period_change(cfg, capped.consumption, window,
+                                                  start=BILLING_START, ids=capped.id_label))
+    left = f"clamp_min({promql.dedup(cfg, BILLING_END)} - time(), 0)"
+    return (f"{promql.dedup(cfg, capped.consumption)}\n+\n{pace}\n"
+            f"* ignoring ({capped.id_label}) group_left\n{left}")
 
 
 def period_to_date(cfg: MixinConfig, counter: str, *, per_id: bool) -> str:
@@ -156,5 +299,18 @@ def recording_rules(cfg: MixinConfig) -> RuleFile:
         record(cost_rate(cfg.long_window), spend_rate(cfg, cfg.long_window, per_model=False)),
         record(PERIOD_END_MAX, promql.dedup(cfg, PERIOD_END), PERIOD_END_COMMENT),
         record(PROJECTED, projection, PROJECTION_COMMENT),
+        record(MONEY_RATE1H, priced(cfg, cost_rate(cfg.short_window)), MONEY_RATE_COMMENT),
+        record(MONEY_PTD, money_period_to_date(cfg),
+               MONEY_PTD_COMMENT.format(
+                   history=in_words(cfg.money_history, preceded_by="the last"))),
+        record(PRICED_COST, f"{PTD_COST}\nand ignoring (currency)\n{MONEY_PTD}", PRICED_COMMENT),
+        record(PRICED_PERIOD,
+               f"{promql.dedup(cfg, PERIOD_START)}\nand ignoring (currency)\n{MONEY_PTD}"),
+        record(MONEY_PROJECTED, money_projection(cfg), MONEY_PROJECTION_COMMENT),
+        record(AVAILABLE, available(cfg), AVAILABLE_COMMENT),
+        record(EFFECTIVE_BUDGET, effective_budget(cfg), EFFECTIVE_BUDGET_COMMENT),
+        *(record(projected_consumption(capped), consumption_projection(cfg, capped),
+                 CAP_PROJECTION_COMMENT if index == 0 else "")
+          for index, capped in enumerate(CAPPED)),
     ]
     return RuleFile("scenario-recording.rules.yml", HEADER, [RuleGroup(GROUP, rules)])

@@ -27,10 +27,12 @@ from mixin.panels import (
     thresholds,
     timeseries,
 )
+from mixin.plan_panels import money_panels, plan_and_caps
 from mixin.recording_rules import (
     API_COST,
     COST,
     DISCOUNT,
+    EFFECTIVE_BUDGET,
     PROJECTED,
     PTD_API_COST,
     PTD_COST,
@@ -56,7 +58,7 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
     top_n = cfg.top_models
     rate1h, rate1h_model = cost_rate(cfg.short_window), cost_rate(cfg.short_window, per_model=True)
     ptd = q.sel(PTD_COST)
-    budget = q.latest("scenario_budget_creative_units")
+    budget = q.sel(EFFECTIVE_BUDGET)
     period_start = q.latest(PERIOD_START)
     period_end = q.latest("scenario_period_end_timestamp_seconds")
     on = f"on ({q.keys})"
@@ -79,9 +81,12 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
              f"{PTD_COST}, and falls back to about 0 when a new period starts.",
              CU, ptd, q.legend),
         stat("Budget",
-             "The Creative Unit budget of the period, as configured in the exporter "
+             "The Creative Unit budget of the period: the one configured in the exporter "
              "(--budget.creative-units, or budget_creative_units per account in the "
-             "configuration file). No data when no budget is set.",
+             "configuration file), else what the team can spend this billing period as "
+             "Scenario reports it: the plan's allowance plus the prepaid units (once the "
+             "allowance is used up, the CU used plus the prepaid units left; recording rule "
+             f"{EFFECTIVE_BUDGET}). No data when neither is known.",
              CU, budget, q.legend, graph=False),
         gauge("Budget used",
               "Share of the period's budget spent so far (gross cost over budget). "
@@ -139,6 +144,9 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
                                   "placement": "bottom", "values": ["value", "percent"]},
                        "tooltip": {"mode": "single", "sort": "none"}},
               defaults={"decimals": 0, "color": {"mode": "palette-classic"}}),
+        *money_panels(cfg, q),
+
+        *plan_and_caps(cfg, q),
 
         Row("Spend over time"),
         timeseries(
@@ -308,8 +316,9 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
     }
     return dashboard(
         cfg, q, "scenario-usage", "Scenario usage",
-        "Creative Unit spend of Scenario accounts: this period against the budget, where "
-        "it goes (models, channels, users), what it produces. From scenario-exporter; "
-        "needs its recording rules.",
+        "Creative Unit spend of Scenario accounts: this period against the budget (and "
+        "in money, with a price), the team's plan, prepaid units and caps, where it goes "
+        "(models, channels, users), what it produces. From scenario-exporter; needs its "
+        "recording rules.",
         items, extra_tags=["finops"], timezone="utc", annotations=[new_period])
 

@@ -188,18 +188,22 @@ def load_openmetrics(build: Build, files: list[Path], data: Path) -> None:
 def rule_passes(rule_file: Path) -> list[list[dict[str, Any]]]:
     """The recording rules of *rule_file* in passes: each rule in the pass after the last
     of the rules whose series it reads (promtool cannot backfill a rule from another rule
-    backfilled in the same run)."""
+    backfilled in the same run).
+
+    Rules that read each other (the money figure reads what it priced at its last
+    evaluation, recorded after it) are taken in the file's order, the first alone: it
+    reads nothing of the others, as in a Prometheus that has just started."""
     rules = [rule for group in yaml.safe_load(rule_file.read_text(encoding="utf-8"))["groups"]
              for rule in group["rules"] if "record" in rule]
     passes: list[list[dict[str, Any]]] = []
     done: set[str] = set()
     while len(done) < len(rules):
-        ready = [rule for rule in rules if rule["record"] not in done and
-                 not any(other["record"] in rule["expr"] for other in rules
-                         if other["record"] not in done and other is not rule)]
-        assert ready, f"{rule_file}: recording rules that read each other"
-        passes.append(ready)
-        done.update(rule["record"] for rule in ready)
+        left = [rule for rule in rules if rule["record"] not in done]
+        ready = [rule for rule in left
+                 if not any(other["record"] in rule["expr"] for other in left
+                            if other is not rule)]
+        passes.append(ready or left[:1])
+        done.update(rule["record"] for rule in passes[-1])
     return passes
 
 

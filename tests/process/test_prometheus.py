@@ -17,9 +17,12 @@ spike larger than the revision. That a second replica changes no figure of
 any panel or rule is proven exactly, on identical replica histories, in
 tests/process/test_replica_figures.py.
 
-Also: every panel query returns data, every rule evaluates with health
-``ok``, and no alert about the exporter's own health is pending on a healthy
-exporter. Every process is stopped at the end, whatever happens.
+Also: every panel query returns data (the exporters run with a price, and
+the fake answers the team endpoints: money, plan and caps too), every rule
+evaluates with health ``ok``, and no alert about the exporter's own health or
+the team's payment is pending on a healthy exporter and team (the plan and
+money alerts are checked in tests/process/test_plan_and_money.py). Every
+process is stopped at the end, whatever happens.
 """
 
 from __future__ import annotations
@@ -71,7 +74,11 @@ RATE_WINDOW_SECONDS = 60
 # Alerts that must stay silent while the exporter and its upstream are healthy,
 # and (the spike) while Prometheus is too new to know what is usual.
 SILENT_ALERTS = {"ScenarioExporterDown", "ScenarioRefreshFailing", "ScenarioDataStale",
-                 "ScenarioUpstreamRateLimited", "ScenarioSpendSpike"}
+                 "ScenarioUpstreamRateLimited", "ScenarioSpendSpike", "ScenarioTeamEndpointDown",
+                 "ScenarioPaymentOrSubscriptionIssue"}
+# A contract price, so that the money rules and panels have data (and the fake
+# answers the team endpoints, so that the plan and caps ones do).
+PRICE = "0.02"
 SPEND_RATE_UNIT = "suffix: CU/h"
 REFUND = 5000.0
 # The model counters and the field of the fake's truth (testkit.oracle) each serves.
@@ -103,7 +110,8 @@ class Stack:
         replica = self.processes.start(
             "--web.listen-address", address, "--scenario.api-url", self.fake.url,
             "--cache.ttl", TTL, "--upstream.max-requests-per-hour", "100000",
-            "--budget.creative-units", "1e12", "--log.level", "warning",
+            "--budget.creative-units", "1e12", "--price.per-creative-unit", PRICE,
+            "--log.level", "warning",
             env={"SCENARIO_API_KEY": API_KEY, "SCENARIO_API_SECRET": API_SECRET},
             port=int(address.rpartition(":")[2]))  # the log level hides the listening line
         replica.wait_ready(timeout=START_TIMEOUT, interval=0.1)
