@@ -73,7 +73,7 @@ class TeamRefresher:
         self._interval = interval
         self._reserve = reserve  # calls the cap must keep for the next refresh of usages
         # The account's period, told the billing period; on_done starts the usages'
-        # refresh that waited for it.
+        # refresh that waited for it (once: later refreshes of usages need no call).
         self._period = period or AccountPeriod()
         self._on_done = on_done
         self._clock = clock
@@ -134,6 +134,7 @@ class TeamRefresher:
         return start
 
     def _refresh(self) -> None:
+        waited = not self._period.settled
         view = self._view
         retry = self._interval
         try:
@@ -151,8 +152,9 @@ class TeamRefresher:
             self._view = replace(view, version=self._view.version + 1)
             self._next = self._clock() + retry
             self._in_flight = False
-        self._period.settle()
-        self._on_done()
+        if waited:  # the first read: the usages' refresh waited for it
+            self._period.settle()
+            self._on_done()
 
     def _which_team(self, view: TeamView) -> tuple[str | None, TeamView]:
         if self._team_id is not None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from exporter.core.account import AccountConfig
+from exporter.core.billing import AccountPeriod
 from exporter.core.team import PROJECTS, TEAM, TEAM_LIMITS
 from exporter.live.team import CAP_RETRY_SECONDS, TeamRefresher
 from exporter.upstream.client import UsageClient
@@ -219,3 +220,25 @@ def test_the_room_for_the_next_refresh_of_usages_is_kept() -> None:
     made = len(upstream.calls)
     assert not refresher.maybe_refresh()  # now 5 + 2 > 6
     assert len(upstream.calls) == made and cap.has_room(6)
+
+
+def test_only_the_first_read_starts_the_refresh_of_usages_that_waited_for_it() -> None:
+    clock = FakeClock(T0)
+    upstream = Upstream(clock)
+    period = AccountPeriod("auto")
+    done: list[int] = []
+    account = AccountConfig(name="studio", api_key="k", api_secret="s", team_id=DEMO_TEAM_ID)
+    client = UsageClient("https://api.example/v1", 5,
+                         transport=httpx.MockTransport(upstream.handle))
+    refresher = TeamRefresher(account, TeamReader(client, account, 1000),
+                              RequestCap(60, clock.monotonic), INTERVAL, period=period,
+                              on_done=lambda: done.append(1), clock=clock.monotonic,
+                              wall=clock.wall, spawn=lambda work: work(), rng=MaxRandom())
+    assert period.window(datetime.fromtimestamp(T0, timezone.utc)) is None
+    refresher.maybe_refresh()
+    window = period.window(datetime.fromtimestamp(clock.wall(), timezone.utc))
+    assert done == [1] and window is not None and window.start.day == 17
+    for _ in range(3):  # later reads: usages refresh on their own scrapes
+        clock.advance(INTERVAL)
+        refresher.maybe_refresh()
+    assert done == [1] and upstream.count(LIMITS.pattern) == 4
