@@ -46,8 +46,13 @@ CAP = 5000  # high enough that nothing is folded into __other__
 
 
 def _transport(body: Callable[[], bytes]) -> httpx.MockTransport:
-    return httpx.MockTransport(lambda request: httpx.Response(
-        200, content=body(), headers={"Content-Type": "application/json"}))
+    """The body for GET /usages; the team endpoints answer 404, as for a key that cannot
+    read them, so that what is measured is the usages' refresh alone."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/usages"):
+            return httpx.Response(404, json={"message": "not found"})
+        return httpx.Response(200, content=body(), headers={"Content-Type": "application/json"})
+    return httpx.MockTransport(handle)
 
 
 def _returning(body: bytes) -> Callable[[], bytes]:
