@@ -9,14 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from exporter.config.load import build_settings
 from exporter.core.period import isoformat_utc
 from exporter.live.exporter import UsageExporter
 from exporter.live.landing import landing_page
-from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from testkit.clock import FakeClock
-from testkit.exposition import Exposition
+from testkit.data_side import over_fake, scrape
 from testkit.fake_upstream import FakeUpstream
 
 UTC = timezone.utc
@@ -29,25 +27,9 @@ KEY, SECRET = "period-key", "period-secret"
 @contextmanager
 def running(period: str, mode: str = "ok") -> Iterator[tuple[FakeUpstream, UsageExporter,
                                                               FakeClock]]:
-    clock = FakeClock(NOW.timestamp())
-    with FakeUpstream(DemoAccount(models=3, users=2), KEY, SECRET) as fake:
-        fake.state.clock = clock.wall
-        fake.set_mode(mode)
-        settings = build_settings({"scenario.api-url": fake.url, "period": period},
-                                  {"SCENARIO_API_KEY": KEY, "SCENARIO_API_SECRET": SECRET})
-        exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
-                                  spawn=lambda work: work())
-        try:
-            yield fake, exporter, clock
-        finally:
-            exporter.close()
-
-
-def scrape(exporter: UsageExporter, openmetrics: bool = False) -> Exposition:
-    exporter.prepare_scrape(5)
-    accept = "application/openmetrics-text; version=1.0.0" if openmetrics else "text/plain"
-    _, body = exporter.exposition.respond(accept, None)
-    return Exposition.parse(body.decode(), openmetrics)
+    with over_fake(DemoAccount(models=3, users=2), KEY, SECRET, NOW.timestamp(), mode,
+                   {"period": period}) as running:
+        yield running
 
 
 def usage_starts(fake: FakeUpstream) -> list[str]:

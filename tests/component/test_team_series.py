@@ -14,15 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.config.load import build_settings
 from exporter.core.period import parse_iso
 from exporter.live.app import landing_page
 from exporter.live.exporter import UsageExporter
-from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from exporter.upstream.demo_team import DEMO_TEAM_ID
 from testkit.clock import FakeClock
-from testkit.exposition import Exposition
+from testkit.data_side import over_fake, scrape
 from testkit.fake_upstream import SECOND_TEAM_ID, FakeUpstream
 from testkit.web import basic_authorization
 
@@ -34,24 +32,9 @@ ENDPOINTS = ("team_limits", "team", "projects")
 @contextmanager
 def running(mode: str = "ok", **flags: str) -> Iterator[tuple[FakeUpstream, UsageExporter,
                                                               FakeClock]]:
-    clock = FakeClock(NOW)
-    with FakeUpstream(DemoAccount(models=4, users=3, api_keys=2), KEY, SECRET) as fake:
-        fake.state.clock = clock.wall
-        fake.set_mode(mode)
-        settings = build_settings({"scenario.api-url": fake.url, **flags},
-                                  {"SCENARIO_API_KEY": KEY, "SCENARIO_API_SECRET": SECRET})
-        exporter = build_exporter(settings, clock=clock.monotonic, wall=clock.wall,
-                                  spawn=lambda work: work())
-        try:
-            yield fake, exporter, clock
-        finally:
-            exporter.close()
-
-
-def scrape(exporter: UsageExporter) -> Exposition:
-    exporter.prepare_scrape(5)
-    _, body = exporter.exposition.respond("text/plain", None)
-    return Exposition.parse(body.decode())
+    with over_fake(DemoAccount(models=4, users=3, api_keys=2), KEY, SECRET, NOW, mode,
+                   flags) as running:
+        yield running
 
 
 def upstream(fake: FakeUpstream, path: str, **params: str) -> Any:
