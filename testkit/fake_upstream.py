@@ -27,6 +27,11 @@ keep answering. The team modes affect the team endpoints only, usages answer nor
 - ``projects-page-500``: ``/projects`` answers its first page, then 500 on every page
   asked with a ``paginationToken`` (a failure in the middle of the pagination).
 
+Two knobs of :class:`FakeState` act in every mode: ``history_start`` (a window that
+ends by then is answered with no rows, as for an account younger than the history
+asked for) and ``refused_windows`` (a window that starts at one of its keys is
+answered with that status).
+
 Run it alone: ``python -m testkit.fake_upstream --port 18080 --mode ok``.
 """
 
@@ -95,6 +100,11 @@ class FakeState:
     # (quotes, backslashes, line breaks: what a label value must carry).
     names: dict[str, str] = field(default_factory=dict)
     too_large_above: float | None = None
+    # No activity before this moment: a window that ends by then is answered 200 with
+    # no rows (an account younger than the history asked for).
+    history_start: datetime | None = None
+    # Windows refused whatever the mode, by their start: the status to answer.
+    refused_windows: dict[datetime, int] = field(default_factory=dict)
     # Wall-clock seconds of the team endpoints' now; a test with a fake clock sets its own.
     clock: Callable[[], float] = time.time
     requests: list[Request] = field(default_factory=list)
@@ -173,6 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Refused as refused:
             return self._send(refused.status, refused.body)
         start, end = query.start, query.end
+        if start in state.refused_windows:
+            return self._send(state.refused_windows[start],
+                              b'{"message":"window refused by the fake"}')
         length = (end - start).total_seconds()
         if (mode == "oversized" and length > state.max_window_seconds) or \
                 (state.too_large_above is not None and length > state.too_large_above):
@@ -185,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
         end = state.demo_end(end)
         body: dict[str, Any] = state.account.response(
             start, end, query.sections, drop_zero_points=query.drop_zero_points)
+        if state.history_start is not None and query.end <= state.history_start:
+            body = _no_rows(body)
         for row in body.get("modelUsages", []):
             if row["modelId"] in state.refunds and row["points"]:
                 row["points"][0]["cost"] -= state.refunds[row["modelId"]]
@@ -232,6 +247,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _no_rows(body: dict[str, Any]) -> dict[str, Any]:
+    """*body* with every section and entity list emptied: what upstream answers for a
+    window without activity."""
+    empty = {key: [] if isinstance(value, list) else value for key, value in body.items()}
+    if isinstance(body.get("entities"), dict):
+        empty["entities"] = {key: [] for key in body["entities"]}
+    return empty
 
 
 # What mode team-garbage answers (200) per team endpoint: outside the SDK's types.

@@ -11,6 +11,8 @@ from exporter.core.billing import billing_start_at, next_billing_start
 from exporter.core.errors import ConfigError
 from exporter.core.period import PeriodWindow, next_period_start, period_start
 
+_INSTANT = timedelta(microseconds=1)
+
 
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
@@ -24,13 +26,15 @@ def calendar_kind(settings: Settings) -> Literal["month", "day"]:
 
 def plan_periods(settings: Settings, options: BackfillOptions, now: datetime,
                  billing_start: datetime | None = None) -> list[PeriodWindow]:
-    """The whole past periods that cover ``[start, end)``; bad dates raise ConfigError.
+    """The whole past periods to write; bad dates raise ConfigError.
 
-    With *billing_start* (the start of the account's current billing period, read from
+    ``[start, end)`` when ``--start`` is given, else the ``--periods`` periods before
+    *end*; *end* is ``--end``, else the start of the current period. With
+    *billing_start* (the start of the account's current billing period, read from
     Scenario), periods step back from it by calendar months, same day and time;
     otherwise they are the calendar rule's.
     """
-    if options.start >= options.end:
+    if options.start is not None and options.end is not None and options.start >= options.end:
         raise ConfigError(f"--start: {options.start} is not before --end {options.end} "
                           "(--end is exclusive)")
     if billing_start is not None:
@@ -51,21 +55,17 @@ def plan_periods(settings: Settings, options: BackfillOptions, now: datetime,
             return next_period_start(start, kind)
 
     current = start_of(now)
-    end = _midnight(options.end)
+    end = current if options.end is None else _midnight(options.end)
     if end > current:
         raise ConfigError(f"--end: {options.end} reaches into the current period, which began "
                           f"{current:%Y-%m-%d %H:%M} UTC and is the live exporter's; use "
                           f"--end={current:%Y-%m-%d}")
-    first = start_of(_midnight(options.start))
-    earliest = now - timedelta(seconds=options.retention_seconds)
-    if first < earliest:
-        keeps = start_of(earliest)
-        if keeps < earliest:
-            keeps = after(keeps)
-        raise ConfigError(f"--start: the period of {options.start} begins {first:%Y-%m-%d}, "
-                          f"further back than upstream keeps data (since {earliest:%Y-%m-%d}, "
-                          f"--upstream.retention); the first whole period it keeps begins "
-                          f"{keeps:%Y-%m-%d}")
+    if options.start is not None:
+        first = start_of(_midnight(options.start))
+    else:
+        first = start_of(end - _INSTANT)  # the period that holds the last moment asked
+        for _ in range(options.periods - 1):
+            first = start_of(first - _INSTANT)
     periods = []
     while first < end:
         following = after(first)

@@ -55,6 +55,8 @@ class PeriodUsage:
     window: PeriodWindow
     buckets: tuple[UsageSnapshot, ...]  # each summed over its own bucket, in time order
     users: UsageSnapshot  # consumption: a whole-window figure upstream
+    # Points and consumption rows upstream sent: 0 when it has no data for the period.
+    points: int = 0
 
 
 def bucket_seconds(response: UsageResponse) -> float:
@@ -110,12 +112,14 @@ def split_into_buckets(response: UsageResponse, window: PeriodWindow) -> PeriodU
         return min(max(k, 0), count - 1)
 
     sections: dict[str, list[list[object]]] = {}
+    points_seen = len(response.consumption)
     for name in BUCKETED:
         per_bucket: list[list[object]] = [[] for _ in range(count)]
         for row in getattr(response, name):
             points: list[list[object]] = [[] for _ in range(count)]
             for point in row.get("points", ()):
                 points[index(point)].append(point)
+                points_seen += 1
             for k in range(count):
                 # Every row in the first bucket: its series exists from the start.
                 if points[k] or k == 0:
@@ -129,7 +133,7 @@ def split_into_buckets(response: UsageResponse, window: PeriodWindow) -> PeriodU
         for k in range(count))
     users = summarize(UsageResponse.model_construct(consumption=response.consumption,
                                                     entities=response.entities), window)
-    return PeriodUsage(window, buckets, users)
+    return PeriodUsage(window, buckets, users, points_seen)
 
 
 def join_pieces(window: PeriodWindow, pieces: Sequence[PeriodUsage]) -> PeriodUsage:
@@ -137,7 +141,8 @@ def join_pieces(window: PeriodWindow, pieces: Sequence[PeriodUsage]) -> PeriodUs
     users = pieces[0].users
     for piece in pieces[1:]:
         users = merge(users, piece.users)
-    return PeriodUsage(window, tuple(b for piece in pieces for b in piece.buckets), users)
+    return PeriodUsage(window, tuple(b for piece in pieces for b in piece.buckets), users,
+                       sum(piece.points for piece in pieces))
 
 
 def period_to_date(usage: PeriodUsage) -> Iterator[UsageSnapshot]:

@@ -82,13 +82,18 @@ class Command:
     help: str
     run: Callable[[Settings, dict[str, Any], Transport], bool]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    # Secrets its own flags point at (files it reads), hidden from the logs like the
+    # accounts' credentials.
+    secrets: Callable[[dict[str, Any]], set[str]] | None = None
 
 
 COMMANDS: dict[str, Command] = {
     "serve": Command("serve /metrics (the default when no command is given)", _serve),
     "check": Command("call upstream once per account, print a summary, exit 0 or 1", _check),
-    "backfill": Command("write past periods as OpenMetrics for promtool (docs/backfill.md)",
-                        _backfill, backfill_command.add_arguments),
+    "backfill": Command("past periods (a year by default) pushed by remote write, or as "
+                        "OpenMetrics for promtool, or FOCUS rows (docs/backfill.md)",
+                        _backfill, backfill_command.add_arguments,
+                        backfill_command.secrets),
 }
 
 
@@ -182,8 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def program() -> bool:
         invocation = parse(sys.argv[1:] if argv is None else argv)
         settings = invocation.settings
-        configure_logging(settings.log_level, settings.log_format, _secrets(settings))
         command = COMMANDS[invocation.command]
+        secrets = _secrets(settings)
+        if command.secrets is not None:
+            secrets |= command.secrets(invocation.arguments)
+        configure_logging(settings.log_level, settings.log_format, secrets)
         return command.run(settings, invocation.arguments, _transport(settings))
 
     return run_program(program)

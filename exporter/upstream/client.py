@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import logging
 from collections.abc import Callable
 from datetime import timezone
@@ -200,8 +201,24 @@ class UsageClient:
         if status >= 500:
             raise UpstreamError(FailureReason.SERVER_ERROR, f"upstream failed (HTTP {status})",
                                 status=status)
+        said = _message_of(body)
         raise UpstreamError(FailureReason.CLIENT_ERROR,
-                            f"upstream rejected the request (HTTP {status})", status=status)
+                            f"upstream rejected the request (HTTP {status})"
+                            + (f": {said}" if said else ""), status=status)
+
+
+def _message_of(body: bytes, limit: int = 200) -> str:
+    """The API's own words for a refusal (``{"message": ...}``), on one line, or ""."""
+    try:
+        document = json.loads(body[:20000])
+    except ValueError:
+        return ""
+    said = document.get("message") or document.get("error") if isinstance(document, dict) \
+        else None
+    if not isinstance(said, str):
+        return ""
+    line = " ".join(said.split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _speaks_of_size(body: bytes) -> bool:

@@ -113,7 +113,8 @@ def _months_before(day: date, months: int) -> date:
 BAD_INPUT = {
     "start after end": (["--start=2026-10-01", "--end=2026-09-01"], "--start: "),
     "into the current period": (["--start={last}", "--end={tomorrow}"], "--end: "),
-    "older than upstream keeps": (["--start={old}", "--end={current}"], "--start: "),
+    "periods and start": (["--start={old}", "--periods=3"], "--periods: "),
+    "no destination": (["--start={last}", "--end={current}", "--no-output"], "--output: "),
     "not a date": (["--start=August", "--end={current}"], "--start: "),
     "bad label": (["--start={last}", "--end={current}", "--label=job"], "--label: "),
     "label of the series": (["--start={last}", "--end={current}", "--label=account=x"],
@@ -134,7 +135,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: 
               "tmp": tmp_path}
     args, prefix = BAD_INPUT[case]
     argv = [arg.format(**values) for arg in args]
-    if not any(arg.startswith("--output") for arg in argv):
+    if "--no-output" in argv:
+        argv.remove("--no-output")
+    elif not any(arg.startswith("--output") for arg in argv):
         argv.append(f"--output={tmp_path / 'out.om'}")
     # Calendar months, which the dates above are computed in (billing: test_backfill_billing).
     result = run_cli("backfill", "--demo", "--period=month", *argv)
