@@ -9,9 +9,12 @@ imported when first called.
 
 from __future__ import annotations
 
+import base64
 import functools
+import re
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,215 @@ def write_tls_secret(directory: Path) -> tuple[Path, Path]:
     pki.server.write(directory, "tls.crt", "tls.key")
     (directory / "ca.crt").write_bytes(pki.ca.cert)
     return directory / "tls.crt", directory / "tls.key"
+
+
+# --- A rendered workload's container, run on this machine -------------------------------
+
+# The image's ENTRYPOINT (Dockerfile): the console script of pyproject.toml, which
+# `python -m exporter` runs the same (exporter/__main__.py).
+ENTRYPOINT = "scenario-exporter"
+LOCAL_ENTRYPOINT = (sys.executable, "-m", "exporter")
+
+# (kind, name) -> that object's data, decoded: {"key": "value"}.
+Refs = Mapping[tuple[str, str], Mapping[str, str]]
+
+
+def object_data(objects: Sequence[Manifest], refs: Refs | None = None
+                ) -> dict[tuple[str, str], dict[str, str]]:
+    """The data of every Secret and ConfigMap among *objects* (a Secret's ``data`` decoded
+    from base64, its ``stringData`` as is), by ``(kind, name)``, with *refs* (objects the
+    chart does not render, such as an existing Secret) over them."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for obj in objects:
+        data: dict[str, str] = {}
+        if obj["kind"] == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            data.update(obj.get("stringData") or {})
+        elif obj["kind"] == "ConfigMap":
+            data = dict(obj.get("data") or {})
+        else:
+            continue
+        found[(obj["kind"], obj["metadata"]["name"])] = data
+    for ref, values in (refs or {}).items():
+        found[ref] = dict(values)
+    return found
+
+
+def _pod(workload: Manifest) -> Manifest:
+    pod: Manifest = workload["spec"]["template"]["spec"]
+    return pod
+
+
+def _container_of(workload: Manifest, name: str | None) -> Manifest:
+    containers: list[Manifest] = _pod(workload)["containers"]
+    if name is None:
+        return containers[0]
+    return next(c for c in containers if c["name"] == name)
+
+
+def _data_of(data: dict[tuple[str, str], dict[str, str]], kind: str,
+             name: str) -> dict[str, str]:
+    if (kind, name) not in data:
+        raise KeyError(f"{kind} {name} is neither rendered nor given in refs")
+    return data[(kind, name)]
+
+
+def _lookup(data: dict[tuple[str, str], dict[str, str]], kind: str, name: str,
+            key: str) -> str:
+    values = _data_of(data, kind, name)
+    if key not in values:
+        raise KeyError(f"{kind} {name} has no key {key!r}")
+    return values[key]
+
+
+def map_paths(text: str, files: Mapping[str, Path], *, unmapped: Sequence[str] = ()) -> str:
+    """*text* with every container path of *files* (a mount path, or a file under one)
+    replaced by its local path, the longest that fits, in one pass:
+    ``--config.file=/etc/x/config/config.yml`` with ``{"/etc/x/config": Path("/tmp/c")}``
+    gives ``--config.file=/tmp/c/config.yml``. A path counts where a path starts (not
+    inside another one) and ends (alone, or followed by ``/`` and more). One of *unmapped*
+    (container paths with no local counterpart) found in *text* raises ValueError."""
+    local = {path.rstrip("/") or "/": str(target) for path, target in files.items()}
+    alternatives = sorted({*local, *(p.rstrip("/") for p in unmapped)}, key=len, reverse=True)
+    if not alternatives:
+        return text
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(map(re.escape, alternatives))
+                         + r")(?=/|$|[^\w.-])")
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) not in local:
+            raise ValueError(f"{match.group(1)} is in {text!r}, but has no local path")
+        return local[match.group(1)]
+
+    return pattern.sub(replace, text)
+
+
+def expand_references(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' expansion of ``command``, ``args`` and env values: ``$(NAME)`` becomes the
+    value of the container's variable NAME when it has one (else stays as it is), ``$$``
+    becomes ``$``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        if text.startswith("$(", i):
+            end = text.find(")", i + 2)
+            if end != -1 and text[i + 2:end] in env:
+                out.append(env[text[i + 2:end]])
+                i = end + 1
+                continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def write_pod_volumes(workload: Manifest, root: Path, *, objects: Sequence[Manifest] = (),
+                      refs: Refs | None = None,
+                      container_name: str | None = None) -> dict[str, Path]:
+    """Lay out under *root* what kubelet mounts in the container (the first, or
+    *container_name*) of *workload* (a Job, a Deployment: anything with a pod template):
+    each volume in ``root/<volume name>``, ``configMap``, ``secret`` and ``projected``
+    volumes as one file per key (their ``items`` if given), an ``emptyDir`` empty. Secrets
+    and ConfigMaps come from *objects* (the rendered chart) or *refs*; a missing one raises
+    KeyError, unless ``optional``. Container paths in the files' text (a config file naming
+    its secret files) are mapped to local ones. Returns ``{mount path: local path}``, the
+    *files* of :func:`job_command_line`.
+    """
+    data = object_data(objects, refs)
+    volumes = {v["name"]: v for v in _pod(workload).get("volumes", [])}
+    mounts = _container_of(workload, container_name).get("volumeMounts", [])
+    files = {m["mountPath"]: root / m["name"] / m.get("subPath", "") for m in mounts}
+    for name in sorted({m["name"] for m in mounts}):
+        directory = root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for relative, content in _volume_files(volumes[name], data):
+            path = directory / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(map_paths(content, files))
+    return files
+
+
+def _volume_files(volume: Manifest, data: dict[tuple[str, str], dict[str, str]]
+                  ) -> list[tuple[str, str]]:
+    """``(relative path, content)`` of each file of *volume*."""
+    if "emptyDir" in volume:
+        return []
+    if "projected" in volume:
+        sources = volume["projected"]["sources"]
+    elif "configMap" in volume or "secret" in volume:
+        sources = [volume]
+    else:
+        raise ValueError(f"volume {volume['name']}: only configMap, secret, projected and "
+                         "emptyDir volumes can be laid out")
+    entries: list[tuple[str, str]] = []
+    for source in sources:
+        kind = "ConfigMap" if "configMap" in source else "Secret"
+        spec = source["configMap" if kind == "ConfigMap" else "secret"]
+        name = spec.get("name") or spec.get("secretName")
+        if (kind, name) not in data and spec.get("optional"):
+            continue
+        values = _data_of(data, kind, name)
+        items = spec.get("items") or [{"key": key, "path": key} for key in values]
+        entries += [(item["path"], _lookup(data, kind, name, item["key"])) for item in items]
+    return entries
+
+
+def job_command_line(workload: Manifest, files: Mapping[str, Path], *,
+                     objects: Sequence[Manifest] = (), refs: Refs | None = None,
+                     container_name: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run the container (the first, or *container_name*) of
+    *workload* (a rendered Job or Deployment) on this machine, as the pod would run it.
+
+    The image's entrypoint (``scenario-exporter``, the container's ``command`` if it sets
+    one) becomes :data:`LOCAL_ENTRYPOINT`, ``python -m exporter``. The environment is the
+    container's alone (merge it over ``os.environ`` to run it): literal values, and
+    ``secretKeyRef`` / ``configMapKeyRef`` / ``envFrom`` read from the Secrets and ConfigMaps
+    of *objects* (the rendered chart) or from *refs* (``{("Secret", name): {key: value}}``,
+    for objects the chart does not create); a missing one raises KeyError, unless
+    ``optional``. Container paths in args and literal env values are mapped through *files*
+    (``{container path: local path}``, e.g. from :func:`write_pod_volumes`); a mount path
+    that *files* does not map raises ValueError. Last, ``$(NAME)`` references are expanded as
+    Kubernetes does (:func:`expand_references`).
+
+        objects = render(sets=["existingSecret=creds", "backfill.enabled=true",
+                               "backfill.remoteWrite.url=http://127.0.0.1:9090/api/v1/write"])
+        job = one(objects, "Job")
+        refs = {("Secret", "creds"): {"api-key": "k", "api-secret": "s"}}
+        files = write_pod_volumes(job, tmp_path, objects=objects, refs=refs)
+        argv, env = job_command_line(job, files, objects=objects, refs=refs)
+        subprocess.run(argv, env={**os.environ, **env}, check=True)
+    """
+    main = _container_of(workload, container_name)
+    data = object_data(objects, refs)
+    mounts = [m["mountPath"] for m in main.get("volumeMounts", [])]
+    env: dict[str, str] = {}
+    for source in main.get("envFrom", []):
+        kind = "ConfigMap" if "configMapRef" in source else "Secret"
+        ref = source["configMapRef" if kind == "ConfigMap" else "secretRef"]
+        if (kind, ref["name"]) in data or not ref.get("optional"):
+            for key, value in _data_of(data, kind, ref["name"]).items():
+                env[source.get("prefix", "") + key] = value
+    for item in main.get("env", []):
+        if "value" in item:
+            env[item["name"]] = expand_references(
+                map_paths(item["value"], files, unmapped=mounts), env)
+            continue
+        source = item.get("valueFrom", {})
+        kind = "ConfigMap" if "configMapKeyRef" in source else "Secret"
+        ref = source.get("configMapKeyRef") or source.get("secretKeyRef")
+        if ref is None:
+            raise ValueError(f"env {item['name']}: only value, secretKeyRef and "
+                             "configMapKeyRef can be resolved")
+        if ref.get("optional") and ref["key"] not in data.get((kind, ref["name"]), {}):
+            continue
+        env[item["name"]] = _lookup(data, kind, ref["name"], ref["key"])
+    command = list(main.get("command") or [ENTRYPOINT])
+    if command[0] != ENTRYPOINT:
+        raise ValueError(f"the container runs {command[0]!r}, not {ENTRYPOINT}")
+    literal = [map_paths(a, files, unmapped=mounts)
+               for a in [*command[1:], *main.get("args", [])]]
+    argv = [*LOCAL_ENTRYPOINT, *(expand_references(a, env) for a in literal)]
+    return argv, env

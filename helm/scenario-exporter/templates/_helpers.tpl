@@ -23,6 +23,11 @@ the chart name (helm install scenario-exporter ./chart).
 {{- end }}
 {{- end }}
 
+{{/* The backfill Job (a Job's name is also a label value: 63 characters at most). */}}
+{{- define "scenario-exporter.backfillJobName" -}}
+{{- printf "%s-backfill" (include "scenario-exporter.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "scenario-exporter.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -73,6 +78,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "scenario-exporter.configDir" -}}/etc/scenario-exporter/config{{- end }}
 {{- define "scenario-exporter.webDir" -}}/etc/scenario-exporter/web{{- end }}
 {{- define "scenario-exporter.tlsDir" -}}/etc/scenario-exporter/tls{{- end }}
+{{- define "scenario-exporter.remoteWriteDir" -}}/etc/scenario-exporter/remote-write{{- end }}
 
 {{/*
 Credentials mode, after checking that the values do not mix two of them:
@@ -222,19 +228,45 @@ scheme filled in; any other handler (tcpSocket, exec, grpc) passes unchanged.
 {{- toYaml $probe }}
 {{- end }}
 
-{{/* The exporter's command-line flags, one per line (a YAML list). */}}
+{{/*
+The exporter's command-line flags, one per line (a YAML list): the Deployment's.
+The flags that choose what is read (config file, accounts, period, upstream) come
+from the helpers below, which the backfill Job shares; the web flags are the
+server's alone.
+*/}}
 {{- define "scenario-exporter.args" -}}
-{{- $mode := include "scenario-exporter.credentialsMode" . -}}
 - --web.listen-address=:{{ .Values.containerPort }}
-{{- if include "scenario-exporter.configFile" . }}
-- --config.file={{ include "scenario-exporter.configDir" . }}/config.yml
-{{- end }}
+{{- include "scenario-exporter.configFileArgs" . }}
 {{- if include "scenario-exporter.webConfigMode" . }}
 - --web.config.file={{ include "scenario-exporter.webDir" . }}/web-config.yml
 {{- end }}
 {{- if .Values.web.healthWithoutAuth }}
 - --web.health-without-auth
 {{- end }}
+{{- include "scenario-exporter.accountArgs" . }}
+{{- include "scenario-exporter.extraArgs" . }}
+{{- end }}
+
+{{/*
+The flags that make a command read the exporter's configuration as the
+Deployment's container does, without the web server's (a YAML list, each item
+on a line of its own): what the backfill Job passes after its command.
+*/}}
+{{- define "scenario-exporter.settingsArgs" -}}
+{{- include "scenario-exporter.configFileArgs" . }}
+{{- include "scenario-exporter.accountArgs" . }}
+{{- include "scenario-exporter.extraArgs" . }}
+{{- end }}
+
+{{/* Each of the three helpers below starts every item with a newline. */}}
+{{- define "scenario-exporter.configFileArgs" -}}
+{{- if include "scenario-exporter.configFile" . }}
+- --config.file={{ include "scenario-exporter.configDir" . }}/config.yml
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.accountArgs" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . -}}
 {{- if eq $mode "demo" }}
 - --demo
 {{- end }}
@@ -246,7 +278,98 @@ scheme filled in; any other handler (tcpSocket, exec, grpc) passes unchanged.
 - --scenario.project-ids={{ join "," . }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.extraArgs" -}}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of the exporter's container (a list of EnvVar; empty when
+there is none): the credentials' files, then extraEnv. Shared by the
+Deployment and the backfill Job.
+*/}}
+{{- define "scenario-exporter.env" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . }}
+{{- $secretsDir := include "scenario-exporter.secretsDir" . }}
+{{- if or (eq $mode "inline") (eq $mode "existingSecret") }}
+# Files, re-read at every refresh: a rotated key/secret pair applies without a restart.
+- name: SCENARIO_API_KEY_FILE
+  value: {{ $secretsDir }}/api-key
+- name: SCENARIO_API_SECRET_FILE
+  value: {{ $secretsDir }}/api-secret
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The mounts that give the exporter its credentials and config file (a list of
+VolumeMount, possibly empty), and their volumes: shared by the Deployment and
+the backfill Job.
+*/}}
+{{- define "scenario-exporter.settingsVolumeMounts" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . }}
+{{- if and (ne $mode "demo") (ne $mode "none") }}
+# A directory mount, not subPath: kubelet updates the files when the Secret changes.
+- name: secrets
+  mountPath: {{ include "scenario-exporter.secretsDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "scenario-exporter.configFile" . }}
+- name: config
+  mountPath: {{ include "scenario-exporter.configDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "scenario-exporter.settingsVolumes" -}}
+{{- $mode := include "scenario-exporter.credentialsMode" . }}
+{{- $chartSecret := include "scenario-exporter.secretName" . }}
+{{- if and (ne $mode "demo") (ne $mode "none") }}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if eq $mode "existingSecret" }}
+      - secret:
+          name: {{ .Values.existingSecret }}
+          items:
+            - key: {{ .Values.existingSecretKeys.apiKey }}
+              path: api-key
+            - key: {{ .Values.existingSecretKeys.apiSecret }}
+              path: api-secret
+      {{- else if eq $mode "inline" }}
+      - secret:
+          name: {{ $chartSecret }}
+          items:
+            - key: api-key
+              path: api-key
+            - key: api-secret
+              path: api-secret
+      {{- else }}
+      {{- range .Values.accounts }}
+      - secret:
+          {{- if .existingSecret }}
+          name: {{ .existingSecret }}
+          items:
+            - key: {{ .existingSecretKey | default "api-secret" }}
+              path: {{ .name }}/api-secret
+          {{- else }}
+          name: {{ $chartSecret }}
+          items:
+            - key: {{ .name }}.api-secret
+              path: {{ .name }}/api-secret
+          {{- end }}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- if include "scenario-exporter.configFile" . }}
+- name: config
+  configMap:
+    name: {{ include "scenario-exporter.fullname" . }}
 {{- end }}
 {{- end }}
