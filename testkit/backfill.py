@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from exporter.backfill.sinks import seconds
 from exporter.cli.exit import run_program
 from exporter.config.load import build_settings
 from exporter.config.settings import Settings
-from exporter.core.period import parse_iso
+from exporter.core.period import PeriodWindow, next_period_start, parse_iso, period_start
 from exporter.upstream.demo import DemoAccount
 from exporter.upstream.demo_api import demo_transport
 from testkit.clock import FakeClock
@@ -34,6 +34,19 @@ LABELS = {"job": "scenario-exporter", "instance": "exporter:10097"}
 
 def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
     return datetime(year, month, day, hour, tzinfo=timezone.utc)
+
+
+def past_months(count: int, now: datetime | None = None) -> list[PeriodWindow]:
+    """The *count* whole calendar months before the current one (of *now*, else the
+    wall clock): what ``backfill --period=month --periods=COUNT`` writes."""
+    first = current = period_start(now or datetime.now(timezone.utc))
+    for _ in range(count):
+        first = period_start(first - timedelta(days=1))
+    windows = []
+    while first < current:
+        windows.append(PeriodWindow(first, next_period_start(first)))
+        first = windows[-1].end
+    return windows
 
 
 def two_accounts(tmp_path: Path, **flags: str) -> Settings:

@@ -1,7 +1,8 @@
-"""End to end: backfill three past months of two accounts, load them into a real Prometheus.
+"""End to end: backfill a year of two accounts, load it into a real Prometheus.
 
 The loopback fake serves the demo account. ``scenario-exporter backfill`` (the
-real command) writes the file, the real ``promtool`` turns it into blocks and
+real command, with its default range: the 12 months before the current one)
+writes the file, the real ``promtool`` turns it into blocks and
 backfills the recording rules, and a real Prometheus, which also scrapes a live
 exporter of the same accounts, serves both: the backfilled samples must be the
 fake's sums, daily, with the live series' labels, and the dashboard's
@@ -14,13 +15,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
 
-from exporter.core.period import PeriodWindow, next_period_start, period_start
+from exporter.core.period import PeriodWindow
 from exporter.upstream.demo import DemoAccount
+from testkit.backfill import past_months
 from testkit.dashboards import panel_queries, substitute
 from testkit.fake_upstream import FakeUpstream
 from testkit.oracle import model_totals
@@ -46,19 +48,6 @@ BUDGET = 50000.0
 OWN_SERIES = "scenario_exporter_"
 
 
-def months() -> list[PeriodWindow]:
-    """The three whole months before the current one."""
-    current = period_start(datetime.now(timezone.utc))
-    first = current
-    for _ in range(3):
-        first = period_start(first - timedelta(days=1))
-    windows = []
-    while first < current:
-        windows.append(PeriodWindow(first, next_period_start(first)))
-        first = windows[-1].end
-    return windows
-
-
 @dataclass
 class History:
     fake: FakeUpstream
@@ -80,7 +69,7 @@ def history(request: pytest.FixtureRequest,
     """The history in Prometheus 2, then in Prometheus 3 (the test ids say which)."""
     build = require_build(request.param)
     tmp = tmp_path_factory.mktemp(f"backfill-e2e-{build}")
-    windows = months()
+    windows = past_months(12)
     with FakeUpstream(DemoAccount(models=12, users=6, api_keys=2)) as fake, \
             Processes() as processes:
         config = tmp / "accounts.yml"
@@ -95,12 +84,10 @@ def history(request: pytest.FixtureRequest,
 
         output = tmp / "history.om"
         started = time.monotonic()
-        # The fake keeps everything; the three months before the current one reach
-        # further back than upstream's 120 days late in a month.
+        # No --start, no --end: the 12 periods before the current one.
         run_tool([sys.executable, "-m", "exporter", "backfill", f"--config.file={config}",
-                  f"--start={windows[0].start:%Y-%m-%d}", f"--end={windows[-1].end:%Y-%m-%d}",
                   f"--output={output}", "--label=job=scenario-exporter",
-                  f"--label=instance={instance}", "--upstream.retention=400d"],
+                  f"--label=instance={instance}"],
                  env=clean_environment(), cwd=REPO_ROOT)
         elapsed = time.monotonic() - started
         requests = fake.request_count
