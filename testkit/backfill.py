@@ -15,7 +15,7 @@ import cramjam
 import httpx
 
 from exporter.backfill.command import BackfillOptions
-from exporter.backfill.remote_write import WriteRequest
+from exporter.backfill.prompb import WriteRequest
 from exporter.backfill.run import run_backfill
 from exporter.backfill.sinks import seconds
 from exporter.cli.exit import run_program

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cramjam
 import httpx
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from exporter.backfill.prompb import WriteRequest
 from exporter.core.errors import ConfigError
 from exporter.core.period import wall_clock
 from exporter.upstream.client import USER_AGENT, parse_retry_after
@@ -58,34 +58,6 @@ _RESERVED_HEADERS = frozenset(name.lower() for name in (
     *PROTOCOL_HEADERS, "User-Agent", "Content-Length", "Host", "Connection",
     "Transfer-Encoding"))
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def _write_request_class() -> Any:
-    """prompb's WriteRequest (with TimeSeries, Label, Sample), in a pool of its own."""
-    field_proto = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="scenario_exporter/prompb.proto",
-                                               package="prometheus", syntax="proto3")
-
-    def repeated(name: str, number: int, message: str) -> descriptor_pb2.FieldDescriptorProto:
-        return field_proto(name=name, number=number, label=field_proto.LABEL_REPEATED,
-                           type=field_proto.TYPE_MESSAGE, type_name=".prometheus." + message)
-
-    def scalar(name: str, number: int, kind: Any) -> descriptor_pb2.FieldDescriptorProto:
-        return field_proto(name=name, number=number, label=field_proto.LABEL_OPTIONAL, type=kind)
-
-    proto.message_type.add(name="WriteRequest", field=[repeated("timeseries", 1, "TimeSeries")])
-    proto.message_type.add(name="TimeSeries", field=[repeated("labels", 1, "Label"),
-                                                     repeated("samples", 2, "Sample")])
-    proto.message_type.add(name="Label", field=[scalar("name", 1, field_proto.TYPE_STRING),
-                                                scalar("value", 2, field_proto.TYPE_STRING)])
-    proto.message_type.add(name="Sample", field=[scalar("value", 1, field_proto.TYPE_DOUBLE),
-                                                 scalar("timestamp", 2, field_proto.TYPE_INT64)])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("prometheus.WriteRequest"))
-
-
-WriteRequest: Any = _write_request_class()
 
 
 def display_url(url: str) -> str:
@@ -253,6 +225,7 @@ class PushStats:
     samples: int = 0
     bytes: int = 0
     retries: int = 0
+    seconds: float = 0.0  # spent encoding and sending, waits for retries included
 
 
 @dataclass
@@ -299,6 +272,14 @@ class RemoteWriter:
         (unix seconds, value) in time order) in requests of at most
         ``max_samples_per_request`` samples, in the given order: a long series goes
         on in the next request. Raises :class:`RemoteWriteError`."""
+        started = time.monotonic()
+        try:
+            self._push(series)
+        finally:
+            self.stats.seconds += time.monotonic() - started
+
+    def _push(self, series: Iterable[tuple[Mapping[str, str], Sequence[tuple[float, float]]]],
+              ) -> None:
         for batch in _batches(series, self._options.max_samples_per_request):
             request = WriteRequest()
             for chunk in batch:

@@ -117,7 +117,8 @@ class RemoteWriteSink:
         self._writer.close()
         return {"remote_write_series": stats.series, "remote_write_samples": stats.samples,
                 "remote_write_requests": stats.requests, "remote_write_bytes": stats.bytes,
-                "remote_write_retries": stats.retries}
+                "remote_write_retries": stats.retries,
+                "remote_write_seconds": round(stats.seconds, 3)}
 
     def abort(self) -> None:
         self._writer.close()
