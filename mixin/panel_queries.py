@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mixin import promql
-from mixin.config import MixinConfig
+from mixin.config import PERIOD_START, MixinConfig
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,25 @@ class PanelQueries:
         """Per-second rate of each series of business *counter*, once across replicas."""
         return promql.dedup(self.cfg, promql.period_change(
             self.cfg, counter, self.cfg.dashboard_window, self.matchers(), only=only))
+
+    def period_totals(self, recorded: str, counter: str) -> str:
+        """The total of each period of business *counter*, summed over its ids, and the
+        current period's so far (promql.period_totals), by deployment and account:
+        its recorded period-to-date sum *recorded* where the rules have recorded it,
+        else the raw counter, deduplicated across replicas, then summed.
+
+        The recorded sum first: it is the sum of the series present at each
+        evaluation, while each raw series' last value of the day may be older than
+        the day's last moment (a model that spent nothing yet in a new period is no
+        longer served, and its last value of the old period would count again). A
+        backfill writes raw series only, each at the same moments, the period's
+        last sample included."""
+        from_rules = promql.aggregate_by("sum", self.by(), promql.day_last(self.sel(recorded)),
+                                         block=True)
+        raw = promql.aggregate_by("sum", self.by(), promql.dedup(
+            self.cfg, promql.day_last(self.sel(counter)), block=True))
+        return promql.period_totals(f"{from_rules}\nor\n{raw}", self.sel(PERIOD_START),
+                                    self.by())
 
     def process_rate_sum(self, metric: str, *by: str) -> str:
         """Per-second rate of one of the exporter's own counters, summed over replicas:

@@ -164,6 +164,33 @@ def timeseries(title: str, description: str, unit: str, specs: list[tuple[str, s
         defaults=defaults, overrides=overrides or [], rate=rate)
 
 
+def bar_chart(title: str, description: str, unit: str, specs: list[tuple[str, str]], *,
+              step: str, time_from: str, time_format: str, width: int = 24,
+              height: int = 9) -> Panel:
+    """Grouped bars of time series that have values at a few moments only: one group of
+    bars per moment (labelled in *time_format*), one bar per series. Its queries run
+    with a minimum interval of *step*, over the last *time_from* whatever the
+    dashboard's range (Grafana's relative time override, while that range ends now).
+
+    The bar chart joins its series on time and draws only the moments that have a
+    value; a time series panel would draw a slot for every step (1 day wide)."""
+    return Panel(
+        "barchart", title, description, unit, targets(*specs), width, height,
+        options={"orientation": "vertical", "stacking": "none", "showValue": "auto",
+                 "groupWidth": 0.7, "barWidth": 0.97, "barRadius": 0,
+                 "xTickLabelRotation": 0, "xTickLabelSpacing": 0, "fullHighlight": False,
+                 "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom",
+                            "calcs": []},
+                 "tooltip": {"mode": "multi", "sort": "desc"}},
+        defaults={"decimals": 0, "min": 0, "color": {"mode": "palette-classic"},
+                  "thresholds": GREEN_ONLY,
+                  "custom": {"lineWidth": 1, "fillOpacity": 80, "gradientMode": "none",
+                             "axisPlacement": "auto", "axisLabel": ""}},
+        overrides=[{"matcher": {"id": "byType", "options": "time"},
+                    "properties": [{"id": "unit", "value": f"time:{time_format}"}]}],
+        extra={"interval": step, "timeFrom": time_from})
+
+
 def table(title: str, description: str, unit: str, columns: list[tuple[str, str, str]],
           renames: dict[str, str], order: list[str], *, hidden: tuple[str, ...] = (),
           width: int = 24, height: int = 10) -> Panel:

@@ -44,9 +44,10 @@ def aggregate_without(operator: str, labels: Sequence[str], expr: str, *,
     return enclose(f"{operator} without ({label_list(labels)})", expr, block=block)
 
 
-def aggregate_by(operator: str, labels: Sequence[str], expr: str) -> str:
+def aggregate_by(operator: str, labels: Sequence[str], expr: str, *,
+                 block: bool | None = None) -> str:
     """``operator by (labels) (expr)``."""
-    return enclose(f"{operator} by ({label_list(labels)})", expr)
+    return enclose(f"{operator} by ({label_list(labels)})", expr, block=block)
 
 
 def dedup(cfg: MixinConfig, expr: str, *, also: Sequence[str] = (),
@@ -114,6 +115,34 @@ def period_change(cfg: MixinConfig, counter: str, window: RateWindow,
     growth = f"{series} - min_over_time({series}[{window.range}])"
     spent = f"{same_period}\nor\n{new_period}\nor\n{growth}"
     return spent if increase else f"{enclose('', spent)} / {window.seconds}"
+
+
+def day_last(series: str, *, days_ahead: int = 1) -> str:
+    """The last value of *series* in the day that starts at the evaluation time (with
+    *days_ahead* 2, the day after): ``last_over_time(series[1d] offset -1d)``.
+
+    Evaluated at 00:00 UTC, the steps of a 1d range query, it is the day's last
+    value: a live day's last scrape, a backfilled day's sample of 00:00 the next
+    day, or the period's last sample (1 ms before the next period starts). A
+    range query's last step, today's 00:00, sees everything up to now. The
+    window looks forward (a negative offset: Prometheus 2.33 and later,
+    VictoriaMetrics); one that looked back from the step would show a day only
+    once it is over, and Grafana aligns a range query's end down to its step.
+    """
+    return f"last_over_time({series}[1d] offset -{days_ahead}d)"
+
+
+def period_totals(spent: str, start: str, keys: Sequence[str]) -> str:
+    """*spent* (per *keys*, each day's last value: see day_last) on the days whose next
+    day belongs to another period, or has no data: each period's total on its last day,
+    and, on the last day with data, the current period so far. *start* is the selector
+    of the period start, which moves only when a period starts."""
+    def period(days_ahead: int) -> str:
+        return aggregate_by("max", keys, day_last(start, days_ahead=days_ahead), block=True)
+
+    same_next_day = enclose("", f"{period(2)}\n==\n{period(1)}")
+    last_day = f"{period(1)}\nunless\n{same_next_day}"
+    return f"{enclose('', spent)}\nand\n{enclose('', last_day)}"
 
 
 def percent_of(part: str, whole: str, keys: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from mixin.panels import (
     DOTTED,
     Panel,
     Row,
+    bar_chart,
     by_ref,
     fixed_color,
     gauge,
@@ -149,6 +150,18 @@ def usage_dashboard(cfg: MixinConfig) -> dict[str, Any]:
         *plan_and_caps(cfg, q),
 
         Row("Spend over time"),
+        bar_chart(
+            "Spend by period",
+            "Creative Units spent in each of the last 12 billing periods, gross (the "
+            "figure of \"Spend this period\"), and in the current one so far: one bar per "
+            "period and account, labelled with the period's last day (today for the "
+            "current one). Read from the recording rule "
+            f"{PTD_COST} where Prometheus recorded it, else from the raw counters, which "
+            "is what a backfill writes: each day's last value, on the day after which a "
+            "new period starts. The last 12 months, in daily steps at 00:00 UTC, whatever "
+            "the dashboard's range while that range is relative (now-7d, ...).",
+            CU, [(q.period_totals(PTD_COST, COST), q.legend)],
+            step="1d", time_from="now-12M", time_format="YYYY-MM-DD"),
         timeseries(
             f"Spend rate by model (top {top_n})",
             f"Creative Units per hour of the {top_n} models that cost the most over the "

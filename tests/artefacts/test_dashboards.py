@@ -249,12 +249,30 @@ def _without_period_changes(expr: str) -> str:
     return spaced
 
 
+# mixin.promql.day_last: a series' last value in the day after a 00:00 UTC step.
+_DAY_LAST = re.compile(r"last_over_time\((?P<series>[^\[\]()]+)\[1d\] offset -[12]d\)")
+
+
+def _without_day_last_values(expr: str) -> str:
+    """*expr* with each day's last value (mixin.promql.day_last, which "Spend by period"
+    reads on a 1d step: a period's total on its last day) replaced by ``vector(0)``."""
+    return _DAY_LAST.sub("vector(0)", expr)
+
+
+def test_day_last_values_are_the_only_other_readings() -> None:
+    expr = 'max by (job) (last_over_time(a_total{job=~"$job"}[1d] offset -2d)) or b_total'
+    assert _without_day_last_values(expr) == "max by (job) (vector(0)) or b_total"
+    assert _without_day_last_values("last_over_time(a_total[1d] offset 1d)") == \
+        "last_over_time(a_total[1d] offset 1d)", "a day back is no period's total"
+
+
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_counters_only_inside_rate_or_increase(name: str) -> None:
     """A counter is never drawn as it is: only through rate() or increase(), or, for a
-    business counter, the spend over Grafana's window that the rules compute too."""
+    business counter, the spend over Grafana's window that the rules compute too, or its
+    last value of a day (the total of a period, read on the period's last day)."""
     for where, expr in exprs(DASHBOARDS[name]):
-        for selector in selectors(_without_period_changes(expr)):
+        for selector in selectors(_without_period_changes(_without_day_last_values(expr))):
             if selector.name.endswith(COUNTER_SUFFIXES):
                 assert selector.function in ("rate", "increase"), f"{where}: {selector.name}"
                 assert selector.range is not None, f"{where}: {selector.name}"
@@ -263,9 +281,10 @@ def test_counters_only_inside_rate_or_increase(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_ranges_come_from_grafana(name: str) -> None:
     """rate() over $__rate_interval; totals over the dashboard's range through
-    increase(...[$__range] @ end()), which ranks models once for the whole graph."""
+    increase(...[$__range] @ end()), which ranks models once for the whole graph; a day's
+    last value over the day after the step (a 1d step of "Spend by period")."""
     for where, expr in exprs(DASHBOARDS[name]):
-        for selector in selectors(expr):
+        for selector in selectors(_without_day_last_values(expr)):
             if selector.range is None:
                 continue
             if selector.range == "$__range":
