@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, by the command each provides: a real Prometheus server
-# (which also brings promtool) for the end-to-end tests, buildah and debootstrap to build
-# and run the image, systemd-analyze to verify the example unit, chromium to render the
-# landing page headless (tests/process/test_landing_chromium.py).
+# (which also brings promtool) for the end-to-end tests, VictoriaMetrics (single node) that
+# the backfill pushes a year of history into by remote write (testkit/victoria.py),
+# buildah and debootstrap to build and run the image, systemd-analyze to verify the
+# example unit, chromium to render the landing page headless
+# (tests/process/test_landing_chromium.py).
 missing=()
-for pair in prometheus:prometheus promtool:prometheus buildah:buildah \
-            debootstrap:debootstrap systemd-analyze:systemd chromium:chromium; do
+for pair in prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics \
+            buildah:buildah debootstrap:debootstrap systemd-analyze:systemd chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
