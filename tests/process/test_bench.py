@@ -65,3 +65,16 @@ def test_quick_many_accounts_benchmark_reports_every_figure() -> None:
         (row,) = [row for row in rows if row[0].startswith(figure)]
         assert len(row) == 6 and row[2], row
         assert row[5] in VERDICTS | {"measured"}, row
+
+
+def test_quick_history_benchmark_measures_every_destination() -> None:
+    """``python -m bench.history``: the figures of a year's backfill (issue 22's closing
+    note), here over 2 periods: every remote-write server and the promtool path."""
+    output, rows = quick_table("bench.history")
+    names = [row[0] for row in rows[2:]]  # after the header and its rule
+    assert any(n.startswith("prometheus-2.") for n in names), output
+    assert any(n.startswith("prometheus-3.") for n in names), output
+    assert "victoria-metrics" in names and any(n.startswith("promtool") for n in names), output
+    for row in rows[2:]:
+        requests, samples = int(row[1]), int(row[4].replace(",", ""))
+        assert requests == 2 * 2 and samples > 0, row  # 2 periods x 2 accounts
