@@ -54,6 +54,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("web.max-threads", "web_max_threads",
            "Worker threads answering requests; more requests wait their turn (default 8).",
            metavar="N"),
+    Option("web.external-address", "external_address",
+           "HOST:PORT that /sd gives Prometheus as the target of each account (default: the "
+           "address the request for /sd came to).", metavar="HOST:PORT"),
+    Option("shard", "shard",
+           "Serve only the accounts of shard I of N (a stable hash of the account name): "
+           "run N exporters with 0/N ... N-1/N over one configuration (default 0/1: all).",
+           metavar="I/N"),
     Option("demo", "demo",
            "Serve a built-in simulated Scenario account; no credentials needed.", kind="bool"),
     Option("log.level", "log_level", "Log level: debug, info, warning, error (default info).",
@@ -69,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("period", "period",
            "Period whose running total is exported: billing (the team's own, read from "
            "Scenario), auto (billing when the key can read it, else month), month or day "
-           "(default month).",
+           "(default auto).",
            metavar="PERIOD"),
     Option("period.anchor-day", "period_anchor_day",
            "Day of the month (1-28) on which a monthly period starts (default 1).",

@@ -31,6 +31,7 @@ from exporter.core.account import (
     check_api_url,
 )
 from exporter.core.durations import parse_duration
+from exporter.core.shard import Shard
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -57,6 +58,8 @@ class Settings(BaseModel):
     web_health_without_auth: bool = False
     web_header_timeout: float = Field(default=10.0, gt=0)
     web_max_threads: int = Field(default=8, ge=1, le=256)
+    external_address: str | None = None
+    shard: Shard = Shard()
     demo: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -81,6 +84,23 @@ class Settings(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _shard(cls, value: Any) -> Shard:
+        return value if isinstance(value, Shard) else Shard.parse(str(value))
+
+    @field_validator("external_address")
+    @classmethod
+    def _external(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 \
+                or any(c in value for c in "/ ?#@"):
+            raise ValueError("must be HOST:PORT as Prometheus reaches this exporter, "
+                             "e.g. exporter-0.exporter:10097")
+        return value
 
     @field_validator("listen_address")
     @classmethod

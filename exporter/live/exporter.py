@@ -41,6 +41,10 @@ class UsageExporter:
     exposition: Exposition  # /metrics of views() and the registry
     clock: Callable[[], float] = monotonic_clock
     teams: list[TeamRefresher] = field(default_factory=list)  # one per account
+    # /probe?account=NAME of each account this process serves.
+    probes: dict[str, Exposition] = field(default_factory=dict)
+    # Accounts of the configuration that other shards serve: their shard.
+    elsewhere: dict[str, int] = field(default_factory=dict)
 
     def views(self) -> list[AccountView]:
         """What every account currently serves (triggers nothing)."""
@@ -97,6 +101,19 @@ class UsageExporter:
         for refresher in self.refreshers:
             if not refresher.view.attempted:
                 refresher.wait_first_attempt(max(0.0, deadline - self.clock()))
+
+    def prepare_probe(self, account: str, wait: float) -> None:
+        """:meth:`prepare_scrape` for one account's ``/probe``."""
+        now = self.clock()
+        for refresher, team in zip(self.refreshers, self.teams, strict=True):
+            if refresher.account.name != account:
+                continue
+            if refresher.due(now):
+                refresher.maybe_refresh()
+            if team.due(now):
+                team.maybe_refresh()
+            if not refresher.view.attempted:
+                refresher.wait_first_attempt(wait)
 
     def ready(self) -> bool:
         """True once every account has had its first refresh attempt."""

@@ -24,6 +24,7 @@ from exporter.config.settings import Settings
 from exporter.core.durations import format_duration
 from exporter.core.errors import StartupError
 from exporter.core.period import monotonic_clock, wall_clock
+from exporter.core.shard import shard_of
 from exporter.live.app import create_app
 from exporter.live.exporter import UsageExporter
 from exporter.live.scheduler import (
@@ -51,11 +52,17 @@ def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None 
                    clock: Callable[[], float] = monotonic_clock,
                    wall: Callable[[], float] = wall_clock,
                    spawn: Spawn = spawn_thread) -> UsageExporter:
-    """The data side for *settings*: one client shared by one refresher per account.
+    """The data side for *settings*: one client shared by one refresher per account that
+    this process's ``--shard`` owns.
 
     *transport* replaces the network (the demo upstream, tests); *clock*, *wall*
     and *spawn* are the time and the threads the refreshes are given.
     """
+    shard = settings.shard
+    elsewhere = {a.name: shard_of(a.name, shard.count) for a in settings.accounts
+                 if not shard.owns(a.name)}
+    settings = settings.model_copy(update={"accounts": tuple(
+        a for a in settings.accounts if shard.owns(a.name))})
     registry = CollectorRegistry(auto_describe=False)
     telemetry = Telemetry(registry, [a.name for a in settings.accounts])
     client = UsageClient(settings.api_url, settings.upstream_timeout, transport=transport,
@@ -78,14 +85,26 @@ def build_exporter(settings: Settings, *, transport: httpx.BaseTransport | None 
         refresher.shared_per_hour = team.calls_per_hour
     # Team figures outlive a few failed refreshes of their own, whatever the interval.
     team_max_stale = max(settings.cache_max_stale, 3 * settings.team_refresh_interval)
+    options = CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
+                               user_identity=settings.user_identity,
+                               team_max_stale=team_max_stale)
     exposition = Exposition(
-        lambda: [r.view for r in refreshers], registry,
-        CollectorOptions(max_stale=settings.cache_max_stale, period=settings.period,
-                         user_identity=settings.user_identity, team_max_stale=team_max_stale),
+        lambda: [r.view for r in refreshers], registry, options,
         wall=wall, own_generation=lambda: telemetry.generation,
         teams=lambda: [t.view for t in teams])
+    # /probe?account=NAME: that account's series alone, rendered once per change of its view.
+    probes = {r.account.name: _probe(r, t, options, wall)
+              for r, t in zip(refreshers, teams, strict=True)}
     return UsageExporter(settings, registry, telemetry, client, refreshers, exposition, clock,
-                         teams)
+                         teams, probes, elsewhere)
+
+
+def _probe(refresher: AccountRefresher, team: TeamRefresher, options: CollectorOptions,
+           wall: Callable[[], float]) -> Exposition:
+    """``/probe`` of one account: its business and team series, none of the exporter's
+    own (which stay on ``/metrics``); rendered again only when its views change."""
+    return Exposition(lambda: [refresher.view], None, options, wall=wall,
+                      own_generation=lambda: 0, teams=lambda: [team.view])
 
 
 def serve(settings: Settings, transport: httpx.BaseTransport | None = None) -> bool:
@@ -100,6 +119,10 @@ def serve(settings: Settings, transport: httpx.BaseTransport | None = None) -> b
     ssl_context = None
     security = None
     exporter = build_exporter(settings, transport=transport)
+    if settings.accounts and not exporter.settings.accounts:
+        log.warning("this shard owns none of the accounts", extra={"fields": {
+            "shard": str(settings.shard), "accounts": len(settings.accounts),
+            "hint": "fewer shards than accounts, or accounts whose names hash elsewhere"}})
     app = create_app(exporter)
     if settings.web_config_file is not None:
         from exporter.web.security import HEALTH_PATHS, WebSecurity
@@ -134,8 +157,9 @@ def serve(settings: Settings, transport: httpx.BaseTransport | None = None) -> b
     log.info("listening", extra={"fields": {
         "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "port": port, "tls": ssl_context is not None, "version": __version__,
-        "accounts": ",".join(a.name for a in settings.accounts),
-        "demo": settings.demo, "cache_ttl": format_duration(settings.cache_ttl)}})
+        "accounts": ",".join(a.name for a in exporter.settings.accounts),
+        "shard": str(settings.shard), "demo": settings.demo,
+        "cache_ttl": format_duration(settings.cache_ttl)}})
     exporter.start()
     thread = serve_in_thread(server)
     stop.wait()

@@ -115,13 +115,15 @@ class _Rendered:
 
 
 class Exposition:
-    """``/metrics`` of the accounts' views and the exporter's own registry.
+    """``/metrics`` of the accounts' views and the exporter's own registry (``/probe`` of
+    one account's view: no *own*).
 
     *own_generation* changes whenever a sample of *own* does; without it every
     scrape renders again.
     """
 
-    def __init__(self, views: Callable[[], Sequence[AccountView]], own: CollectorRegistry,
+    def __init__(self, views: Callable[[], Sequence[AccountView]],
+                 own: CollectorRegistry | None,
                  options: CollectorOptions, wall: Callable[[], float] = wall_clock,
                  own_generation: Callable[[], int] | None = None,
                  teams: Callable[[], Sequence[TeamView]] | None = None) -> None:
