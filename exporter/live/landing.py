@@ -170,6 +170,11 @@ def landing_page(exporter: UsageExporter, now: float) -> bytes:
     notice = exporter.cap_notice()
     cap_line = f"<p>{html.escape(notice)}</p>\n" if notice else ""
     interval = html.escape(format_duration(exporter.settings.team_refresh_interval))
+    shard = exporter.settings.shard
+    shard_line = "" if shard.count == 1 else (
+        f"<p>Shard {shard} (--shard): {len(exporter.refreshers)} of the "
+        f"{len(exporter.refreshers) + len(exporter.elsewhere)} configured accounts; the "
+        f"others are served by the other shards.</p>\n")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Scenario Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -178,8 +183,9 @@ td,th{{padding:.2em 1em;text-align:left;vertical-align:top}}tr+tr>*{{border-top:
 </head><body>
 <h1>Scenario Exporter{demo}</h1>
 <p>Prometheus exporter for Scenario usage and Creative Unit billing. Version {__version__}.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="/-/healthy">Health</a>
- &middot; <a href="/-/ready">Readiness</a></p>
+<p><a href="{path}">Metrics</a> &middot; <a href="/sd">Targets (/sd)</a>
+ &middot; <a href="/-/healthy">Health</a> &middot; <a href="/-/ready">Readiness</a></p>
+{shard_line}
 <h2>Accounts</h2>
 <table><tr><th>Account</th><th>Upstream</th><th>Last refresh</th><th>Data age</th>
 <th>Last error</th><th>Team</th><th>Counters' period (--period={html.escape(

@@ -103,6 +103,8 @@ def test_two_shards_split_the_accounts_disjointly_and_refuse_each_others(
                                  f"exporter serves shard {index}/2\n")
         _, _, metrics = call(app, "/metrics")
         assert f'account="{other}"'.encode() not in metrics
+        page = call(app, "/")[2].decode()
+        assert f"Shard {index}/2 (--shard): {len(served[index])} of the 20 configured" in page
 
 
 def test_the_shard_of_a_name_is_stable_and_spread() -> None:
