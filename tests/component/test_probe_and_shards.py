@@ -20,8 +20,10 @@ from exporter.live.exporter import UsageExporter
 from exporter.live.service import build_exporter
 from exporter.upstream.demo import DemoAccount
 from exporter.upstream.demo_api import demo_transport
+from exporter.web.security import WebSecurity
 from testkit.exposition import families
 from testkit.web import call
+from testkit.webconfig import bcrypt_hash, users, write_config
 
 ACCOUNTS = [f"studio-{n:02d}" for n in range(20)]
 
@@ -122,3 +124,12 @@ def test_the_shard_of_a_name_is_stable_and_spread() -> None:
         Shard.parse("2/2")
     with pytest.raises(ValueError, match="is not I/N"):
         Shard.parse("half")
+
+
+def test_probe_and_sd_ask_for_the_same_credentials_as_metrics(tmp_path: Path) -> None:
+    security = WebSecurity.from_file(str(write_config(tmp_path, users(
+        alice=bcrypt_hash("pw")))))
+    app = security.wrap(create_app(exporter(tmp_path)))
+    for path in ("/metrics", "/probe?account=studio-03", "/sd"):
+        assert call(app, path)[0].startswith("401"), path
+        assert call(app, path, auth=("alice", "pw"))[0] == "200 OK", path
