@@ -368,3 +368,108 @@ def job_command_line(workload: Manifest, files: Mapping[str, Path], *,
                for a in [*command[1:], *main.get("args", [])]]
     argv = [*LOCAL_ENTRYPOINT, *(expand_references(a, env) for a in literal)]
     return argv, env
+
+
+# --- Shards, label selectors and the Operator's ScrapeConfig -----------------------------
+
+# The label of a shard's pods, Deployment, PodDisruptionBudget and Service (shards > 1).
+SHARD_LABEL = "scenario-exporter/shard"
+
+
+def by_name(objects: Sequence[Manifest], kind: str) -> dict[str, Manifest]:
+    """The objects of *kind* among *objects*, by name (in the order rendered)."""
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes LabelSelector (``matchLabels``, ``matchExpressions`` with In,
+    NotIn, Exists, DoesNotExist) selects an object labelled *labels*; an empty selector
+    selects everything, as in a Deployment's or a ServiceMonitor's. A Service's ``selector``
+    (a plain map) is ``{"matchLabels": selector}``."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or []
+        if operator == "In":
+            ok = key in labels and labels[key] in values
+        elif operator == "NotIn":
+            ok = key not in labels or labels[key] not in values
+        elif operator == "Exists":
+            ok = key in labels
+        elif operator == "DoesNotExist":
+            ok = key not in labels
+        else:
+            raise ValueError(f"unknown selector operator {operator!r}")
+        if not ok:
+            return False
+    return True
+
+
+# A hand-written subset of the Prometheus Operator's ScrapeConfig CRD schema
+# (monitoring.coreos.com/v1alpha1, as in its 0.67 and later releases): every field the
+# chart can write, with its type, unknown fields refused. `scheme` is upper-case only,
+# as 0.67 wants it (later releases accept both cases).
+_DURATION_PATTERN = (r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?"
+                     r"(([0-9]+)s)?(([0-9]+)ms)?)$")
+_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_KEY_SELECTOR: dict[str, Any] = {
+    "type": "object", "required": ["key"], "additionalProperties": False,
+    "properties": {"key": {"type": "string"}, "name": {"type": "string"},
+                   "optional": {"type": "boolean"}}}
+_SECRET_OR_CONFIGMAP: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"secret": _KEY_SELECTOR, "configMap": _KEY_SELECTOR}}
+_TLS_VERSIONS = ["TLS10", "TLS11", "TLS12", "TLS13"]
+_SAFE_TLS: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "properties": {
+        "ca": _SECRET_OR_CONFIGMAP, "cert": _SECRET_OR_CONFIGMAP, "keySecret": _KEY_SELECTOR,
+        "serverName": {"type": "string"}, "insecureSkipVerify": {"type": "boolean"},
+        "minVersion": {"enum": _TLS_VERSIONS}, "maxVersion": {"enum": _TLS_VERSIONS}}}
+_BASIC_AUTH: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"username": _KEY_SELECTOR, "password": _KEY_SELECTOR}}
+_AUTHORIZATION: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"type": {"type": "string"}, "credentials": _KEY_SELECTOR}}
+_ACTIONS = ("replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep",
+            "lowercase", "uppercase", "keepequal", "dropequal")
+_CAMEL = {"hashmod": "HashMod", "labelmap": "LabelMap", "labeldrop": "LabelDrop",
+          "labelkeep": "LabelKeep", "keepequal": "KeepEqual", "dropequal": "DropEqual"}
+_RELABEL: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "properties": {
+        "action": {"enum": [form for action in _ACTIONS
+                            for form in (action, _CAMEL.get(action, action.capitalize()))]},
+        "modulus": {"type": "integer", "minimum": 1}, "regex": {"type": "string"},
+        "replacement": {"type": "string"}, "separator": {"type": "string"},
+        "sourceLabels": {"type": "array",
+                         "items": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"}},
+        "targetLabel": {"type": "string"}}}
+SCRAPE_CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1alpha1"},
+        "kind": {"const": "ScrapeConfig"},
+        "metadata": {"type": "object", "required": ["name", "namespace"], "properties": {
+            "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                     "maxLength": 253},
+            "namespace": {"type": "string"}, "labels": _STRING_MAP,
+            "annotations": _STRING_MAP}},
+        "spec": {"type": "object", "additionalProperties": False, "properties": {
+            "httpSDConfigs": {"type": "array", "items": {
+                "type": "object", "required": ["url"], "additionalProperties": False,
+                "properties": {
+                    "url": {"type": "string", "pattern": "^https?://.+$"},
+                    "refreshInterval": {"type": "string", "pattern": _DURATION_PATTERN},
+                    "basicAuth": _BASIC_AUTH, "authorization": _AUTHORIZATION,
+                    "tlsConfig": _SAFE_TLS}}},
+            "scheme": {"enum": ["HTTP", "HTTPS"]},
+            "metricsPath": {"type": "string"},
+            "params": {"type": "object"},
+            "scrapeInterval": {"type": "string", "pattern": _DURATION_PATTERN},
+            "scrapeTimeout": {"type": "string", "pattern": _DURATION_PATTERN},
+            "honorLabels": {"type": "boolean"}, "honorTimestamps": {"type": "boolean"},
+            "basicAuth": _BASIC_AUTH, "authorization": _AUTHORIZATION, "tlsConfig": _SAFE_TLS,
+            "relabelings": {"type": "array", "items": _RELABEL},
+            "metricRelabelings": {"type": "array", "items": _RELABEL}}}}}

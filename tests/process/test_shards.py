@@ -106,6 +106,8 @@ def _prometheus_config(fleet: Fleet, keep: int) -> dict[str, object]:
         "rule_files": [str(rules)],
         "scrape_configs": [{
             "job_name": "scenario-exporter",
+            # The series carry account themselves: the target's account is the same.
+            "honor_labels": True,
             "http_sd_configs": [{"url": f"{shard.url}/sd", "refresh_interval": "5s"}
                                 for shard in fleet.shards],
             # Prometheus sharding: each server keeps the accounts whose hash is its own.
@@ -141,6 +143,7 @@ def test_two_prometheus_servers_hold_disjoint_halves_and_each_figure_once(
         # The recording rules: each account's figure exactly once over the two servers.
         figures = [s["metric"]["account"] for server in servers for s in server.query(RECORDED)]
         assert sorted(figures) == ACCOUNTS
+        assert not [s for server in servers for s in server.query("{exported_account!=\"\"}")]
         for server in servers:
             for sample in server.query(RECORDED):
                 assert math.isfinite(float(sample["value"][1])) and \

@@ -373,3 +373,75 @@ the backfill Job.
     name: {{ include "scenario-exporter.fullname" . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Shards (shards > 1): one Deployment, PodDisruptionBudget and Service per shard,
+the pods of shard I running --shard=I/N and labelled with the shard label.
+*/}}
+{{- define "scenario-exporter.shardLabel" -}}scenario-exporter/shard{{- end }}
+
+{{/* "true" with more than one shard. */}}
+{{- define "scenario-exporter.sharded" -}}
+{{- if gt (int .Values.shards) 1 }}true{{ end }}
+{{- end }}
+
+{{/*
+The name of shard .index's objects: <fullname>-shard-<index>, the full name
+shortened so that the whole stays a 63-character DNS label (a Service's name).
+Takes (dict "root" $ "index" I).
+*/}}
+{{- define "scenario-exporter.shardName" -}}
+{{- $suffix := printf "-shard-%d" (int .index) }}
+{{- printf "%s%s" (include "scenario-exporter.fullname" .root | trunc (sub 63 (len $suffix) | int) | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/* The selector labels of shard .index's pods. Takes (dict "root" $ "index" I). */}}
+{{- define "scenario-exporter.shardSelectorLabels" -}}
+{{ include "scenario-exporter.selectorLabels" .root }}
+{{ include "scenario-exporter.shardLabel" .root }}: {{ .index | toString | quote }}
+{{- end }}
+
+{{/*
+The Services whose /sd Prometheus reads, one name per line: each shard's, or the
+chart's one Service without shards. Fails on settings that would make every
+shard's /sd list the same address or contradict the chart's --shard flags.
+*/}}
+{{- define "scenario-exporter.sdServices" -}}
+{{- if include "scenario-exporter.sharded" . }}
+{{- range $index := until (int .Values.shards) }}
+{{ include "scenario-exporter.shardName" (dict "root" $ "index" $index) }}
+{{- end }}
+{{- else }}
+{{ include "scenario-exporter.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* Fails on values that contradict shards > 1. */}}
+{{- define "scenario-exporter.checkShards" -}}
+{{- if include "scenario-exporter.sharded" . }}
+{{- $config := .Values.config | default dict }}
+{{- range .Values.extraArgs }}
+{{- if or (hasPrefix "--shard" .) (hasPrefix "--web.external-address" .) }}
+{{- fail (printf "extraArgs: %s contradicts shards=%d: the chart gives each shard's pods --shard=I/%d, and each shard's /sd must list the address of its own Service (the Host it is asked at)" . (int $.Values.shards) (int $.Values.shards)) }}
+{{- end }}
+{{- end }}
+{{- if or (hasKey $config "shard") (dig "web" "external-address" "" $config) }}
+{{- fail (printf "config: shard and web.external-address contradict shards=%d: the chart gives each shard's pods --shard=I/%d, and each shard's /sd must list the address of its own Service (the Host it is asked at)" (int .Values.shards) (int .Values.shards)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+sessionAffinity of a Service whose address /sd lists (.probed): ClientIP unless
+service.sessionAffinity says otherwise, so that each Prometheus keeps reading an
+account's counters from one replica (replicas refresh at different moments: one
+may be a few minutes behind another, which a counter would take for a reset).
+Takes (dict "root" $ "probed" BOOL); empty: Kubernetes' default (None).
+*/}}
+{{- define "scenario-exporter.sessionAffinity" -}}
+{{- $root := .root }}
+{{- if $root.Values.service.sessionAffinity }}
+{{- $root.Values.service.sessionAffinity }}
+{{- else if .probed }}ClientIP
+{{- end }}
+{{- end }}
