@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    with FakeUpstream(account(sizes.models, sizes.users)) as fake, \
+    with FakeUpstream(account(sizes.models, sizes.users), API_KEY, API_SECRET) as fake, \
             tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp, ExitStack() as stack:
         config = config_file(Path(tmp), sizes)
         started = time.monotonic()
@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             for index in range(sizes.shards)]
         for shard in shards:
             wait_status(shard, "/-/ready", sizes.ready_timeout)
+            ups = [line for line in http_get(shard.port, METRICS, {}).body.decode().splitlines()
+                   if line.startswith("scenario_up{")]
+            if not ups or not all(line.endswith(" 1.0") for line in ups):
+                raise BenchError(f"not every account of a shard is up: {shard.tail()}")
         ready_seconds = time.monotonic() - started
         first_rss = [read_proc_status(s.pid).get("VmRSS", 0) / MIB for s in shards]
         began = time.time()

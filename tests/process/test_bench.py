@@ -78,3 +78,23 @@ def test_quick_history_benchmark_measures_every_destination() -> None:
     for row in rows[2:]:
         requests, samples = int(row[1]), int(row[4].replace(",", ""))
         assert requests == 2 * 2 and samples > 0, row  # 2 periods x 2 accounts
+
+
+SHARD_FIGURES = (
+    "steady RSS per shard after the first refreshes",
+    "steady RSS per shard at the end",
+    "refreshes per account per TTL (mean)",
+    "refreshes per account per TTL (min / max)",
+    "/probe p99",
+    "upstream calls per second, all shards",
+)
+
+
+def test_quick_shards_benchmark_reports_every_figure() -> None:
+    """``python -m bench.shards``: accounts over shard processes (issue 23's figures at
+    10,000 accounts); here 40 accounts over 2 shards."""
+    output, rows = quick_table("bench.shards")
+    for figure in SHARD_FIGURES:
+        matching = [row for row in rows if row[0].startswith(figure)]
+        assert len(matching) == 1, f"{figure!r} is not in the table:\n{output}"
+        assert matching[0][1] and matching[0][3] in VERDICTS | {"measured"}, matching[0]
