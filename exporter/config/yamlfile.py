@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-#: Largest configuration file read, in bytes.
-MAX_BYTES = 1024 * 1024
+#: Largest configuration file read, in bytes: 10,000 accounts take about 1.2 MB.
+MAX_BYTES = 16 * 1024 * 1024
 #: Deepest nesting of mappings and lists accepted.
 MAX_DEPTH = 32
 

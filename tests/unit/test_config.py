@@ -266,7 +266,7 @@ def test_ca_file_that_is_not_a_certificate_is_refused(tmp_path: Path) -> None:
     ("a: " + "[" * 600 + "]" * 600 + "\n", "--config.file: {path}: nested deeper than 32 levels"),
     ("x: " + "{a: " * 600 + "1" + "}" * 600 + "\n",
      "--config.file: {path}: nested deeper than 32 levels"),
-    ("# " + "x" * 1024 * 1024 + "\n", "--config.file: {path}: larger than 1024 KiB"),
+    ("# " + "x" * 16 * 1024 * 1024 + "\n", "--config.file: {path}: larger than 16384 KiB"),
 ])
 def test_bad_config_files(tmp_path: Path, text: str, expected: str) -> None:
     config = tmp_path / "config.yml"

@@ -41,7 +41,7 @@ INVALID = [
     # Bounded: nesting, aliases, size; no RecursionError and no traceback.
     ("x: " + "[" * 600 + "]" * 600 + "\n", "", "nested deeper than 32 levels"),
     ("basic_auth_users: &u {}\nx: *u\n", "", "aliases"),
-    ("# " + "x" * 1024 * 1024 + "\n", "", "larger than 1024 KiB"),
+    ("# " + "x" * 16 * 1024 * 1024 + "\n", "", "larger than 16384 KiB"),
     (TLS + "  min_version: TLS13-and-then-a-secret\n", "tls_server_config.min_version",
      "got 'TLS'… (23 characters)"),
 ]
