@@ -91,9 +91,10 @@ class UsageExporter:
         """Trigger due refreshes; wait (at most *wait* seconds in all) for first data."""
         now = self.clock()
         deadline = now + wait
-        for refresher in self.refreshers:
-            if refresher.due(now):
-                refresher.maybe_refresh()
+        # The accounts due the longest first: they take the first free refresh slots.
+        due = [refresher for refresher in self.refreshers if refresher.due(now)]
+        for refresher in sorted(due, key=AccountRefresher.due_since):
+            refresher.maybe_refresh()
         # After usages: when the hourly cap is short, usages take the room first.
         for team in self.teams:
             if team.due(now):

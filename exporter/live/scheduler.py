@@ -12,14 +12,18 @@ hourly cap. The cap counts calls, and a refresh that needs k calls (an account
 whose period is fetched in pieces, see :mod:`exporter.upstream.pieces`) starts only when
 the cap has room for all k: it runs whole or waits. Refreshes are paced so that
 the hourly budget lasts the hour (:func:`refresh_interval`), and the accounts'
-refreshes are spread over the TTL rather than fired together.
+refreshes are spread over the TTL rather than fired together: each account keeps
+its own cadence of one TTL (:func:`next_due`), which neither the scrape interval
+nor the wait for a refresh slot (:func:`limit_concurrency`) makes drift.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -66,21 +70,67 @@ def spawn_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="refresh", daemon=True).start()
 
 
+def next_due(interval: float, started: float, due: float | None, share: float) -> float:
+    """When the refresh after one that started at *started* is due (clock times).
+
+    The first data (*due* None) is fresh for *share* of the interval: the accounts'
+    first refreshes land together, and a random share spreads the later ones over
+    the interval. After that each account keeps its cadence, one interval after the
+    time the refresh was due, whether the scrape that found it due came soon after
+    or a scrape interval later, and however long it waited for a slot: otherwise
+    each refresh would add that lag, and the account be refreshed less than once per
+    interval. A refresh more than half an interval late (no scrape for a while, a
+    back-off, a full cap) starts a new cadence from its start.
+    """
+    if due is None:
+        return started + interval * share
+    if started - due < interval / 2:
+        return due + interval
+    return started + interval
+
+
 def limit_concurrency(spawn: Spawn, limit: int) -> Spawn:
     """*spawn*, but at most *limit* of the works it starts run at the same time.
 
     Many accounts start their first refreshes together: without a bound, as
     many calls would reach upstream at once (and as many responses be parsed
-    on two cores). The others wait for a slot in their own thread; scrapes are
-    answered meanwhile.
+    on two cores). The others wait in line, oldest first, and no thread waits
+    with them: a work that ends spawns the next in line in its slot. A work
+    spawned by a running work goes first (a team's first read starts the
+    usages' refresh that waited for it: that account's data comes next, not
+    after every other account's team read). Scrapes are answered meanwhile.
     """
-    slots = threading.BoundedSemaphore(limit)
+    lock = threading.Lock()
+    waiting: deque[Callable[[], None]] = deque()
+    running = 0
+    local = threading.local()  # .working: this thread runs one of the works
+
+    def run(work: Callable[[], None]) -> None:
+        nonlocal running
+        outer = getattr(local, "working", False)
+        local.working = True
+        try:
+            work()
+        finally:
+            local.working = outer
+            with lock:
+                following = waiting.popleft() if waiting else None
+                if following is None:
+                    running -= 1
+            if following is not None:  # the slot passes on
+                spawn(lambda: run(following))
 
     def spawn_limited(work: Callable[[], None]) -> None:
-        def limited() -> None:
-            with slots:
-                work()
-        spawn(limited)
+        nonlocal running
+        with lock:
+            if running >= limit:
+                if getattr(local, "working", False):
+                    waiting.appendleft(work)
+                else:
+                    waiting.append(work)
+                return
+            running += 1
+        spawn(lambda: run(work))
 
     return spawn_limited
 
@@ -178,6 +228,12 @@ class AccountRefresher:
         return not self._in_flight and now >= self._not_before and \
             (fresh_until is None or now >= fresh_until)
 
+    def due_since(self) -> float:
+        """The clock time from which a refresh is due (-inf: never fetched); a scrape
+        starts the refreshes of the accounts due the longest first."""
+        fresh_until = self._fresh_until
+        return max(-math.inf if fresh_until is None else fresh_until, self._not_before)
+
     def maybe_refresh(self) -> bool:
         """Start a refresh if the data is past its TTL and upstream may be called now."""
         with self._lock:
@@ -197,10 +253,11 @@ class AccountRefresher:
             if not self._cap.has_room(needed):
                 return False
             self._in_flight = True
-        self._spawn(lambda: self._refresh(window, started_wall))
+            due = self._fresh_until
+        self._spawn(lambda: self._refresh(window, started_wall, due))
         return True
 
-    def _refresh(self, window: PeriodWindow, started_wall: float) -> None:
+    def _refresh(self, window: PeriodWindow, started_wall: float, due: float | None) -> None:
         started = self._clock()
         fields: dict[str, object] = {"account": self.account.name,
                   "window": f"{window.start.isoformat()}/{window.end.isoformat()}"}
@@ -225,8 +282,12 @@ class AccountRefresher:
                     "days_per_piece": self._pieces.days}})
             # The first data of every account arrives at start-up, together: a random
             # share of the first interval spreads the accounts' later refreshes over it.
-            fresh_for = interval if self._view.last_success else \
-                interval * self._rng.uniform(0.5, 1.0)
+            share = self._rng.uniform(0.5, 1.0) if due is None else 1.0
+            # Paced by the cap, the interval spends the whole budget: it counts from the
+            # end of this refresh, which leaves the calls nobody planned (a split learnt,
+            # the team found) some room; paced by the TTL, the account keeps its cadence.
+            fresh_until = self._clock() + interval * share if interval > self._ttl else \
+                next_due(interval, started, due, share)
             with self._lock:
                 self._failures = 0
                 self._not_before = 0.0
@@ -235,7 +296,7 @@ class AccountRefresher:
                     up=True, attempted=True, last_attempt=started_wall,
                     last_success=started_wall, last_error=None, refresh_interval=interval,
                     period_end=self._period_end(window))
-                self._fresh_until = self._clock() + fresh_for
+                self._fresh_until = fresh_until
                 self._in_flight = False
             log.info("refresh", extra={"fields": {
                 **fields, "status": "ok", "requests": result.requests,
