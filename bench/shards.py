@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             "--upstream.max-requests-per-hour", str(max(60, 2 * 3600 // sizes.ttl_seconds)))))
             for index in range(sizes.shards)]
         for shard in shards:
+            # Reading 10,000 accounts takes a while: the listening line comes late.
+            shard.wait_for_line(lambda text: "listening" in text, sizes.ready_timeout)
             wait_status(shard, "/-/ready", sizes.ready_timeout)
             ups = [line for line in http_get(shard.port, METRICS, {}).body.decode().splitlines()
                    if line.startswith("scenario_up{")]
