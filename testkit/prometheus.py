@@ -105,15 +105,17 @@ def require_build(param: Build | int) -> Build:
 BUILDS = build_params()
 
 
+@dataclass
 class QueryAPI:
-    """Prometheus' HTTP query API at :attr:`url`, which VictoriaMetrics serves too
-    (testkit.victoria): one implementation of the queries for both."""
+    """A server of Prometheus' HTTP query API at :attr:`url`, which VictoriaMetrics serves
+    too (testkit.victoria): one implementation of the queries for both."""
 
+    process: ChildProcess
     url: str
 
     @property
     def name(self) -> str:
-        raise NotImplementedError
+        return self.process.name
 
     def api(self, path: str, **params: str) -> Any:
         response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10,
@@ -137,16 +139,8 @@ class QueryAPI:
         return max((v for v in values if math.isfinite(v)), default=0.0)
 
 
-@dataclass
 class Prometheus(QueryAPI):
     """One Prometheus server and its HTTP API."""
-
-    process: ChildProcess
-    url: str
-
-    @property
-    def name(self) -> str:
-        return self.process.name
 
     def rules(self) -> list[dict[str, Any]]:
         return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]

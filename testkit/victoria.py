@@ -26,7 +26,6 @@ What differs from Prometheus, for a test that reads both the same way:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -58,16 +57,8 @@ def require_victoria_metrics() -> str:
     return path
 
 
-@dataclass
 class VictoriaMetrics(QueryAPI):
     """One VictoriaMetrics server and its HTTP API."""
-
-    process: ChildProcess
-    url: str
-
-    @property
-    def name(self) -> str:
-        return self.process.name
 
     @property
     def write_url(self) -> str:
