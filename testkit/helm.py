@@ -473,3 +473,26 @@ SCRAPE_CONFIG_SCHEMA: dict[str, Any] = {
             "basicAuth": _BASIC_AUTH, "authorization": _AUTHORIZATION, "tlsConfig": _SAFE_TLS,
             "relabelings": {"type": "array", "items": _RELABEL},
             "metricRelabelings": {"type": "array", "items": _RELABEL}}}}}
+
+
+def assert_hardened(pod: Manifest, main: Manifest) -> dict[str, Manifest]:
+    """The chart's hardening of a pod spec and its main container (the Deployment's, the
+    backfill Job's): non-root, RuntimeDefault seccomp, no service-account token, no host
+    namespaces; a read-only root, no privilege, every capability dropped; a bounded
+    emptyDir on /tmp. Returns the container's mounts by path."""
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for name in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(name)
+    context = main["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert not context["capabilities"].get("add")
+    assert context.get("privileged") is not True
+    mounts: dict[str, Manifest] = {m["mountPath"]: m for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/tmp"]["name"]]["emptyDir"]["sizeLimit"]
+    return mounts
