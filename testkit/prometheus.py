@@ -222,18 +222,27 @@ def backfill_recording_rules(build: Build, processes: Processes, data: Path, rul
 
     The rules of each pass are written to a file in *passes*: servers backfilled
     with the same *passes* are evaluated at the same instants, since Prometheus
-    offsets a group's evaluations by a hash of its file's path and name.
+    offsets a group's evaluations by a hash of its file's path and name. Each pass's
+    server must show every series name the earlier passes showed and wrote (promtool
+    writes nothing, and exits 0, when its server answers every query with nothing).
     """
     for directory in (scratch, passes):
         directory.mkdir(parents=True, exist_ok=True)
-    for number, rules in enumerate(rule_passes(rule_file)):
-        pass_file = passes / f"{rule_file.stem}-pass-{number}.yml"
-        pass_file.write_text(yaml.safe_dump({"groups": [{"name": "backfill", "rules": rules}]}),
-                             encoding="utf-8")
+    span = (math.ceil(min(start for start, _ in ranges)), int(max(end for _, end in ranges)))
+    seen: set[str] = set()
+    written: list[str] = []  # the rules of the last pass, when it wrote blocks
+    for number, rules in enumerate([*rule_passes(rule_file), []]):
         server = start_prometheus(build, processes, f"rules-{number}",
                                   prometheus_config([], []), data, *KEEP_EVERYTHING)
-        output = scratch / f"rules-{number}"
         try:
+            seen = _names_loaded(server, span, seen, written, number)
+            if not rules:
+                return  # the last server only checked what the last pass wrote
+            pass_file = passes / f"{rule_file.stem}-pass-{number}.yml"
+            pass_file.write_text(
+                yaml.safe_dump({"groups": [{"name": "backfill", "rules": rules}]}),
+                encoding="utf-8")
+            output = scratch / f"rules-{number}"
             for start, end in ranges:
                 run_tool([build.promtool, "tsdb", "create-blocks-from", "rules",
                           f"--start={math.ceil(start)}", f"--end={int(end)}",
@@ -241,5 +250,22 @@ def backfill_recording_rules(build: Build, processes: Processes, data: Path, rul
                           f"--output-dir={output}", str(pass_file)])
         finally:
             server.process.stop()
-        for block in output.glob("*"):
+        blocks = list(output.glob("*"))
+        written = [rule["record"] for rule in rules] if blocks else []
+        for block in blocks:
             shutil.move(str(block), data / block.name)
+
+
+def _names_loaded(server: Prometheus, span: tuple[int, int], seen: set[str],
+                  written: list[str], number: int) -> set[str]:
+    """The series names *server* holds over *span*, once they include *seen* and one of
+    *written* (the blocks just added): a server that misses them fails the backfill
+    here, by name, rather than its figures later."""
+    def loaded() -> set[str]:
+        names = set(server.api("label/__name__/values", start=str(span[0]), end=str(span[1])))
+        ready = seen <= names and (not written or bool(names & set(written)))
+        return names if ready else set()
+    return server.process.wait_until(
+        loaded, START_TIMEOUT,
+        f"rules pass {number}: the series of the blocks written before it ({written or seen})",
+        interval=0.5)
