@@ -28,6 +28,9 @@ SD_PATH = "/sd"
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 # Answer a first scrape a little before Prometheus gives up on it.
 SCRAPE_TIMEOUT_MARGIN = 0.5
+# The share of that time a scrape may spend encoding accounts; the rest assembles and
+# compresses (0.9 s for the 157 MB of 1,000 accounts × 50 models in OpenMetrics).
+ENCODE_SHARE = 0.8
 
 
 def first_scrape_wait(header: str | None) -> float:
@@ -54,11 +57,18 @@ def create_app(exporter: UsageExporter) -> WSGIApplication:
                           extra=[("Allow", "GET, HEAD")], head=False)
         head = method == "HEAD"
         if path == metrics_path:
+            started = time.monotonic()
+            wait = first_scrape_wait(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
+            accept = environ.get("HTTP_ACCEPT")
+            # Wait for first data only as long as leaves the time to encode the accounts
+            # that will have changed (at most half the wait); encode until ENCODE_SHARE of
+            # it, and serve the accounts not encoded by then as they were.
             exporter.prepare_scrape(
-                first_scrape_wait(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")))
+                wait - exporter.exposition.render_reserve(accept, wait / 2))
             names = set(parse_qs(environ.get("QUERY_STRING", "")).get("name[]", ()))
             headers, body = exporter.exposition.respond(
-                environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), names)
+                accept, environ.get("HTTP_ACCEPT_ENCODING"), names,
+                deadline=started + wait * ENCODE_SHARE)
             return _reply(start_response, "200 OK", body, head=head, headers=headers)
         if path == PROBE_PATH:
             return _probe(exporter, environ, start_response, head)
