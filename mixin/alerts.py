@@ -75,7 +75,7 @@ def exporter_alerts(cfg: MixinConfig) -> list[Rule]:
              f"[{cfg.rate_limited_window}])", also=("reason",), block=True)
     return [
         alert(cfg, "ScenarioExporterDown",
-              f"{promql.dedup(cfg, up)} == 0\nor\nabsent({up})",
+              f"{promql.dedup(cfg, up, also=('account',))} == 0\nor\nabsent({up})",
               for_=cfg.exporter_down_for, severity="warning",
               summary="The Scenario exporter is down or no longer scraped.",
               description="{{ with $labels.job }}No target of job {{ . }} has answered a "
@@ -89,7 +89,9 @@ def exporter_alerts(cfg: MixinConfig) -> list[Rule]:
 No replica of a job answers its scrapes (up == 0 on every target, for
 as long as it lasts, even if it never came up), or no target matches
 at all (removed from service discovery, never deployed). Replicas of
-one job count as one: one replica down of two is not an outage. The
+one job count as one: one replica down of two is not an outage. So do
+the /probe targets of one job (a target per account, labelled with it):
+the exporter is down when none of them answers, not once per account. The
 selector `{cfg.exporter_selector}` matches the chart's job names and the
 documented examples; if yours differ, change it in both halves of the
 expression (in the mixin: MixinConfig.exporter_selector)."""),
