@@ -32,9 +32,12 @@ def exporter_dashboard(cfg: MixinConfig) -> dict[str, Any]:
                 f"{promql.aggregate_by('sum', q.by('le'), f'rate({q.window(duration)})')})")
         return expr, f"p{int(quantile * 100)} · {q.legend}"
 
-    # Series without an account label belong to the exporters serving the selected accounts.
+    # Series without an account label belong to the exporters serving the selected
+    # accounts: the targets that serve their scenario_up (/metrics, or each account's
+    # /probe), or the exporter's own per-account series (/metrics beside /probe targets).
     serving = (f"and on ({promql.label_list((q.deployment, 'job', 'instance'))}) "
-               f"{q.sel('scenario_up')}")
+               f"({q.sel('scenario_up')} or "
+               f"{q.sel('scenario_exporter_refresh_failures_total')})")
     items: list[Panel | Row] = [
         Row("Health"),
         stat("Upstream refresh",

@@ -18,6 +18,7 @@ import yaml
 
 from exporter.core.shard import shard_of
 from exporter.upstream.demo import DemoAccount
+from testkit.dashboards import panel_queries, substitute
 from testkit.fake_upstream import FakeUpstream
 from testkit.processes import ExporterProcess, Processes, free_port
 from testkit.prometheus import (
@@ -115,6 +116,16 @@ def _prometheus_config(fleet: Fleet, keep: int) -> dict[str, object]:
                 {"source_labels": ["__param_account"], "modulus": SHARDS,
                  "target_label": "__tmp_hash", "action": "hashmod"},
                 {"source_labels": ["__tmp_hash"], "regex": str(keep), "action": "keep"}],
+        }, {
+            # The exporter's own series from /metrics, under the same job, as the chart's
+            # ServiceMonitor scrapes them beside its ScrapeConfig's /probe targets: at
+            # another address of the process (the pod's, where /sd gives the Service's).
+            "job_name": "scenario-exporter-own",
+            "static_configs": [{"targets": [f"localhost:{shard.port}"
+                                            for shard in fleet.shards]}],
+            "relabel_configs": [{"target_label": "job", "replacement": "scenario-exporter"}],
+            "metric_relabel_configs": [{"source_labels": ["__name__"],
+                                        "regex": "scenario_exporter_.*", "action": "keep"}],
         }],
     }
 
@@ -131,11 +142,15 @@ def test_two_prometheus_servers_hold_disjoint_halves_and_each_figure_once(
         def accounts(server: Prometheus, expr: str) -> list[str]:
             return sorted(s["metric"]["account"] for s in server.query(expr))
 
+        def probes(server: Prometheus) -> int:
+            return sum(1 for t in server.api("targets")["activeTargets"]
+                       if t["scrapePool"] == "scenario-exporter")
+
         for server in servers:  # every target discovered, scraped, and its rule evaluated
             wait_for(lambda s=server: (  # type: ignore[misc]
-                len(s.api("targets")["activeTargets"]) > 0
+                probes(s) > 0
                 and accounts(s, "scenario_up == 1") == accounts(s, RECORDED)
-                and len(accounts(s, RECORDED)) == len(s.api("targets")["activeTargets"])),
+                and len(accounts(s, RECORDED)) == probes(s)),
                 60, "the server's scrapes and rules", server.process.tail)
         held = [accounts(server, "scenario_up") for server in servers]
         assert set(held[0]).isdisjoint(held[1])
@@ -148,3 +163,10 @@ def test_two_prometheus_servers_hold_disjoint_halves_and_each_figure_once(
             for sample in server.query(RECORDED):
                 assert math.isfinite(float(sample["value"][1])) and \
                     float(sample["value"][1]) > 0, sample
+            # The exporter dashboard finds the processes serving the accounts it shows.
+            for panel in ("Exporter version", "Scrape duration"):
+                (query,) = [q for q in panel_queries()
+                            if q.dashboard == "scenario-exporter" and q.panel == panel]
+                expr = substitute(query.expr, ACCOUNTS)
+                wait_for(lambda s=server, e=expr: s.query(e),  # type: ignore[misc]
+                         30, f"{query}: data", server.process.tail)
