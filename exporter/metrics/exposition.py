@@ -126,8 +126,10 @@ class _Rendered:
     packed: bytes | None = None  # gzip of text, made by the first scrape that asks for it
 
 
-# A family's comment lines (HELP, TYPE, UNIT) and its sample lines, by family name.
-Sections = dict[bytes, tuple[bytes, bytes]]
+# A family's comment lines (HELP, TYPE, UNIT) and its sample lines, by family name: bytes
+# when just encoded, views of the last exposition once it has been assembled.
+Bytes = bytes | memoryview
+Sections = dict[bytes, tuple[Bytes, Bytes]]
 _FAMILY = re.compile(rb"^# HELP (\S+)", re.MULTILINE)
 _EOF = b"# EOF\n"
 # The encoding time of one account's part assumed before any was measured (the demo
@@ -151,18 +153,34 @@ def split_families(text: bytes) -> Sections:
 
 def join_families(parts: Sequence[Sections], openmetrics: bool) -> bytes:
     """The exposition of *parts*: each family's comments once, then its samples part after
-    part (the families in the order the parts give them)."""
-    order: dict[bytes, bytes] = {}
+    part (the families in the order the parts give them).
+
+    Each part's sections are then views of the result, so that the parts kept for the
+    next scrape and the exposition served share their bytes (at 1,000 accounts × 50
+    models, 157 MB in OpenMetrics) instead of holding them twice.
+    """
+    order: dict[bytes, Bytes] = {}
     for part in parts:
         for name, (comments, _) in part.items():
             order.setdefault(name, comments)
-    chunks: list[bytes] = []
+    chunks: list[Bytes] = []
+    where: list[tuple[Sections, bytes, int, int]] = []  # part, family, comments, samples
     for name, comments in order.items():
+        at = len(chunks)
         chunks.append(comments)
-        chunks.extend(part[name][1] for part in parts if name in part)
+        for part in parts:
+            if name in part:
+                where.append((part, name, at, len(chunks)))
+                chunks.append(part[name][1])
     if openmetrics:
         chunks.append(_EOF)
-    return b"".join(chunks)
+    text = b"".join(chunks)
+    view = memoryview(text)
+    offsets = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))
+    for part, name, comments_at, samples_at in where:
+        part[name] = (view[offsets[comments_at]:offsets[comments_at + 1]],
+                      view[offsets[samples_at]:offsets[samples_at + 1]])
+    return text
 
 
 _SERIALS = itertools.count()

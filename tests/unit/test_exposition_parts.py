@@ -143,3 +143,14 @@ def test_the_reserve_counts_the_accounts_to_encode() -> None:
     assert scene.exposition.render_reserve(None, 60.0) == 0.0
     # The other format: ten accounts at the mean of that render, a tenth of a step.
     assert scene.exposition.render_reserve(OPENMETRICS, 60.0) == pytest.approx(STEP)
+
+
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_the_parts_kept_share_the_bytes_of_the_exposition(accept: str | None) -> None:
+    scene = Scene()
+    body = scene.exposition.respond(accept, None)[1]
+    # Kept for the next scrape: views of the body, not its bytes a second time (at
+    # 100 accounts x 50 models, 17 MB held for a 16 MB body instead of 32 MB).
+    kept = [chunk for parts in scene.exposition._parts.values() for part in parts.values()
+            for pair in part.sections.values() for chunk in pair]
+    assert kept and all(isinstance(chunk, memoryview) and chunk.obj is body for chunk in kept)
