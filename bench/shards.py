@@ -17,6 +17,7 @@ Prometheus would. Measured:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import tempfile
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             # Reading 10,000 accounts takes a while: the listening line comes late.
             shard.wait_for_line(lambda text: "listening" in text, sizes.ready_timeout)
             wait_status(shard, "/-/ready", sizes.ready_timeout)
-            ups = [line for line in http_get(shard.port, METRICS, {}).body.decode().splitlines()
+            # As Prometheus asks (a format asked once stays encoded in the shard's memory).
+            body = gzip.decompress(http_get(shard.port, METRICS, REQUESTS["prometheus"]).body)
+            ups = [line for line in body.decode().splitlines()
                    if line.startswith("scenario_up{")]
             if not ups or not all(line.endswith(" 1.0") for line in ups):
                 raise BenchError(f"not every account of a shard is up: {shard.tail()}")
