@@ -39,7 +39,7 @@ from bench.procs import (
 )
 from bench.run import EXPORTER_NODELAY, METRICS
 from bench.scrape import REQUESTS
-from bench.workload import account
+from bench.workload import account, accounts_file
 from exporter.web.server import BACKLOG
 from testkit.fake_upstream import FakeUpstream
 from testkit.web import http_get
@@ -68,14 +68,6 @@ FULL = Sizes(accounts=10_000, shards=10, models=50, users=20, ttl_seconds=300, t
              scrape_every=30.0, probes=300, ready_timeout=3600.0)
 QUICK = Sizes(accounts=40, shards=2, models=5, users=3, ttl_seconds=5, ttls=3,
               scrape_every=1.0, probes=30, ready_timeout=120.0)
-
-
-def config_file(directory: Path, sizes: Sizes) -> Path:
-    path = directory / "accounts.yml"
-    path.write_text(json.dumps({"period": "month", "accounts": [
-        {"name": f"account-{index:05d}", "api_key": API_KEY, "api_secret": API_SECRET,
-         "project_ids": [f"proj_{index:05d}"]} for index in range(sizes.accounts)]}))
-    return path
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -112,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     with FakeUpstream(account(sizes.models, sizes.users), API_KEY, API_SECRET) as fake, \
             tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp, ExitStack() as stack:
-        config = config_file(Path(tmp), sizes)
+        config = accounts_file(Path(tmp), sizes.accounts, API_KEY, API_SECRET)
         started = time.monotonic()
         shards = []
         for index in range(sizes.shards):

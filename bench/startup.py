@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from time import perf_counter
 from bench.procs import API_KEY, API_SECRET, BenchError, start_exporter
 from bench.run import METRICS
 from bench.scrape import PROMETHEUS_ACCEPT
-from bench.workload import account
+from bench.workload import account, accounts_file
 from testkit.fake_upstream import FakeUpstream
 from testkit.web import http_get
 
@@ -48,14 +47,6 @@ FULL = Sizes(accounts=1000, models=50, users=20, timeout=10.0, interval=10.0, sc
 QUICK = Sizes(accounts=60, models=5, users=3, timeout=2.0, interval=2.0, scrapes=30)
 
 
-def config_file(directory: Path, sizes: Sizes) -> Path:
-    path = directory / "accounts.yml"
-    path.write_text(json.dumps({"period": "month", "accounts": [
-        {"name": f"account-{index:04d}", "api_key": API_KEY, "api_secret": API_SECRET,
-         "project_ids": [f"proj_{index:04d}"]} for index in range(sizes.accounts)]}))
-    return path
-
-
 def served_accounts(body: bytes) -> int:
     return sum(1 for line in gzip.decompress(body).splitlines()
                if line.startswith(b"scenario_up{"))
@@ -71,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     scrapes: list[tuple[float, float, int]] = []  # since start, duration, accounts served
     with FakeUpstream(account(sizes.models, sizes.users), API_KEY, API_SECRET) as fake, \
             tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        config = config_file(Path(tmp), sizes)
+        config = accounts_file(Path(tmp), sizes.accounts, API_KEY, API_SECRET)
         started = perf_counter()
         with start_exporter(fake.url, ("--config.file", config.as_posix())) as exporter:
             exporter.wait_for_line(lambda text: "listening" in text, 600)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from exporter.core.period import PeriodWindow
 from exporter.upstream.demo import DemoAccount
@@ -63,3 +64,13 @@ def refresh_body(models: int, users: int) -> bytes:
     window = refresh_window()
     return json.dumps(demo.response(window.start, window.end),
                       separators=(",", ":")).encode()
+
+
+def accounts_file(directory: Path, count: int, key: str, secret: str) -> Path:
+    """A configuration of *count* accounts with *key* and *secret*, each with a project
+    of its own (``projectIds``: its upstream calls can be told apart), for the month."""
+    path = directory / "accounts.yml"
+    path.write_text(json.dumps({"period": "month", "accounts": [
+        {"name": f"account-{index:05d}", "api_key": key, "api_secret": secret,
+         "project_ids": [f"proj_{index:05d}"]} for index in range(count)]}))
+    return path
