@@ -34,10 +34,11 @@ def exporter_dashboard(cfg: MixinConfig) -> dict[str, Any]:
 
     # Series without an account label belong to the exporters serving the selected
     # accounts: the targets that serve their scenario_up (/metrics, or each account's
-    # /probe), or the exporter's own per-account series (/metrics beside /probe targets).
+    # /probe), or the exporter's own gauge of every account it serves (/metrics beside
+    # /probe targets).
     serving = (f"and on ({promql.label_list((q.deployment, 'job', 'instance'))}) "
                f"({q.sel('scenario_up')} or "
-               f"{q.sel('scenario_exporter_refresh_failures_total')})")
+               f"{q.sel('scenario_exporter_folded_series')})")
     items: list[Panel | Row] = [
         Row("Health"),
         stat("Upstream refresh",
