@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -211,6 +212,14 @@ def rule_passes(rule_file: Path) -> list[list[dict[str, Any]]]:
         passes.append(ready or left[:1])
         done.update(rule["record"] for rule in passes[-1])
     return passes
+
+
+# Where the rules passes' files go: one path in every run. Prometheus (and promtool)
+# offset a group's evaluations within its interval by a hash of the group's file path:
+# under a fresh temporary directory each run evaluated at other offsets, and some runs'
+# last pass left its series without data (CI, twice, on both servers of a fixture, which
+# share their pass files); at a fixed path every run evaluates at the same instants.
+RULE_PASSES = Path(tempfile.gettempdir()) / "scenario-exporter-rule-passes"
 
 
 def backfill_recording_rules(build: Build, processes: Processes, data: Path, rule_file: Path,

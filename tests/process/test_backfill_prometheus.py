@@ -30,6 +30,7 @@ from testkit.processes import Processes, clean_environment, free_port
 from testkit.prometheus import (
     BUILDS,
     KEEP_EVERYTHING,
+    RULE_PASSES,
     START_TIMEOUT,
     Prometheus,
     backfill_recording_rules,
@@ -103,7 +104,8 @@ def history(request: pytest.FixtureRequest,
         backfill_recording_rules(
             build, processes, data, REPO_ROOT / "rules" / "scenario-recording.rules.yml",
             [(moment.timestamp(), moment.timestamp() + 3600)
-             for moment in rule_moments(windows[0])], "5m", tmp / "rules", tmp / "passes")
+             for moment in rule_moments(windows[0])], "5m", tmp / "rules",
+            RULE_PASSES / f"backfill-{build}")
         prometheus = start_prometheus(build, processes, "with-rules",
                                       prometheus_config([instance], []), data, *KEEP_EVERYTHING)
         wait_for(lambda: prometheus.query(

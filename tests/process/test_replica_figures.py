@@ -45,6 +45,7 @@ from testkit.prometheus import (
     BUILDS,
     JOB,
     KEEP_EVERYTHING,
+    RULE_PASSES,
     Prometheus,
     backfill_recording_rules,
     load_openmetrics,
@@ -190,7 +191,7 @@ def servers(request: pytest.FixtureRequest,
             load_openmetrics(build, files, data)
             backfill_recording_rules(build, processes, data, RECORDING_RULES,
                                      [(start.timestamp(), end.timestamp())], EVAL_INTERVAL,
-                                     tmp / f"rules-{name}", tmp / "rule-passes")
+                                     tmp / f"rules-{name}", RULE_PASSES / str(build))
             started[name] = start_prometheus(build, processes, name,
                                              prometheus_config([], []), data, *KEEP_EVERYTHING)
         # Every three hours after the first, and after each day's last sample (the
