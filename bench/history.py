@@ -43,6 +43,12 @@ from testkit.victoria import start_victoria_metrics
 ACCOUNTS = ("studio", "mobile")
 OUT_OF_ORDER = {"storage": {"tsdb": {"out_of_order_time_window": "400d"}}}
 KEEP = "--storage.tsdb.retention.time=400d"
+BACKFILL_TIMEOUT = 900.0  # a year's push takes seconds here: a hung run shows its log
+
+
+def progress(message: str) -> None:
+    """Where the run is, on stderr (what a timed-out run leaves to read)."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -66,13 +72,22 @@ def backfill(config: Path, *flags: str) -> Run:
     reader = threading.Thread(target=lambda: err.append(stream.read()))
     reader.start()
     # wait4, not wait: the child's own resource usage (Prometheus is a child too).
-    _, status, usage = os.wait4(child.pid, 0)
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > BACKFILL_TIMEOUT:
+            child.kill()
+            _, status, usage = os.wait4(child.pid, 0)
+            break
+        time.sleep(0.05)
     seconds = time.monotonic() - started
     reader.join()
     child.returncode = os.waitstatus_to_exitcode(status)
     text = "".join(err)
     if child.returncode != 0:
-        raise SystemExit(f"backfill failed ({child.returncode}): {text[-2000:]}")
+        raise SystemExit(f"backfill failed ({child.returncode}) after {seconds:.0f} s: "
+                         f"{text[-3000:]}")
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     summary = next(line for line in reversed(lines) if line.get("msg") == "backfill complete")
     return Run(summary, seconds, usage.ru_maxrss / 1024)
@@ -111,19 +126,24 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8")
         builds = [b for b in (find_build(2), find_build(3)) if b is not None]
         for build in builds:
+            progress(f"starting {build}")
             server = start_prometheus(build, processes, "history",
                                       {**prometheus_config([], []), **OUT_OF_ORDER},
                                       tmp / f"data-{build}", "--web.enable-remote-write-receiver",
                                       KEEP)
+            progress(f"pushing into {build} at {server.url}")
             rows.append(_row(str(build), backfill(
                 config, periods, f"--remote-write.url={server.url}/api/v1/write")))
+            progress(f"stopping {build}")
             server.process.stop()
         if shutil.which(VICTORIA_METRICS):
+            progress("starting victoria-metrics")
             vm = start_victoria_metrics(processes, tmp / "vm-data")
             rows.append(_row("victoria-metrics", backfill(
                 config, periods, f"--remote-write.url={vm.write_url}")))
         for build in builds[:1]:
             output = tmp / "history.om"
+            progress(f"writing {output.name}, then promtool of {build}")
             run = backfill(config, periods, f"--output={output}")
             started = time.monotonic()
             subprocess.run([build.promtool, "tsdb", "create-blocks-from", "openmetrics",

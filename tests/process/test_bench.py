@@ -7,6 +7,9 @@ presence of each figure in the table are checked, never the values.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 
@@ -29,13 +32,31 @@ FIGURES = (
 VERDICTS = {"met", "**missed**"}
 
 
+QUICK_TIMEOUT = 300
+
+
 def quick_table(module: str) -> tuple[str, list[list[str]]]:
-    """Run ``python -m MODULE --quick``: its output, and the cells of its table rows."""
-    done = subprocess.run([sys.executable, "-m", module, "--quick"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout, [[cell.strip() for cell in line.strip().strip("|").split("|")]
-                         for line in done.stdout.splitlines() if line.startswith("| ")]
+    """Run ``python -m MODULE --quick``: its output, and the cells of its table rows.
+
+    The benchmark runs in a session of its own: at the timeout the whole session is
+    killed (the servers it started too, which would otherwise outlive it and hold their
+    ports and data) and the failure shows what it had written."""
+    bench = subprocess.Popen([sys.executable, "-m", module, "--quick"], cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        stdout, stderr = bench.communicate(timeout=QUICK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(bench.pid, signal.SIGKILL)
+        stdout, stderr = bench.communicate()
+        raise AssertionError(f"{module} --quick did not end within {QUICK_TIMEOUT} s\n"
+                             f"{stdout[-2000:]}\n{stderr[-4000:]}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)  # anything it left behind
+    assert bench.returncode == 0, stderr[-3000:]
+    return stdout, [[cell.strip() for cell in line.strip().strip("|").split("|")]
+                    for line in stdout.splitlines() if line.startswith("| ")]
 
 
 def test_quick_benchmark_reports_every_figure() -> None:
