@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         args.periods, args.models, args.users = 2, 4, 2
     periods = f"--periods={args.periods}"
     rows = []
-    with FakeUpstream(DemoAccount(models=args.models, users=args.users)) as fake, \
-            Processes() as processes, tempfile.TemporaryDirectory() as scratch:
+    # The servers stop before their data directories are removed (one still writing
+    # into its directory made the removal fail).
+    with tempfile.TemporaryDirectory() as scratch, \
+            FakeUpstream(DemoAccount(models=args.models, users=args.users)) as fake, \
+            Processes() as processes:
         tmp = Path(scratch)
         config = tmp / "accounts.yml"
         config.write_text(yaml.safe_dump({
