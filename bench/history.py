@@ -43,7 +43,10 @@ from testkit.victoria import start_victoria_metrics
 ACCOUNTS = ("studio", "mobile")
 OUT_OF_ORDER = {"storage": {"tsdb": {"out_of_order_time_window": "400d"}}}
 KEEP = "--storage.tsdb.retention.time=400d"
-BACKFILL_TIMEOUT = 900.0  # a year's push takes seconds here: a hung run shows its log
+# A year's push takes seconds here; past this the run is killed and its log shown (the
+# quick run's bound is below that of the test that runs it).
+BACKFILL_TIMEOUT = 900.0
+QUICK_BACKFILL_TIMEOUT = 120.0
 
 
 def progress(message: str) -> None:
@@ -60,8 +63,9 @@ class Run:
     peak_rss_mib: float
 
 
-def backfill(config: Path, *flags: str) -> Run:
-    """The real command, in a process of its own (its own peak RSS)."""
+def backfill(config: Path, *flags: str, timeout: float = BACKFILL_TIMEOUT) -> Run:
+    """The real command, in a process of its own (its own peak RSS), killed after
+    *timeout* seconds."""
     argv = [sys.executable, "-m", "exporter", "backfill", f"--config.file={config}",
             "--log.format=json", "--label=job=scenario-exporter", *flags]
     started = time.monotonic()
@@ -76,7 +80,7 @@ def backfill(config: Path, *flags: str) -> Run:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() - started > BACKFILL_TIMEOUT:
+        if time.monotonic() - started > timeout:
             child.kill()
             _, status, usage = os.wait4(child.pid, 0)
             break
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.periods, args.models, args.users = 2, 4, 2
     periods = f"--periods={args.periods}"
+    bound = QUICK_BACKFILL_TIMEOUT if args.quick else BACKFILL_TIMEOUT
     rows = []
     # The servers stop before their data directories are removed (one still writing
     # into its directory made the removal fail).
@@ -136,18 +141,19 @@ def main(argv: list[str] | None = None) -> int:
                                       KEEP)
             progress(f"pushing into {build} at {server.url}")
             rows.append(_row(str(build), backfill(
-                config, periods, f"--remote-write.url={server.url}/api/v1/write")))
+                config, periods, f"--remote-write.url={server.url}/api/v1/write",
+                timeout=bound)))
             progress(f"stopping {build}")
             server.process.stop()
         if shutil.which(VICTORIA_METRICS):
             progress("starting victoria-metrics")
             vm = start_victoria_metrics(processes, tmp / "vm-data")
             rows.append(_row("victoria-metrics", backfill(
-                config, periods, f"--remote-write.url={vm.write_url}")))
+                config, periods, f"--remote-write.url={vm.write_url}", timeout=bound)))
         for build in builds[:1]:
             output = tmp / "history.om"
             progress(f"writing {output.name}, then promtool of {build}")
-            run = backfill(config, periods, f"--output={output}")
+            run = backfill(config, periods, f"--output={output}", timeout=bound)
             started = time.monotonic()
             subprocess.run([build.promtool, "tsdb", "create-blocks-from", "openmetrics",
                             str(output), str(tmp / "blocks")], check=True,
